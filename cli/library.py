@@ -1,0 +1,91 @@
+"""Walking a music library: sorted, streaming, tolerant of unreadable directories and
+symlink loops (after beets' sorted_walk)."""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from genreq.config import AUDIO_EXTENSIONS
+from genreq.db.queries import FileStat
+
+log = logging.getLogger(__name__)
+
+
+def is_audio(path: str | Path) -> bool:
+    return os.path.splitext(path)[1].lower() in AUDIO_EXTENSIONS
+
+
+class LibraryWalk:
+    """Iterates the audio files under some paths, depth first in sorted name order.
+
+    Holds one directory listing and the stack of directories still to visit, never the
+    whole library. Directories are visited once by (device, inode), so symlink loops
+    and aliases end. Hidden entries (".name") are skipped. After iterating, `ignored`
+    counts the files that are not audio and `warnings` the paths skipped with a warning.
+    """
+
+    def __init__(self, paths: Iterable[str | Path]):
+        self.paths = [Path(os.path.abspath(os.fspath(p))) for p in paths]
+        self.ignored = 0
+        self.warnings = 0
+        self._seen_dirs: set[tuple[int, int]] = set()
+
+    def _warn(self, message: str, *args) -> None:
+        self.warnings += 1
+        log.warning(message, *args)
+
+    def __iter__(self) -> Iterator[FileStat]:
+        for path in self.paths:
+            try:
+                info = path.stat()
+            except OSError as exc:
+                self._warn("skipping %s: %s", path, exc.strerror)
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                yield from self._walk_dir(path, info)
+            else:
+                yield from self._file(path, info)
+
+    def _file(self, path: Path, info: os.stat_result) -> Iterator[FileStat]:
+        if not stat.S_ISREG(info.st_mode) or not is_audio(path):
+            self.ignored += 1
+            return
+        name = os.fspath(path)
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in the name: not storable as text
+            self._warn("skipping %r: file name is not valid UTF-8", name)
+            return
+        yield FileStat(path=name, size_bytes=info.st_size, mtime_ns=info.st_mtime_ns)
+
+    def _walk_dir(self, top: Path, info: os.stat_result) -> Iterator[FileStat]:
+        stack = [(top, info)]
+        while stack:
+            directory, dir_info = stack.pop()
+            key = (dir_info.st_dev, dir_info.st_ino)
+            if key in self._seen_dirs:
+                continue
+            self._seen_dirs.add(key)
+            try:
+                with os.scandir(directory) as scan:
+                    entries = sorted(scan, key=lambda entry: entry.name)
+            except OSError as exc:
+                self._warn("skipping unreadable directory %s: %s", directory, exc.strerror)
+                continue
+            subdirs = []
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    entry_info = entry.stat()  # follows symlinks
+                except OSError as exc:
+                    self._warn("skipping %s: %s", entry.path, exc.strerror)
+                    continue
+                if stat.S_ISDIR(entry_info.st_mode):
+                    subdirs.append((Path(entry.path), entry_info))
+                else:
+                    yield from self._file(Path(entry.path), entry_info)
+            stack.extend(reversed(subdirs))

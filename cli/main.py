@@ -1,0 +1,339 @@
+"""The `genreq` command group. Each command is a few lines over genreq.cli.pipeline and
+genreq.db.queries; data goes to stdout, progress and logs to stderr."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from genreq.cli.output import output_options
+from genreq.errors import GenreqError
+
+log = logging.getLogger("genreq")
+
+
+def _user_error(exc: Exception) -> str | None:
+    """A one-line message for errors a user can act on; None for bugs."""
+    if isinstance(exc, GenreqError):
+        return str(exc)
+    # Only already-imported modules can have raised these; importing them here keeps
+    # `genreq --help` light.
+    sqlalchemy_exc = sys.modules.get("sqlalchemy.exc")
+    if sqlalchemy_exc and isinstance(exc, sqlalchemy_exc.OperationalError):
+        return f"database error: {exc.orig}"
+    kombu_exc = sys.modules.get("kombu.exceptions")
+    if kombu_exc and isinstance(exc, kombu_exc.OperationalError):
+        return f"broker error: {exc}"
+    return None
+
+
+class GenreqGroup(click.Group):
+    """The one error boundary: a GenreqError (or an unreachable database or broker)
+    becomes `Error: <message>` on stderr and exit status 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            message = _user_error(exc)
+            if message is None:
+                raise
+            raise click.ClickException(message) from exc
+
+
+@click.group(cls=GenreqGroup)
+@click.version_option(package_name="genreq")
+@click.option("-v", "--verbose", is_flag=True, help="Log more (to stderr).")
+def cli(verbose: bool) -> None:
+    """Sort a music library by genre.
+
+    \b
+    Example:
+      genreq run ~/Music && genreq export --genre jazz --format m3u -o jazz.m3u
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="genreq: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _enqueue_summary_line(summary) -> str:
+    parts = [f"queued {summary.queued}"]
+    if summary.pending:
+        parts.append(f"still pending {summary.pending} (sent again)")
+    parts += [f"already known {summary.known}", f"ignored {summary.ignored}"]
+    if summary.warnings:
+        parts.append(f"skipped with a warning {summary.warnings}")
+    return " · ".join(parts)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def enqueue(paths: tuple[Path, ...]) -> None:
+    """Record the audio files under PATHS and queue them for classification.
+
+    Walks directories recursively in sorted order. A file already known with the same
+    size and modification time is not queued again; a changed file is. Start workers
+    with `genreq worker` to process the queue, or use `genreq run` to do both.
+
+    \b
+    Example:
+      genreq enqueue ~/Music /mnt/nas/music
+      queued 1520 · already known 0 · ignored 34
+    """
+    from genreq.cli import pipeline
+
+    pipeline.prepare()
+    summary = pipeline.enqueue(paths)
+    click.echo(_enqueue_summary_line(summary), err=True)
+
+
+@cli.command()
+@click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
+              help="Worker processes [default: number of CPUs].")
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+              default="INFO", show_default=True)
+def worker(concurrency: int | None, loglevel: str) -> None:
+    """Classify queued tracks until stopped (Ctrl-C, SIGTERM or `genreq stop`).
+
+    Prefork Celery worker: each process loads the model once and uses one torch
+    thread. Run several, on several machines, against the same broker and database.
+
+    \b
+    Example:
+      genreq worker --concurrency 4
+    """
+    from genreq.cli import pipeline
+
+    sys.exit(pipeline.serve_worker(concurrency, loglevel))
+
+
+class Progress:
+    """One self-rewriting progress line on stderr (a line every few seconds when
+    stderr is not a terminal)."""
+
+    BAR_WIDTH = 24
+    PLAIN_EVERY_S = 5.0
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last_plain = 0.0
+
+    def update(self, finished: int, total: int, rate: float | None, walking: bool) -> None:
+        filled = int(self.BAR_WIDTH * finished / total) if total else 0
+        bar = "#" * filled + "-" * (self.BAR_WIDTH - filled)
+        rate_text = f"{rate:.1f} clips/s" if rate else "-- clips/s"
+        if walking:
+            eta = "walking…"
+        elif rate and total > finished:
+            eta = "ETA " + _duration((total - finished) / rate)
+        else:
+            eta = "ETA --"
+        line = f"[{bar}] {finished}/{total}  {rate_text}  {eta}"
+        if self.tty:
+            click.echo(f"\r{line}\x1b[K", nl=False, err=True)
+        elif time.monotonic() - self.last_plain >= self.PLAIN_EVERY_S or finished == total:
+            self.last_plain = time.monotonic()
+            click.echo(line, err=True)
+
+    def close(self) -> None:
+        if self.tty:
+            click.echo(err=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes to start [default: number of CPUs].")
+def run(paths: tuple[Path, ...], workers: int | None) -> None:
+    """Classify every audio file under PATHS, start to finish, and print a summary.
+
+    Enqueues the files, starts local workers, shows progress on stderr, waits until
+    every file of this run is done or failed, stops the workers (and the embedded
+    broker, if this run started it) and prints the counts per genre and the failures.
+    Exits 0 when the run completed, even if some files failed.
+
+    \b
+    Example:
+      genreq run ~/Music --workers 4
+    """
+    import os
+
+    from genreq import config
+    from genreq.cli import pipeline
+    from genreq.db import queries
+    from genreq.db.session import session_scope
+
+    workers = workers or os.cpu_count() or 1
+    started = time.monotonic()
+    started_broker = pipeline.prepare()
+    log_path = config.logs_dir() / "run-workers.log"
+    process = pipeline.spawn_worker(workers, log_path)
+    progress = Progress()
+    try:
+        def on_batch(summary) -> None:
+            pipeline.check_alive(process, log_path)
+            progress.update(0, summary.sent, None, walking=True)
+
+        summary = pipeline.enqueue(paths, on_batch=on_batch)
+        click.echo(_enqueue_summary_line(summary), err=True)
+        while True:
+            with session_scope() as session:
+                batch = queries.status(session, summary.batch_id)
+            progress.update(batch.done + batch.failed, batch.total, batch.throughput_per_s,
+                            walking=False)
+            if batch.pending == 0:
+                break
+            pipeline.check_alive(process, log_path)
+            time.sleep(0.5)
+        progress.close()
+    finally:
+        pipeline.stop_process(process)
+        if started_broker:
+            from genreq.worker import broker
+
+            broker.stop()
+    elapsed_s = time.monotonic() - started
+    with session_scope() as session:
+        _print_genre_table(batch.genres)
+        finished = batch.done + batch.failed
+        rate = f" ({finished / elapsed_s:.2f} clips/s)" if finished else ""
+        click.echo(f"\ndone {batch.done} · failed {batch.failed} · "
+                   f"{_plural(finished, 'file')} in {elapsed_s:.1f} s{rate}")
+        if batch.failed:
+            click.echo("\nfailed:")
+            for track in queries.failures(session, summary.batch_id):
+                click.echo(f"  {track.error}")
+
+
+def _print_genre_table(genres: dict[str, int]) -> None:
+    click.echo(f"{'genre':<14}{'tracks':>7}")
+    for genre, count in genres.items():
+        click.echo(f"{genre:<14}{count:>7}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--failed", "show_failed", is_flag=True, help="List failed files and why.")
+def status(as_json: bool, show_failed: bool) -> None:
+    """Counts by state and by genre, with throughput and ETA while work is pending.
+
+    \b
+    Example:
+      genreq status --json
+      {"total": 257, "queued": 0, "running": 0, "done": 256, "failed": 1,
+       "genres": {"classical": 85, ...}, "throughput_per_s": null, "eta_s": null}
+    """
+    from genreq.cli import pipeline
+    from genreq.db import queries
+    from genreq.db.session import session_scope
+
+    pipeline.prepare(start_broker=False)
+    with session_scope() as session:
+        counts = queries.status(session)
+        failures = queries.failures(session) if show_failed else iter(())
+        if as_json:
+            result = counts.as_dict()
+            if show_failed:
+                result["failures"] = [{"path": t.path, "error": t.error} for t in failures]
+            click.echo(json.dumps(result))
+            return
+        for state in ("queued", "running", "done", "failed", "total"):
+            click.echo(f"{state:<14}{getattr(counts, state):>7}")
+        if counts.pending and counts.throughput_per_s:
+            click.echo(f"{'throughput':<14}{counts.throughput_per_s:>7.2f} tracks/s"
+                       f"  ETA {_duration(counts.eta_s)}")
+        if counts.genres:
+            click.echo()
+            _print_genre_table(counts.genres)
+        if show_failed:
+            click.echo("\nfailed:")
+            for track in failures:
+                click.echo(f"  {track.error}")
+
+
+@cli.command()
+@click.option("-g", "--genre", "genres", multiple=True,
+              help="Only tracks predicted as this genre (repeatable) [default: all].")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Only predictions at least this confident.")
+@output_options
+def export(genres: tuple[str, ...], min_confidence: float | None, fmt: str, output: str) -> None:
+    """Print the classified tracks: path, genre, confidence, top-3 genres, duration, model.
+
+    \b
+    Example:
+      genreq export --genre jazz --genre blues --min-confidence 0.6 --format m3u -o late.m3u
+      genreq export --format csv > library.csv
+    """
+    from genreq.cli import pipeline
+    from genreq.cli.output import write_tracks
+    from genreq.db import queries
+    from genreq.db.session import session_scope
+
+    pipeline.prepare(start_broker=False)
+    with session_scope() as session:
+        if genres:
+            known = queries.known_genres(session)
+            unknown = sorted(set(genres) - set(known))
+            if unknown:
+                raise click.BadParameter(
+                    f"unknown genre {', '.join(unknown)}; known genres: "
+                    + (", ".join(known) or "none yet (no track classified)"),
+                    param_hint="--genre",
+                )
+        write_tracks(queries.done_tracks(session, genres, min_confidence), fmt, output)
+
+
+@cli.command()
+def stop() -> None:
+    """Stop the workers and the embedded broker that genreq started for GENREQ_HOME.
+
+    \b
+    Example:
+      genreq stop
+    """
+    from genreq.cli import pipeline
+
+    workers, broker_stopped = pipeline.stop()
+    click.echo(f"stopped {_plural(workers, 'worker')}; embedded broker "
+               + ("stopped" if broker_stopped else "was not running"), err=True)
+
+
+@cli.group()
+def db() -> None:
+    """Database schema management."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database (GENREQ_DATABASE_URL) to REVISION (default: the latest).
+
+    \b
+    Example:
+      GENREQ_DATABASE_URL=postgresql://genreq@db/genreq genreq db upgrade
+    """
+    from genreq.db import migrate
+
+    migrate.upgrade(revision=revision)
+    click.echo(f"database at {migrate.current_revision()}", err=True)
+
+
+from genreq.cli import ml  # the model commands register themselves on `cli`
+
+ml.register(cli)

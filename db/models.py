@@ -1,0 +1,94 @@
+"""The schema: one row per audio file. Alembic creates it (migrations/), never create_all."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Deterministic constraint names, so migrations can name what they alter or drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+TOP_K = 3  # genres shown with their probabilities in exports
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class State(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Track(Base):
+    """An audio file and, once classified, its prediction.
+
+    (path, size_bytes, mtime_ns) is the idempotency key: a file seen again with the same
+    size and mtime is not queued again; a changed one is reset and re-queued.
+    """
+
+    __tablename__ = "tracks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[State] = mapped_column(
+        Enum(State, name="track_state", native_enum=False, length=16, create_constraint=True),
+        default=State.queued,
+    )
+    # The enqueue call that last queued the track: `genreq run` waits for its own batch.
+    batch_id: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    genre: Mapped[str | None] = mapped_column(String(64))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    probs: Mapped[dict[str, float] | None] = mapped_column(JSON)  # every genre of the model
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    model_name: Mapped[str | None] = mapped_column(String(64))
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    elapsed_s: Mapped[float | None] = mapped_column(Float)  # wall time of the classification
+
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        Index("ix_tracks_state", "state"),
+        Index("ix_tracks_genre_confidence", "genre", "confidence"),
+        Index("ix_tracks_batch_id_state", "batch_id", "state"),
+        Index("ix_tracks_finished_at", "finished_at"),
+    )
+
+    def top(self, k: int = TOP_K) -> list[tuple[str, float]]:
+        """The k most probable genres, most probable first."""
+        return sorted((self.probs or {}).items(), key=lambda kv: kv[1], reverse=True)[:k]
+
+
+metadata = Base.metadata

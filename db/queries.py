@@ -1,0 +1,272 @@
+"""Every query genreq runs. Reads page through the table by id so that a library of
+any size streams instead of loading into memory."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from genreq.db.models import State, Track, utcnow
+
+PAGE_SIZE = 1000
+# Throughput is measured over the tracks finished in this last window.
+THROUGHPUT_WINDOW_S = 120.0
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What the walk learns about a file: the idempotency key."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+
+
+@dataclass
+class UpsertResult:
+    queued_ids: list[int] = field(default_factory=list)  # new or changed: send to workers
+    pending_ids: list[int] = field(default_factory=list)  # unchanged, still queued/running
+    known: int = 0  # unchanged and finished (done or failed)
+
+
+def upsert_tracks(session: Session, files: Sequence[FileStat], batch_id: str) -> UpsertResult:
+    """Record one batch of walked files.
+
+    New files and files whose size or mtime changed are (re)queued; unchanged files keep
+    their result. Unchanged files still waiting (queued or running, e.g. from an
+    interrupted run) join `batch_id` so that `genreq run` waits for them too.
+    """
+    result = UpsertResult()
+    existing = {
+        track.path: track
+        for track in session.scalars(select(Track).where(Track.path.in_([f.path for f in files])))
+    }
+    new_tracks = []
+    for stat in files:
+        track = existing.get(stat.path)
+        if track is None:
+            track = Track(path=stat.path, size_bytes=stat.size_bytes, mtime_ns=stat.mtime_ns)
+            new_tracks.append(track)
+        elif (track.size_bytes, track.mtime_ns) != (stat.size_bytes, stat.mtime_ns):
+            _reset(track, stat)
+            new_tracks.append(track)
+        elif track.state in (State.queued, State.running):
+            track.batch_id = batch_id
+            result.pending_ids.append(track.id)
+            continue
+        else:
+            result.known += 1
+            continue
+        track.batch_id = batch_id
+    session.add_all(new_tracks)
+    session.flush()
+    result.queued_ids = [track.id for track in new_tracks]
+    return result
+
+
+def _reset(track: Track, stat: FileStat) -> None:
+    track.size_bytes = stat.size_bytes
+    track.mtime_ns = stat.mtime_ns
+    track.state = State.queued
+    track.attempts = 0
+    track.error = None
+    track.genre = track.confidence = track.probs = track.duration_s = None
+    track.model_name = track.model_version = track.elapsed_s = None
+    track.queued_at = utcnow()
+    track.started_at = track.finished_at = None
+
+
+# --- the worker's side -------------------------------------------------------------
+
+
+def claim(session: Session, track_id: int, max_attempts: int) -> Track | None:
+    """Mark a queued (or orphaned running) track as running and return it.
+
+    None when there is nothing to do: unknown id, or already done/failed, which makes
+    a repeated task a no-op. A track that has used up `max_attempts` (its worker kept
+    dying, e.g. on the hard time limit) is failed here instead of being tried again.
+    """
+    # Write first: on SQLite a read that later upgrades to a write can fail at once
+    # with "database is locked", while a leading write waits for busy_timeout.
+    pending = Track.state.in_([State.queued, State.running])
+    claimed = session.execute(
+        update(Track)
+        .where(Track.id == track_id, pending, Track.attempts < max_attempts)
+        .values(state=State.running, attempts=Track.attempts + 1, started_at=utcnow())
+    ).rowcount
+    if claimed:
+        return session.get(Track, track_id, populate_existing=True)
+    session.execute(
+        update(Track)
+        .where(Track.id == track_id, pending)
+        .values(
+            state=State.failed,
+            error=Track.path + f": gave up after {max_attempts} attempts (worker lost or timed out)",
+            finished_at=utcnow(),
+        )
+    )
+    return None
+
+
+def record_result(
+    session: Session,
+    track_id: int,
+    *,
+    genre: str,
+    confidence: float,
+    probs: dict[str, float],
+    duration_s: float,
+    model_name: str,
+    model_version: str,
+    elapsed_s: float,
+) -> None:
+    session.execute(
+        update(Track)
+        .where(Track.id == track_id)
+        .values(
+            state=State.done,
+            error=None,
+            genre=genre,
+            confidence=confidence,
+            probs=probs,
+            duration_s=duration_s,
+            model_name=model_name,
+            model_version=model_version,
+            elapsed_s=elapsed_s,
+            finished_at=utcnow(),
+        )
+    )
+
+
+def record_failure(session: Session, track_id: int, reason: str, elapsed_s: float) -> None:
+    session.execute(
+        update(Track)
+        .where(Track.id == track_id)
+        .values(state=State.failed, error=reason, elapsed_s=elapsed_s, finished_at=utcnow())
+    )
+
+
+# --- status ------------------------------------------------------------------------
+
+
+@dataclass
+class Status:
+    queued: int = 0
+    running: int = 0
+    done: int = 0
+    failed: int = 0
+    genres: dict[str, int] = field(default_factory=dict)
+    throughput_per_s: float | None = None  # tracks finished per second, recently
+    eta_s: float | None = None  # time left at that rate, while work is pending
+
+    @property
+    def total(self) -> int:
+        return self.queued + self.running + self.done + self.failed
+
+    @property
+    def pending(self) -> int:
+        return self.queued + self.running
+
+    def as_dict(self) -> dict:
+        return {
+            "total": self.total,
+            "queued": self.queued,
+            "running": self.running,
+            "done": self.done,
+            "failed": self.failed,
+            "genres": self.genres,
+            "throughput_per_s": self.throughput_per_s,
+            "eta_s": self.eta_s,
+        }
+
+
+def status(session: Session, batch_id: str | None = None) -> Status:
+    """Counts by state and by genre (all tracks, or one enqueue batch), with throughput."""
+    scope = [Track.batch_id == batch_id] if batch_id else []
+    result = Status()
+    for state, count in session.execute(
+        select(Track.state, func.count()).where(*scope).group_by(Track.state)
+    ):
+        setattr(result, State(state).value, count)
+    result.genres = dict(
+        session.execute(
+            select(Track.genre, func.count())
+            .where(Track.state == State.done, *scope)
+            .group_by(Track.genre)
+            .order_by(func.count().desc(), Track.genre)
+        ).all()
+    )
+    result.throughput_per_s = throughput(session, scope)
+    if result.pending and result.throughput_per_s:
+        result.eta_s = result.pending / result.throughput_per_s
+    return result
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; genreq stores UTC.
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def throughput(session: Session, scope: Iterable = (), now: datetime | None = None) -> float | None:
+    """Tracks finished per second over the last THROUGHPUT_WINDOW_S seconds."""
+    now = now or utcnow()
+    since = now - timedelta(seconds=THROUGHPUT_WINDOW_S)
+    count, first_start = session.execute(
+        select(func.count(), func.min(Track.started_at)).where(
+            Track.finished_at >= since, *scope
+        )
+    ).one()
+    if not count or first_start is None:
+        return None
+    span_s = (now - max(_as_utc(first_start), since)).total_seconds()
+    return count / span_s if span_s > 0 else None
+
+
+def failures(session: Session, batch_id: str | None = None) -> Iterator[Track]:
+    """Failed tracks in id (enqueue) order, paged."""
+    scope = [Track.batch_id == batch_id] if batch_id else []
+    yield from _paged(session, select(Track).where(Track.state == State.failed, *scope))
+
+
+# --- export ------------------------------------------------------------------------
+
+
+def known_genres(session: Session) -> list[str]:
+    """Every genre the models that classified this library can predict."""
+    genres: set[str] = set()
+    # One done track per model version is enough: probs holds its full genre vector.
+    sample_ids = select(func.min(Track.id)).where(Track.state == State.done).group_by(
+        Track.model_version
+    )
+    for probs in session.scalars(select(Track.probs).where(Track.id.in_(sample_ids))):
+        genres.update(probs or {})
+    return sorted(genres)
+
+
+def done_tracks(
+    session: Session, genres: Sequence[str] = (), min_confidence: float | None = None
+) -> Iterator[Track]:
+    """Done tracks, optionally of some genres and above a confidence, paged by id."""
+    query = select(Track).where(Track.state == State.done)
+    if genres:
+        query = query.where(Track.genre.in_(genres))
+    if min_confidence is not None:
+        query = query.where(Track.confidence >= min_confidence)
+    yield from _paged(session, query)
+
+
+def _paged(session: Session, query) -> Iterator[Track]:
+    """Keyset pagination by id: constant memory, stable under concurrent inserts."""
+    last_id = 0
+    while True:
+        page = session.scalars(
+            query.where(Track.id > last_id).order_by(Track.id).limit(PAGE_SIZE)
+        ).all()
+        if not page:
+            return
+        yield from page
+        last_id = page[-1].id
+        session.expunge_all()

@@ -1,0 +1,57 @@
+"""Configuration from the environment, read at call time so tests and child processes
+that change the environment see the new values.
+
+GENREQ_HOME          state of the embedded default: database, broker data and socket, logs
+GENREQ_DATABASE_URL  any SQLAlchemy URL; default a SQLite file in GENREQ_HOME
+GENREQ_BROKER_URL    a Redis URL; unset means the embedded broker under GENREQ_HOME
+GENREQ_MODEL         checkpoint path; unset means the weights shipped in the package
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+APP_NAME = "genreq"
+
+# Extensions genreq treats as audio; compared in lower case.
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif", ".au"}
+)
+
+
+def home() -> Path:
+    """GENREQ_HOME, or the per-user data directory. Created on first use."""
+    value = os.environ.get("GENREQ_HOME")
+    path = Path(value).expanduser() if value else Path(platformdirs.user_data_dir(APP_NAME))
+    path = path.absolute()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def database_url_is_default() -> bool:
+    """True when the database is the embedded SQLite file, which genreq migrates itself."""
+    return not os.environ.get("GENREQ_DATABASE_URL")
+
+
+def database_url() -> str:
+    """GENREQ_DATABASE_URL, or a SQLite file in GENREQ_HOME."""
+    return os.environ.get("GENREQ_DATABASE_URL") or f"sqlite:///{home() / 'genreq.db'}"
+
+
+def broker_url() -> str | None:
+    """GENREQ_BROKER_URL, or None for the embedded broker (see genreq.worker.broker)."""
+    return os.environ.get("GENREQ_BROKER_URL") or None
+
+
+def model_path() -> Path | None:
+    """GENREQ_MODEL, or None for the weights shipped in the package."""
+    value = os.environ.get("GENREQ_MODEL")
+    return Path(value).expanduser() if value else None
+
+
+def logs_dir() -> Path:
+    path = home() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
