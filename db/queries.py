@@ -159,8 +159,9 @@ class Status:
     done: int = 0
     failed: int = 0
     genres: dict[str, int] = field(default_factory=dict)
-    throughput_per_s: float | None = None  # tracks finished per second, recently
-    eta_s: float | None = None  # time left at that rate, while work is pending
+    # While work is pending: tracks finished per second recently, and time left at that rate.
+    throughput_per_s: float | None = None
+    eta_s: float | None = None
 
     @property
     def total(self) -> int:
@@ -199,9 +200,10 @@ def status(session: Session, batch_id: str | None = None) -> Status:
             .order_by(func.count().desc(), Track.genre)
         ).all()
     )
-    result.throughput_per_s = throughput(session, scope)
-    if result.pending and result.throughput_per_s:
-        result.eta_s = result.pending / result.throughput_per_s
+    if result.pending:
+        result.throughput_per_s = throughput(session, scope)
+        if result.throughput_per_s:
+            result.eta_s = result.pending / result.throughput_per_s
     return result
 
 

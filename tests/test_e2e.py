@@ -1,0 +1,141 @@
+"""End to end with real parts: redis-server, `genreq worker` processes, a database file
+(or PostgreSQL), and the shipped model. Compared against the model called directly."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import genreq, wait_until_finished
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from genreq.predict import Classifier
+
+    return Classifier.load()
+
+
+def expected_genres(classifier, files: list[Path]) -> dict[str, str]:
+    return {str(f): classifier.classify_file(f).genre for f in files}
+
+
+def export_json(*args: str) -> list[dict]:
+    return json.loads(genreq("export", "--format", "json", *args).stdout)
+
+
+def assert_classified(library: dict, classifier, status: dict) -> None:
+    n_audio = len(library["audio"])
+    expected = expected_genres(classifier, library["audio"])
+    by_genre: dict[str, set[str]] = {}
+    for path, genre in expected.items():
+        by_genre.setdefault(genre, set()).add(path)
+
+    assert {k: status[k] for k in ("total", "queued", "running", "done", "failed")} == {
+        "total": n_audio + 1, "queued": 0, "running": 0, "done": n_audio, "failed": 1,
+    }
+    assert status["genres"] == {g: len(paths) for g, paths in by_genre.items()}
+    for genre, paths in by_genre.items():
+        rows = export_json("--genre", genre)
+        assert {row["path"] for row in rows} == paths
+        for row in rows:
+            assert row["genre"] == genre
+            assert len(row["top"]) == 3 and row["top"][0]["genre"] == genre
+            assert row["model"] == classifier.name
+            assert row["model_version"] == classifier.version
+    assert {row["path"] for row in export_json()} == set(expected)
+
+    failed = json.loads(genreq("status", "--json", "--failed").stdout)["failures"]
+    assert [f["path"] for f in failed] == [str(library["corrupt"])]
+    assert failed[0]["error"].startswith(f"{library['corrupt']}: ")
+
+
+def pipeline_with_worker(library: dict, classifier, start_worker) -> None:
+    n_files = len(library["audio"]) + 1
+    genreq("db", "upgrade")
+    result = genreq("enqueue", library["root"])
+    assert result.stderr.strip() == f"queued {n_files} · already known 0 · ignored 1"
+    assert result.stdout == ""
+
+    worker = start_worker(concurrency=1)
+    status = wait_until_finished(n_files, worker=worker)
+    assert_classified(library, classifier, status)
+
+    # Idempotent: nothing known is queued again; a changed file is.
+    result = genreq("enqueue", library["root"])
+    assert result.stderr.strip() == f"queued 0 · already known {n_files} · ignored 1"
+    changed = library["audio"][0]
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    result = genreq("enqueue", library["root"])
+    assert result.stderr.strip() == f"queued 1 · already known {n_files - 1} · ignored 1"
+    status = wait_until_finished(n_files, worker=worker)
+    assert_classified(library, classifier, status)
+
+    assert worker.stop() == 0, worker.log()
+    assert "loaded model" in worker.log()
+    # Loaded once per process, not per task.
+    assert worker.log().count("loaded model") == 1
+
+
+def test_pipeline_sqlite(tmp_path, redis_url, audio_library, classifier, start_worker,
+                         monkeypatch):
+    monkeypatch.setenv("GENREQ_BROKER_URL", redis_url)
+    monkeypatch.setenv("GENREQ_DATABASE_URL", f"sqlite:///{tmp_path / 'library.db'}")
+    pipeline_with_worker(audio_library, classifier, start_worker)
+
+
+@pytest.mark.postgres
+def test_pipeline_postgres(postgres_url, redis_url, audio_library, classifier, start_worker,
+                           monkeypatch):
+    monkeypatch.setenv("GENREQ_BROKER_URL", redis_url)
+    pipeline_with_worker(audio_library, classifier, start_worker)
+
+
+def test_run_embedded_default(genreq_home, audio_library, classifier):
+    """No broker or database configured: `genreq run` starts and stops its own."""
+    from genreq.worker import broker
+
+    n_files = len(audio_library["audio"]) + 1
+    result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
+    assert f"done {n_files - 1} · failed 1 · {n_files} files in " in result.stdout
+    assert f"{audio_library['corrupt']}: " in result.stdout
+    assert f"queued {n_files} · already known 0 · ignored 1" in result.stderr
+    assert not broker.is_running(genreq_home), "run must stop the broker it started"
+    assert not list((genreq_home / "workers").glob("*.pid"))
+
+    status = json.loads(genreq("status", "--json").stdout)
+    assert_classified(audio_library, classifier, status)
+    assert (genreq_home / "genreq.db").exists()
+
+    # A second run finds everything known and finishes at once.
+    result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
+    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    assert "done 0 · failed 0 · 0 files in " in result.stdout
+
+
+def test_enqueue_then_stop_embedded_broker(genreq_home, audio_library):
+    """enqueue starts the embedded broker and leaves it for workers; stop stops it."""
+    import redis
+
+    from genreq.worker import broker
+    from genreq.worker.app import QUEUE
+
+    genreq("enqueue", audio_library["root"])
+    assert broker.is_running(genreq_home)
+    assert (genreq_home / "broker" / "appendonlydir").is_dir()  # persisted under HOME
+    result = genreq("stop")
+    assert result.stderr.strip() == "stopped 0 workers; embedded broker stopped"
+    assert not broker.is_running(genreq_home)
+    # The queue survived in the append-only file: a restarted broker still holds it.
+    n_files = len(audio_library["audio"]) + 1
+    assert broker.ensure_running(genreq_home)
+    assert redis.Redis(unix_socket_path=str(broker.socket_path(genreq_home))).llen(QUEUE) == n_files
+    # The tracks are still pending: enqueue sends them again.
+    result = genreq("enqueue", audio_library["root"])
+    assert result.stderr.strip() == (
+        f"queued 0 · still pending {n_files} (sent again) · already known 0 · ignored 1"
+    )
+    genreq("stop")
