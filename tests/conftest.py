@@ -49,10 +49,11 @@ def sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def reset_postgres(url: str) -> None:
-    """Empty the test database: the suite owns it."""
+    """Empty the test database (the suite owns it) and migrate it afresh."""
     from genreq.db import migrate
 
     migrate.downgrade(url, "base")
+    migrate.upgrade(url)
 
 
 @pytest.fixture
@@ -216,3 +217,27 @@ def audio_library(tmp_path: Path) -> dict:
     corrupt.write_bytes(b"this is not audio" * 100)
     (lib / "notes.txt").write_text("not audio\n")
     return {"root": lib, "audio": sorted(audio), "corrupt": corrupt, "ignored": 1}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request) -> str:
+    """A migrated database, SQLite and (when configured) PostgreSQL."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+def add_track(session, path: str, state: str = "queued", genre: str | None = None,
+              confidence: float = 0.5, **fields):
+    """Insert one track row directly (unit tests of queries and output)."""
+    from genreq.db.models import State, Track
+
+    probs = fields.pop("probs", None)
+    if genre and probs is None:
+        probs = {genre: confidence, "other": round(1 - confidence, 4)}
+    if genre:
+        fields = {"model_name": "crnn", "model_version": "abc123", **fields}
+    track = Track(path=path, size_bytes=fields.pop("size_bytes", 1),
+                  mtime_ns=fields.pop("mtime_ns", 1), state=State(state), genre=genre,
+                  confidence=confidence if genre else None, probs=probs, **fields)
+    session.add(track)
+    session.flush()
+    return track

@@ -1,0 +1,107 @@
+"""The library walk: sorted, streaming, extension filter, unreadable dirs, symlink loops."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from genreq.cli.library import LibraryWalk, is_audio
+
+
+def touch(path: Path, data: bytes = b"x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def walked(*paths) -> list[str]:
+    return [stat.path for stat in LibraryWalk(paths)]
+
+
+def test_is_audio_case_insensitive():
+    for name in ("a.wav", "a.FLAC", "a.Mp3", "a.ogg", "a.opus", "a.m4a", "a.AIFF", "a.au"):
+        assert is_audio(name), name
+    for name in ("a.txt", "a.jpg", "mp3", "a.mp3.part", "a"):
+        assert not is_audio(name), name
+
+
+def test_sorted_depth_first_with_counts(tmp_path):
+    for rel in ("b/2.mp3", "b/1.FLAC", "a.wav", "c/d/e.ogg", "c/cover.jpg", "z.txt"):
+        touch(tmp_path / rel)
+    walk = LibraryWalk([tmp_path])
+    paths = [stat.path for stat in walk]
+    assert paths == [str(tmp_path / rel) for rel in ("a.wav", "b/1.FLAC", "b/2.mp3", "c/d/e.ogg")]
+    assert walk.ignored == 2
+    assert walk.warnings == 0
+
+
+def test_idempotency_key_is_size_and_mtime(tmp_path):
+    song = touch(tmp_path / "song.mp3", b"12345")
+    os.utime(song, ns=(1_000_000_000, 1_700_000_000_123_456_789))
+    (stat,) = LibraryWalk([tmp_path])
+    assert (stat.path, stat.size_bytes, stat.mtime_ns) == (
+        str(song), 5, 1_700_000_000_123_456_789,
+    )
+
+
+def test_files_and_relative_paths_as_arguments(tmp_path, monkeypatch):
+    touch(tmp_path / "one.mp3")
+    touch(tmp_path / "readme.md")
+    monkeypatch.chdir(tmp_path)
+    walk = LibraryWalk(["one.mp3", "readme.md"])
+    assert [s.path for s in walk] == [str(tmp_path / "one.mp3")]
+    assert walk.ignored == 1
+
+
+def test_hidden_entries_skipped(tmp_path):
+    touch(tmp_path / ".hidden" / "a.mp3")
+    touch(tmp_path / "._resource.mp3")
+    touch(tmp_path / "ok.mp3")
+    assert walked(tmp_path) == [str(tmp_path / "ok.mp3")]
+
+
+def test_unreadable_directory_warns_and_goes_on(tmp_path, monkeypatch, caplog):
+    touch(tmp_path / "a" / "1.mp3")
+    touch(tmp_path / "locked" / "2.mp3")
+    touch(tmp_path / "z" / "3.mp3")
+    real_scandir = os.scandir
+
+    # The tests may run as root, for whom chmod 000 locks nothing: fake the refusal.
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    walk = LibraryWalk([tmp_path])
+    with caplog.at_level(logging.WARNING):
+        paths = [s.path for s in walk]
+    assert paths == [str(tmp_path / "a" / "1.mp3"), str(tmp_path / "z" / "3.mp3")]
+    assert walk.warnings == 1
+    assert f"skipping unreadable directory {tmp_path / 'locked'}: Permission denied" in caplog.text
+
+
+def test_missing_path_and_broken_symlink_warn(tmp_path, caplog):
+    touch(tmp_path / "lib" / "a.mp3")
+    (tmp_path / "lib" / "dangling.mp3").symlink_to(tmp_path / "nowhere.mp3")
+    walk = LibraryWalk([tmp_path / "missing", tmp_path / "lib"])
+    with caplog.at_level(logging.WARNING):
+        assert [s.path for s in walk] == [str(tmp_path / "lib" / "a.mp3")]
+    assert walk.warnings == 2
+
+
+def test_symlink_loops_end_and_aliases_count_once(tmp_path):
+    touch(tmp_path / "music" / "album" / "t.mp3")
+    (tmp_path / "music" / "album" / "loop").symlink_to(tmp_path / "music")
+    (tmp_path / "music" / "alias").symlink_to(tmp_path / "music" / "album")
+    # "album" sorts before "alias": the real path is the one kept.
+    assert walked(tmp_path / "music", tmp_path / "music") == [
+        str(tmp_path / "music" / "album" / "t.mp3")
+    ]
+
+
+def test_walk_streams(tmp_path):
+    touch(tmp_path / "a" / "1.mp3")
+    touch(tmp_path / "b" / "2.mp3")
+    walk = iter(LibraryWalk([tmp_path]))
+    assert next(walk).path == str(tmp_path / "a" / "1.mp3")  # before "b" is even listed
