@@ -19,6 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from genreq import config
 from genreq.errors import GenreqError
@@ -56,7 +58,10 @@ def embedded_url(home: Path | None = None) -> str:
 
 
 def _client(sock: Path) -> redis.Redis:
-    return redis.Redis(unix_socket_path=str(sock), socket_timeout=2, socket_connect_timeout=2)
+    # No retries: a probe must answer at once, and SHUTDOWN closing the connection is
+    # the expected outcome, not something to retry.
+    return redis.Redis(unix_socket_path=str(sock), socket_timeout=2, socket_connect_timeout=2,
+                       retry=Retry(NoBackoff(), 0))
 
 
 def is_running(home: Path | None = None) -> bool:
