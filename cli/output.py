@@ -30,7 +30,7 @@ def track_record(track: Track) -> dict:
         "path": track.path,
         "genre": track.genre,
         "confidence": round(track.confidence, 4),
-        "top": [{"genre": g, "prob": round(p, 4)} for g, p in track.top(TOP_K)],
+        "top": [{"genre": g, "probability": round(p, 4)} for g, p in track.top(TOP_K)],
         "duration_s": round(track.duration_s, 2) if track.duration_s is not None else None,
         "model": track.model_name,
         "model_version": track.model_version,
@@ -38,7 +38,7 @@ def track_record(track: Track) -> dict:
 
 
 def _top_text(record: dict) -> str:
-    return " ".join(f"{t['genre']}={t['prob']:.3f}" for t in record["top"])
+    return " ".join(f"{t['genre']}={t['probability']:.3f}" for t in record["top"])
 
 
 def write_csv(records: Iterable[dict], out: IO[str]) -> None:

@@ -76,8 +76,8 @@ def test_export_json(seeded):
     rows = json.loads(invoke("export", "--genre", "jazz", "--format", "json").stdout)
     assert rows == [{
         "path": "/m/a, live.flac", "genre": "jazz", "confidence": 0.8123,
-        "top": [{"genre": "jazz", "prob": 0.8123}, {"genre": "blues", "prob": 0.1},
-                {"genre": "rock", "prob": 0.05}],
+        "top": [{"genre": "jazz", "probability": 0.8123}, {"genre": "blues", "probability": 0.1},
+                {"genre": "rock", "probability": 0.05}],
         "duration_s": 241.37, "model": "crnn", "model_version": "abc123",
     }]
     assert json.loads(invoke("export", "--genre", "pop", "--format", "json").stdout) == []

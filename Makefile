@@ -1,0 +1,33 @@
+# The two commands a new user runs (see README):
+#   make run MUSIC=~/Music    set up, then classify every audio file under MUSIC
+#   make test                 set up, then run the test suite
+VENV ?= .venv
+MUSIC ?=
+WORKERS ?=
+DEMO_LIBRARY := demo-library
+STAMP := $(VENV)/.genreq-setup
+
+.PHONY: setup run test lint clean-demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup
+	VENV=$(VENV) scripts/setup
+	touch $@
+
+run: setup
+ifeq ($(strip $(MUSIC)),)
+	$(VENV)/bin/python scripts/demo-library $(DEMO_LIBRARY)
+	$(VENV)/bin/genreq run $(DEMO_LIBRARY) $(if $(WORKERS),--workers $(WORKERS))
+else
+	$(VENV)/bin/genreq run "$(MUSIC)" $(if $(WORKERS),--workers $(WORKERS))
+endif
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean-demo:
+	rm -rf $(DEMO_LIBRARY)
