@@ -316,7 +316,12 @@ def stop() -> None:
 
 @cli.group()
 def db() -> None:
-    """Database schema management."""
+    """Database schema management.
+
+    \b
+    Example:
+      genreq db upgrade
+    """
 
 
 @db.command("upgrade")

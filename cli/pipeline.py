@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,8 +136,8 @@ def serve_worker(concurrency: int | None = None, loglevel: str = "INFO") -> int:
 
 
 def spawn_worker(concurrency: int, log_path: Path) -> subprocess.Popen:
-    """Start `genreq worker` as a child process, its log going to `log_path`."""
-    with open(log_path, "ab") as log_file:
+    """Start `genreq worker` as a child process, its log going to `log_path` (replaced)."""
+    with open(log_path, "wb") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "genreq.cli", "worker", "--concurrency", str(concurrency)],
             stdin=subprocess.DEVNULL,
@@ -206,8 +207,16 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 def check_alive(process: subprocess.Popen, log_path: Path) -> None:
-    if process.poll() is not None:
-        raise GenreqError(
-            f"the workers stopped (exit status {process.returncode}); "
-            f"last lines of {log_path}:\n{tail(log_path)}"
-        )
+    """Raise when the worker process has exited, with its own error when it gave one."""
+    if process.poll() is None:
+        return
+    last_lines = tail(log_path)
+    # The worker's error boundary said why (e.g. the model cannot be loaded); Celery may
+    # have prefixed its line with a log header.
+    errors = re.findall(r"^(?:\[.*?\] )?Error: (.*)$", last_lines, flags=re.MULTILINE)
+    if errors:
+        raise GenreqError(f"the workers stopped: {errors[-1]} (log: {log_path})")
+    raise GenreqError(
+        f"the workers stopped (exit status {process.returncode}); "
+        f"last lines of {log_path}:\n{last_lines}"
+    )

@@ -39,9 +39,7 @@ def test_every_command_has_an_example():
             if isinstance(command, click.Group):
                 yield from commands(command, (*prefix, name))
 
-    for path, command in commands(cli):
-        if isinstance(command, click.Group):
-            continue
+    for path, _command in commands(cli):
         assert "Example" in invoke(*path, "--help").output, path
 
 

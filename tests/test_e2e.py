@@ -139,3 +139,16 @@ def test_enqueue_then_stop_embedded_broker(genreq_home, audio_library):
         f"queued 0 · still pending {n_files} (sent again) · already known 0 · ignored 1"
     )
     genreq("stop")
+
+
+def test_run_without_a_usable_model_fails_clearly(genreq_home, audio_library, tmp_path,
+                                                  monkeypatch):
+    """A missing checkpoint is not a per-file failure: the run stops with the reason."""
+    monkeypatch.setenv("GENREQ_MODEL", str(tmp_path / "missing.pt"))
+    result = genreq("run", audio_library["root"], "--workers", "1", check=False)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        f"Error: the workers stopped: {tmp_path / 'missing.pt'}"
+    )
+    status = json.loads(genreq("status", "--json").stdout)
+    assert status["failed"] == 0 and status["done"] == 0  # no track blamed
