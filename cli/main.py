@@ -191,11 +191,12 @@ def run(paths: tuple[Path, ...], workers: int | None) -> None:
 
         summary = pipeline.enqueue(paths, on_batch=on_batch)
         click.echo(_enqueue_summary_line(summary), err=True)
+        rate = None
         while True:
             with session_scope() as session:
                 batch = queries.status(session, summary.batch_id)
-            progress.update(batch.done + batch.failed, batch.total, batch.throughput_per_s,
-                            walking=False)
+            rate = batch.throughput_per_s or rate  # the last rate, once nothing is pending
+            progress.update(batch.done + batch.failed, batch.total, rate, walking=False)
             if batch.pending == 0:
                 break
             pipeline.check_alive(process, log_path)
