@@ -1,0 +1,121 @@
+"""Model commands: train, evaluate, classify. torch is imported inside the commands,
+so `genreq --help` and the pipeline commands stay fast."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn")  # mirrors genreq.models.ARCHITECTURES
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--arch", type=click.Choice(ARCH_NAMES), default="crnn", show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epoch count.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Checkpoint path [default: ARCH.pt].")
+@click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
+              help="Share of each genre held out (whole artist groups) for early stopping; 0 trains on all.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | None,
+          val_fraction: float, device: str) -> None:
+    """Train a genre model on DATA_DIR, one folder per genre.
+
+    \b
+    Example:
+      genreq train ../shared/data/gtzan --arch crnn --seed 0 --out crnn.pt
+    """
+    from genreq.experiment import train_directory
+
+    out = out or Path(f"{arch}.pt")
+    report = train_directory(data_dir, arch, out, epochs=epochs, seed=seed,
+                             val_fraction=val_fraction, device=device)
+    summary = {k: report[k] for k in ("split", "n_train", "n_val", "best_epoch", "parameters")}
+    if "validation" in report:
+        summary.update(val_accuracy=report["validation"]["accuracy"], val_ci95=report["validation"]["ci95"])
+    click.echo(json.dumps({"checkpoint": str(out), **summary}))
+
+
+@click.command()
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Checkpoint [default: $GENREQ_MODEL or the shipped model].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also draw the confusion matrix to this PNG.")
+def evaluate(data_dir: Path, model_path: Path | None, as_json: bool, confusion_png: Path | None) -> None:
+    """Track-level accuracy of a model on DATA_DIR (one folder per genre).
+
+    Use data the model never saw in training.
+
+    \b
+    Example:
+      genreq evaluate ~/held-out-clips --json
+    """
+    from genreq.experiment import evaluate_directory
+
+    report = evaluate_directory(data_dir, model_path, confusion_png)
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    low, high = report["ci95"]
+    click.echo(f"model {report['model']} ({report['model_version']})")
+    click.echo(f"accuracy {report['accuracy']:.1%} (95% CI {low:.1%}–{high:.1%}), n={report['n']}, "
+               f"balanced accuracy {report['balanced_accuracy']:.1%}")
+    click.echo(f"{'genre':<12}{'precision':>10}{'recall':>8}{'f1':>8}{'n':>5}")
+    for g, s in report["per_genre"].items():
+        click.echo(f"{g:<12}{s['precision']:>10.2f}{s['recall']:>8.2f}{s['f1']:>8.2f}{s['support']:>5}")
+    width = max(len(g) for g in report["genres"])
+    click.echo("confusion (rows true, columns predicted):")
+    click.echo(" " * (width + 1) + " ".join(f"{g[:4]:>4}" for g in report["genres"]))
+    for g, row in zip(report["genres"], report["confusion"]):
+        click.echo(f"{g:>{width}} " + " ".join(f"{v:>4}" for v in row))
+    for f in report["failed"]:
+        click.echo(f"failed: {f['path']}: {f['reason']}", err=True)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Checkpoint [default: $GENREQ_MODEL or the shipped model].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (ndjson).")
+@click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
+def classify(files: tuple[Path, ...], model_path: Path | None, as_json: bool, top_k: int) -> None:
+    """Classify audio files directly, without the queue.
+
+    Exit status 1 when any file could not be classified (each is reported on stderr).
+
+    \b
+    Example:
+      genreq classify song.mp3 --top 3
+    """
+    from genreq.errors import AudioError
+    from genreq.predict import Classifier
+
+    clf = Classifier.load(model_path)
+    failed = 0
+    for path in files:
+        try:
+            p = clf.classify_file(path)
+        except AudioError as exc:
+            failed += 1
+            click.echo(f"error: {exc}", err=True)
+            continue
+        if as_json:
+            click.echo(json.dumps({"path": str(path), "genre": p.genre, "confidence": round(p.confidence, 4),
+                                   "top": [{"genre": g, "probability": round(q, 4)} for g, q in p.top(top_k)],
+                                   "duration_s": round(p.duration_s, 2), "model": clf.name}))
+        else:
+            top = ", ".join(f"{g} {q:.2f}" for g, q in p.top(top_k))
+            click.echo(f"{path}\t{p.genre}\t{p.confidence:.2f}\t[{top}]")
+    if failed:
+        sys.exit(1)
+
+
+def register(cli: click.Group) -> None:
+    for command in (train, evaluate, classify):
+        cli.add_command(command)

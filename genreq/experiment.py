@@ -1,0 +1,96 @@
+"""What `genreq train` and `genreq evaluate` do, as functions a script can call."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from genreq import checkpoint, dataset, metrics, plots
+from genreq import features as F
+from genreq import models, train
+from genreq.errors import AudioError, GenreqError
+from genreq.predict import Classifier
+
+log = logging.getLogger(__name__)
+
+
+def train_directory(
+    data_dir: str | Path,
+    arch: str,
+    out: str | Path,
+    epochs: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    device: str = "cpu",
+) -> dict:
+    """Train `arch` on DATA_DIR/<genre>/ files, save the checkpoint at `out` and a
+    training-curve PNG beside it; return the checkpoint's metrics."""
+    if arch not in models.ARCHITECTURES:
+        raise GenreqError(f"unknown architecture {arch!r}; choose from {', '.join(models.ARCHITECTURES)}")
+    tracks, genres = dataset.scan(data_dir)
+    spec = models.ARCHITECTURES[arch].default_features()
+    feats = dataset.load_features(tracks, spec)
+    keep = [i for i, f in enumerate(feats) if f is not None]
+    tracks, feats = [tracks[i] for i in keep], [feats[i] for i in keep]
+    labels = np.array([genres.index(t.genre) for t in tracks])
+    train_idx, val_idx = dataset.group_split(tracks, val_fraction, seed)
+    recipe = train.with_epochs(train.RECIPES[arch], epochs)
+    result = train.fit(
+        arch,
+        [feats[i] for i in train_idx],
+        labels[train_idx],
+        len(genres),
+        spec,
+        recipe,
+        val_feats=[feats[i] for i in val_idx] or None,
+        val_labels=labels[val_idx] if val_idx else None,
+        seed=seed,
+        device=device,
+    )
+    out = Path(out)
+    run_metrics = {
+        "split": "artist-aware (id blocks of 10) stratified hold-out" if val_idx else "none (all data trained)",
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "parameters": models.count_parameters(result.model),
+        "macs_per_chunk": models.count_macs(result.model),
+        "history": result.history,
+    }
+    if result.val_metrics:
+        vm = result.val_metrics
+        vm["genres"] = genres
+        vm["per_genre"] = dict(zip(genres, vm["per_genre"].values()))
+        run_metrics["validation"] = vm
+    checkpoint.save(out, result.model, arch, genres, spec, run_metrics, train.recipe_dict(recipe))
+    plots.training_curve(result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}")
+    return run_metrics
+
+
+def evaluate_directory(data_dir: str | Path, model_path: str | Path | None = None,
+                       confusion_png: str | Path | None = None) -> dict:
+    """Track-level accuracy (Wilson 95 % interval), per-genre scores and confusion of
+    a checkpoint on DATA_DIR/<genre>/ files. Undecodable files are counted and listed."""
+    clf = Classifier.load(model_path)
+    tracks, genres = dataset.scan(data_dir)
+    unknown = sorted(set(genres) - set(clf.genres))
+    if unknown:
+        raise GenreqError(f"{data_dir}: genres {unknown} are not known to the model (it knows {clf.genres})")
+    true, pred, failed = [], [], []
+    for t in tracks:
+        try:
+            p = clf.classify_file(t.path)
+        except AudioError as exc:
+            failed.append({"path": str(t.path), "reason": exc.reason})
+            continue
+        true.append(clf.genres.index(t.genre))
+        pred.append(clf.genres.index(p.genre))
+    report = metrics.summarise(np.array(true, dtype=int), np.array(pred, dtype=int), clf.genres)
+    report.update(model=clf.name, model_version=clf.version, failed=failed)
+    if confusion_png:
+        plots.confusion(report["confusion"], clf.genres, confusion_png, f"{clf.name} on {Path(data_dir).name}")
+    return report

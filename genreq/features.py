@@ -1,0 +1,139 @@
+"""Time-frequency features and the fixed-size chunks the networks see.
+
+The seed paper's input is the log-amplitude mel spectrogram ("MFC") of 22,050 Hz mono
+audio with a 2048-point FFT, hop 512 and 128 mel bands, cut into 128-frame (~3 s)
+chunks. MFCC, a log-magnitude STFT and the raw waveform are the alternatives the other
+architectures use. A track's prediction is the mean of its chunks' probabilities.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+import librosa
+import numpy as np
+import scipy.fft
+
+from genreq.audio import SAMPLE_RATE
+
+N_FFT = 2048  # samples per analysis window (~93 ms at 22,050 Hz)
+HOP_LENGTH = 512  # samples between frames (~23 ms)
+N_MELS = 128  # mel bands
+N_MFCC = 20  # cepstral coefficients when kind == "mfcc"
+CHUNK_FRAMES = 128  # frames per network input (~2.97 s)
+MAX_CHUNKS = 10  # chunks analysed per track, whatever its length
+AMIN = 1e-10  # power floor before the log: silence becomes -100 dB, never -inf
+LONG_TRACK_S = 40.0  # longer tracks are analysed from excerpts, not decoded whole
+
+KINDS = ("mel", "mfcc", "stft", "raw")
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything that must match between training and inference. Stored in checkpoints."""
+
+    kind: str = "mel"
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = N_FFT
+    hop_length: int = HOP_LENGTH
+    n_mels: int = N_MELS
+    n_mfcc: int = N_MFCC
+    chunk_frames: int = CHUNK_FRAMES
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown feature kind {self.kind!r}; expected one of {KINDS}")
+
+    @property
+    def n_bins(self) -> int:
+        """Rows of the feature matrix (1 for the raw waveform)."""
+        return {"mel": self.n_mels, "mfcc": self.n_mfcc, "stft": self.n_fft // 2 + 1, "raw": 1}[self.kind]
+
+    @property
+    def chunk_width(self) -> int:
+        """Columns of one chunk: frames, or samples for the raw waveform."""
+        return self.chunk_frames * self.hop_length if self.kind == "raw" else self.chunk_frames
+
+    @property
+    def chunk_s(self) -> float:
+        return self.chunk_frames * self.hop_length / self.sample_rate
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=8)
+def _mel_basis(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
+
+
+def power_spectrogram(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """|STFT|^2, shape (n_fft // 2 + 1, frames), centred frames as librosa computes them."""
+    stft = librosa.stft(audio, n_fft=spec.n_fft, hop_length=spec.hop_length, dtype=np.complex64)
+    return (stft.real**2 + stft.imag**2).astype(np.float32)
+
+
+def to_db(power: np.ndarray) -> np.ndarray:
+    """10·log10 of a power spectrogram, floored at AMIN (-100 dB)."""
+    return (10.0 * np.log10(np.maximum(power, AMIN))).astype(np.float32)
+
+
+def log_mel(audio: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
+    """Log-amplitude mel spectrogram in dB, shape (n_mels, frames)."""
+    return to_db(_mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels) @ power_spectrogram(audio, spec))
+
+
+def mfcc(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """MFCC (DCT-II of the log-mel, as librosa computes it), shape (n_mfcc, frames)."""
+    return scipy.fft.dct(log_mel(audio, spec), axis=0, type=2, norm="ortho")[: spec.n_mfcc]
+
+
+def extract(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """The feature matrix of one excerpt, shape (n_bins, frames) — (1, samples) for raw."""
+    if spec.kind == "mel":
+        return log_mel(audio, spec)
+    if spec.kind == "mfcc":
+        return mfcc(audio, spec).astype(np.float32)
+    if spec.kind == "stft":
+        return to_db(power_spectrogram(audio, spec))
+    return audio[np.newaxis, :].astype(np.float32)
+
+
+def chunk_starts(width: int, chunk: int, max_chunks: int | None = MAX_CHUNKS) -> np.ndarray:
+    """Starts of non-overlapping chunks, at most `max_chunks`, spread evenly across `width`."""
+    n = max(1, width // chunk)
+    starts = np.arange(n) * chunk
+    if max_chunks is not None and n > max_chunks:
+        starts = starts[np.linspace(0, n - 1, max_chunks).round().astype(int)]
+    return starts
+
+
+def fit_width(feature: np.ndarray, width: int) -> np.ndarray:
+    """Tile a feature matrix shorter than one chunk up to `width` columns."""
+    if feature.shape[1] >= width:
+        return feature
+    reps = -(-width // feature.shape[1])
+    return np.tile(feature, (1, reps))[:, :width]
+
+
+def chunks(feature: np.ndarray, spec: FeatureSpec, max_chunks: int | None = MAX_CHUNKS) -> np.ndarray:
+    """Cut a feature matrix into network inputs, shape (n, 1, n_bins, chunk_width)."""
+    width = spec.chunk_width
+    feature = fit_width(feature, width)
+    starts = chunk_starts(feature.shape[1], width, max_chunks)
+    return np.stack([feature[:, s : s + width] for s in starts])[:, np.newaxis]
+
+
+def excerpt_windows(duration_s: float | None, spec: FeatureSpec, max_chunks: int = MAX_CHUNKS):
+    """(start_s, length_s) windows to decode from a long track, or None to decode it whole.
+
+    A long track is represented by `max_chunks` chunk-sized excerpts spread over its
+    middle 90 % (intros and fade-outs say little about the genre), so its cost stays
+    that of a 30-s clip.
+    """
+    if duration_s is None or duration_s <= LONG_TRACK_S:
+        return None
+    # One extra hop of audio so the centred STFT yields a full chunk of frames.
+    length_s = spec.chunk_s + spec.n_fft / spec.sample_rate
+    first, last = 0.05 * duration_s, 0.95 * duration_s - length_s
+    return [(float(s), length_s) for s in np.linspace(first, last, max_chunks)]

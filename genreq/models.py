@@ -1,0 +1,266 @@
+"""The four architectures, one registry, one checkpoint format.
+
+- `raw`: 1-D CNN on the waveform (the seed paper's "Raw" row).
+- `stft-cnn`: 2-D CNN on a log-magnitude STFT (the "STFT" row, after Elbir et al.).
+- `crnn-paper`: the seed paper's CRNN as written: four 3×3 conv blocks 32/64/128/256
+  with batch norm before the activation, 2×2 max-pool and dropout, one GRU of 128
+  units over time, softmax over the genres.
+- `crnn`: the shipped model, a leaner CRNN of the same family with frequency-aware
+  pooling, a bidirectional GRU and attention pooling over time.
+
+Every model takes (batch, 1, n_bins, width) chunks of features in their natural
+units (dB, or samples for raw) and returns logits; it normalises its input with the
+mean and standard deviation of the training features, kept as buffers.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import nn
+
+from genreq.features import FeatureSpec
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """Hyper-parameters that fix a model's shape. Stored in checkpoints."""
+
+    n_classes: int
+    n_bins: int
+    width: int  # frames per chunk, or samples for raw
+    channels: tuple[int, ...] = ()
+    hidden: int = 128
+    dropout: float = 0.25
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelDims":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["channels"] = tuple(d.get("channels", ()))
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["channels"] = list(self.channels)
+        return d
+
+
+class GenreModel(nn.Module):
+    """Shared plumbing: input normalisation buffers and the default feature spec."""
+
+    default_channels: tuple[int, ...] = ()
+    feature_kind = "mel"
+
+    def __init__(self, dims: ModelDims):
+        super().__init__()
+        self.dims = dims
+        self.register_buffer("input_mean", torch.zeros(()))
+        self.register_buffer("input_std", torch.ones(()))
+
+    @classmethod
+    def default_features(cls) -> FeatureSpec:
+        return FeatureSpec(kind=cls.feature_kind)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.input_mean) / self.input_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def conv_block(c_in: int, c_out: int, pool: tuple[int, int], dropout: float) -> nn.Sequential:
+    """3×3 conv → batch norm → ReLU → max-pool → dropout (the paper's block)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(pool),
+        nn.Dropout(dropout),
+    )
+
+
+class PaperCRNN(GenreModel):
+    """Cheng et al.: 4 conv blocks (32/64/128/256, 2×2 pools) → GRU(128) → softmax."""
+
+    default_channels = (32, 64, 128, 256)
+
+    def __init__(self, dims: ModelDims):
+        super().__init__(dims)
+        chans = (1, *dims.channels)
+        self.convs = nn.Sequential(
+            *[conv_block(chans[i], chans[i + 1], (2, 2), dims.dropout) for i in range(len(chans) - 1)]
+        )
+        freq_out = dims.n_bins // 2 ** (len(chans) - 1)
+        self.gru = nn.GRU(chans[-1] * freq_out, dims.hidden, batch_first=True)
+        self.head = nn.Linear(dims.hidden, dims.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.convs(self.normalise(x))  # (B, C, F', T')
+        h = h.flatten(1, 2).transpose(1, 2)  # (B, T', C·F')
+        _, last = self.gru(h)
+        return self.head(last[-1])
+
+
+class CRNN(GenreModel):
+    """The shipped model: lean conv blocks that pool frequency harder than time, then a
+    bidirectional GRU whose outputs are averaged with learned attention weights."""
+
+    default_channels = (16, 32, 64, 128)
+    # Frequency collapses 128 → 1 over the four blocks while time keeps 16 steps of
+    # ~186 ms, enough for the GRU to follow rhythm.
+    pools = ((2, 2), (2, 2), (4, 2), (8, 1))
+
+    def __init__(self, dims: ModelDims):
+        super().__init__(dims)
+        chans = (1, *dims.channels)
+        self.convs = nn.Sequential(
+            *[conv_block(chans[i], chans[i + 1], p, dims.dropout / 2) for i, p in enumerate(self.pools)]
+        )
+        freq_out = dims.n_bins
+        for p in self.pools:
+            freq_out //= p[0]
+        self.gru = nn.GRU(chans[-1] * freq_out, dims.hidden // 2, batch_first=True, bidirectional=True)
+        self.attention = nn.Linear(dims.hidden, 1)
+        self.dropout = nn.Dropout(dims.dropout)
+        self.head = nn.Linear(dims.hidden, dims.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.convs(self.normalise(x)).flatten(1, 2).transpose(1, 2)  # (B, T', C·F')
+        seq, _ = self.gru(h)
+        weights = torch.softmax(self.attention(seq), dim=1)  # (B, T', 1)
+        return self.head(self.dropout((weights * seq).sum(dim=1)))
+
+
+class StftCNN(GenreModel):
+    """Elbir et al.'s STFT-CNN shape: conv blocks on the log-magnitude STFT, global
+    pooling, one dense layer."""
+
+    default_channels = (16, 32, 64, 128)
+    feature_kind = "stft"
+
+    @classmethod
+    def default_features(cls) -> FeatureSpec:
+        # 512-point frames (23 ms, 43 Hz bins), hop 512: 257 bins × 128 frames per chunk.
+        return FeatureSpec(kind="stft", n_fft=512)
+
+    def __init__(self, dims: ModelDims):
+        super().__init__(dims)
+        chans = (1, *dims.channels)
+        # The STFT has 257 bins: pool frequency 4× in the first block to keep cost sane.
+        pools = [(4, 2)] + [(2, 2)] * (len(chans) - 2)
+        self.convs = nn.Sequential(
+            *[conv_block(chans[i], chans[i + 1], pools[i], dims.dropout / 2) for i in range(len(chans) - 1)]
+        )
+        self.dense = nn.Sequential(
+            nn.Linear(2 * chans[-1], dims.hidden), nn.ReLU(inplace=True), nn.Dropout(dims.dropout)
+        )
+        self.head = nn.Linear(dims.hidden, dims.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.convs(self.normalise(x)).flatten(2)
+        return self.head(self.dense(torch.cat([h.mean(-1), h.amax(-1)], dim=1)))
+
+
+class RawCNN(GenreModel):
+    """Sample-level 1-D CNN on the waveform: a strided front conv, then conv/pool
+    stages, global max+mean pooling, a dense layer."""
+
+    default_channels = (32, 32, 64, 64, 128, 128)
+    feature_kind = "raw"
+
+    def __init__(self, dims: ModelDims):
+        super().__init__(dims)
+        layers: list[nn.Module] = [
+            nn.Conv1d(1, dims.channels[0], 9, stride=3, padding=4, bias=False),
+            nn.BatchNorm1d(dims.channels[0]),
+            nn.ReLU(inplace=True),
+            nn.MaxPool1d(3),  # 22,050 Hz → ~2.45 kHz of frames before the costly stages
+        ]
+        for c_in, c_out in zip(dims.channels[:-1], dims.channels[1:]):
+            layers += [
+                nn.Conv1d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm1d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool1d(4),
+            ]
+        self.convs = nn.Sequential(*layers)
+        self.dense = nn.Sequential(
+            nn.Linear(2 * dims.channels[-1], dims.hidden), nn.ReLU(inplace=True), nn.Dropout(dims.dropout)
+        )
+        self.head = nn.Linear(dims.hidden, dims.n_classes)
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        # Per-chunk RMS normalisation: loudness is mastering, not genre.
+        return x / (x.pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.convs(self.normalise(x.flatten(1, 2)))  # (B, C, T')
+        return self.head(self.dense(torch.cat([h.mean(-1), h.amax(-1)], dim=1)))
+
+
+ARCHITECTURES: dict[str, type[GenreModel]] = {
+    "raw": RawCNN,
+    "stft-cnn": StftCNN,
+    "crnn-paper": PaperCRNN,
+    "crnn": CRNN,
+}
+
+
+def build(arch: str, n_classes: int, features: FeatureSpec | None = None, **overrides) -> GenreModel:
+    """A fresh, untrained model of a registered architecture."""
+    try:
+        cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}") from None
+    features = features or cls.default_features()
+    dims = ModelDims(
+        n_classes=n_classes,
+        n_bins=features.n_bins,
+        width=features.chunk_width,
+        channels=tuple(overrides.pop("channels", cls.default_channels)),
+        **overrides,
+    )
+    return cls(dims)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: GenreModel) -> int:
+    """Multiply-accumulates of one forward pass on one chunk (conv, linear and GRU layers)."""
+    macs = 0
+
+    def conv_hook(module, _inp, out):
+        nonlocal macs
+        k = module.weight[0].numel()  # in_channels/groups × kernel
+        macs += out.numel() * k
+
+    def linear_hook(module, _inp, out):
+        nonlocal macs
+        macs += out.numel() * module.in_features
+
+    def gru_hook(module, inp, _out):
+        nonlocal macs
+        steps = inp[0].shape[1]
+        directions = 2 if module.bidirectional else 1
+        h = module.hidden_size
+        macs += steps * directions * 3 * h * (module.input_size + h)
+
+    hooks = []
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            hooks.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            hooks.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, nn.GRU):
+            hooks.append(m.register_forward_hook(gru_hook))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 1, model.dims.n_bins, model.dims.width))
+    model.train(was_training)
+    for h in hooks:
+        h.remove()
+    return macs

@@ -1,0 +1,92 @@
+"""Classify audio with a trained checkpoint: decode → features → chunks → mean of the
+chunks' probabilities. No queue, no database: the worker and `genreq classify` both
+call this."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genreq import audio, checkpoint, features
+from genreq.errors import AudioError
+
+DEFAULT_MODEL = Path(__file__).parent / "weights" / "crnn.pt"
+
+
+def default_model_path() -> Path:
+    """$GENREQ_MODEL when set, else the weights shipped in the package."""
+    return Path(os.environ.get("GENREQ_MODEL") or DEFAULT_MODEL)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    genre: str
+    confidence: float
+    probs: dict[str, float]  # every genre the model knows → probability
+    duration_s: float  # of the whole file (from its header when known)
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
+
+
+class Classifier:
+    """A loaded model with its feature recipe. Build once per process, reuse per file."""
+
+    def __init__(self, model: torch.nn.Module, ckpt: dict, path: Path):
+        self.model = model
+        self.path = path
+        self.name: str = ckpt["arch"]
+        self.version: str = checkpoint.file_digest(path)
+        self.genres: list[str] = list(ckpt["genres"])
+        self.features = features.FeatureSpec(**ckpt["features"])
+        self.metrics: dict = ckpt.get("metrics", {})
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "Classifier":
+        path = Path(path) if path else default_model_path()
+        model, ckpt = checkpoint.load(path)
+        return cls(model, ckpt, path)
+
+    def chunk_probs(self, x: np.ndarray) -> np.ndarray:
+        """Softmax probabilities of a batch of chunks (n, 1, bins, width) → (n, genres)."""
+        with torch.inference_mode():
+            return torch.softmax(self.model(torch.from_numpy(np.ascontiguousarray(x))), dim=-1).numpy()
+
+    def probs_of_excerpts(self, excerpts: list[np.ndarray]) -> np.ndarray:
+        """Track probabilities: the mean over the chunks of all excerpts."""
+        spec = self.features
+        per_excerpt = max(1, features.MAX_CHUNKS // len(excerpts))
+        batch = np.concatenate(
+            [features.chunks(features.extract(e, spec), spec, per_excerpt) for e in excerpts]
+        )
+        return self.chunk_probs(batch).mean(axis=0)
+
+    def classify_audio(self, samples: np.ndarray, duration_s: float | None = None) -> Prediction:
+        probs = self.probs_of_excerpts([samples])
+        return self._prediction(probs, duration_s or samples.size / self.features.sample_rate)
+
+    def classify_file(self, path: str | Path) -> Prediction:
+        """Raises AudioError (with the path and the reason) for anything not classifiable."""
+        total_s = audio.duration_s(path)
+        windows = features.excerpt_windows(total_s, self.features)
+        excerpts = audio.load_windows(path, windows, self.features.sample_rate)
+        if not excerpts:
+            raise AudioError(path, "no audio could be decoded")
+        probs = self.probs_of_excerpts(excerpts)
+        if not np.all(np.isfinite(probs)):
+            raise AudioError(path, "the model produced no finite probabilities for this audio")
+        if total_s is None:
+            total_s = sum(e.size for e in excerpts) / self.features.sample_rate
+        return self._prediction(probs, total_s)
+
+    def _prediction(self, probs: np.ndarray, duration_s: float) -> Prediction:
+        best = int(np.argmax(probs))
+        return Prediction(
+            genre=self.genres[best],
+            confidence=float(probs[best]),
+            probs={g: float(p) for g, p in zip(self.genres, probs)},
+            duration_s=float(duration_s),
+        )
