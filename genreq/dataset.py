@@ -65,15 +65,18 @@ def group_split(tracks: list[LabelledTrack], val_fraction: float, seed: int) -> 
         for i, t in enumerate(tracks):
             if t.genre == genre:
                 groups.setdefault(t.group, []).append(i)
+        if len(groups) < 2:
+            log.warning("%s: one artist group only; none of it held out for validation", genre)
+            continue
         order = rng.permutation(sorted(groups))
         target = val_fraction * sum(len(v) for v in groups.values())
         taken: list[int] = []
-        for g in order:
+        for g in order[:-1]:  # the last group in the order always stays in training
             if len(taken) >= target or len(taken) + len(groups[g]) > max(target * 1.5, 1):
                 continue
             taken += groups[g]
-        if not taken:  # every group bigger than the target: take the smallest one
-            taken = min(groups.values(), key=len)
+        if not taken:  # every group bigger than the target: hold out the smallest
+            taken = min((groups[g] for g in order[:-1]), key=len)
         val += taken
     val_set = set(val)
     return [i for i in range(len(tracks)) if i not in val_set], sorted(val_set)

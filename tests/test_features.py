@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+
+from genreq import features as F
+
+
+def sine(seconds: float, rate: int = F.SAMPLE_RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+
+
+def test_log_mel_shape_follows_the_named_constants():
+    audio = sine(30)
+    mel = F.log_mel(audio)
+    assert mel.shape == (F.N_MELS, 1 + audio.size // F.HOP_LENGTH)
+    assert mel.dtype == np.float32
+
+
+def test_log_mel_puts_a_440_hz_tone_in_the_right_band():
+    mel = F.log_mel(sine(3))
+    centres = F._mel_basis(F.SAMPLE_RATE, F.N_FFT, F.N_MELS).argmax(axis=1) * F.SAMPLE_RATE / F.N_FFT
+    loudest_band = int(mel.mean(axis=1).argmax())
+    assert abs(centres[loudest_band] - 440) < 60
+
+
+def test_silence_gives_the_floor_not_minus_infinity():
+    mel = F.log_mel(np.zeros(F.SAMPLE_RATE * 3, dtype=np.float32))
+    assert np.isfinite(mel).all()
+    assert mel.max() == pytest.approx(-100, abs=1e-3)
+
+
+def test_mfcc_matches_librosa():
+    import librosa
+
+    audio = sine(3)
+    spec = F.FeatureSpec(kind="mfcc", n_mfcc=13)
+    ours = F.extract(audio, spec)
+    theirs = librosa.feature.mfcc(
+        S=librosa.power_to_db(
+            librosa.feature.melspectrogram(y=audio, sr=F.SAMPLE_RATE, n_fft=F.N_FFT, hop_length=F.HOP_LENGTH),
+            amin=F.AMIN, top_db=None,
+        ),
+        n_mfcc=13,
+    )
+    assert ours.shape == (13, theirs.shape[1])
+    np.testing.assert_allclose(ours, theirs, atol=1e-2)
+
+
+def test_a_30_s_clip_gives_ten_chunks_of_128_frames():
+    spec = F.FeatureSpec()
+    x = F.chunks(F.log_mel(sine(30)), spec)
+    assert x.shape == (10, 1, F.N_MELS, F.CHUNK_FRAMES)
+
+
+def test_chunks_of_a_long_track_are_capped_and_spread():
+    starts = F.chunk_starts(width=128 * 100, chunk=128, max_chunks=10)
+    assert len(starts) == 10
+    assert starts[0] == 0 and starts[-1] == 128 * 99
+
+
+def test_a_clip_shorter_than_one_chunk_is_tiled_to_a_full_chunk():
+    spec = F.FeatureSpec()
+    x = F.chunks(F.log_mel(sine(1.5)), spec)
+    assert x.shape == (1, 1, F.N_MELS, F.CHUNK_FRAMES)
+
+
+def test_raw_chunks_are_samples():
+    spec = F.FeatureSpec(kind="raw")
+    x = F.chunks(F.extract(sine(7), spec), spec)
+    assert x.shape == (2, 1, 1, F.CHUNK_FRAMES * F.HOP_LENGTH)
+
+
+def test_long_tracks_are_read_from_a_bounded_set_of_excerpts():
+    spec = F.FeatureSpec()
+    assert F.excerpt_windows(30.0, spec) is None
+    windows = F.excerpt_windows(3600.0, spec)
+    assert len(windows) == F.MAX_CHUNKS
+    assert all(0 <= start and start + length <= 3600 for start, length in windows)
+    # each excerpt is long enough for one full chunk of frames
+    assert all(length * F.SAMPLE_RATE >= (F.CHUNK_FRAMES - 1) * F.HOP_LENGTH for _, length in windows)
+
+
+def test_unknown_feature_kind_is_refused():
+    with pytest.raises(ValueError, match="unknown feature kind"):
+        F.FeatureSpec(kind="cqt")

@@ -1,0 +1,109 @@
+"""Training, evaluation and classification on synthesized audio: two "genres" (steady
+tones vs noise bursts) that a tiny run must learn to separate."""
+import json
+
+import numpy as np
+import pytest
+from audio_synth import write_labelled
+from click.testing import CliRunner
+
+from genreq import dataset, metrics
+from genreq.cli.main import cli
+from genreq.experiment import evaluate_directory, train_directory
+from genreq.predict import Classifier
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    train_dir = write_labelled(root / "train", per_genre=8, seed=1)
+    test_dir = write_labelled(root / "test", per_genre=6, seed=2)
+    ckpt = root / "tiny.pt"
+    report = train_directory(train_dir, "crnn", ckpt, epochs=12, seed=0, val_fraction=0.25)
+    return {"ckpt": ckpt, "test": test_dir, "report": report}
+
+
+def test_training_writes_a_checkpoint_and_a_curve(trained):
+    assert trained["ckpt"].exists()
+    assert trained["ckpt"].with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = trained["report"]
+    assert report["n_train"] + report["n_val"] == 16 and report["n_val"] >= 2
+    assert len(report["history"]) == 12
+
+
+def test_a_tiny_run_learns_tones_from_noise(trained):
+    report = evaluate_directory(trained["test"], trained["ckpt"])
+    assert report["n"] == 12
+    assert report["accuracy"] >= 0.9, report["confusion"]
+
+
+def test_evaluate_confusion_sums_to_n(trained, tmp_path):
+    result = CliRunner().invoke(
+        cli, ["evaluate", str(trained["test"]), "--model", str(trained["ckpt"]), "--json",
+              "--confusion-png", str(tmp_path / "cm.png")],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert np.sum(report["confusion"]) == report["n"] == 12
+    assert set(report["per_genre"]) == set(report["genres"]) == {"noise", "tone"}
+    assert (tmp_path / "cm.png").stat().st_size > 1000
+
+
+def test_classify_prints_genre_and_top_k(trained):
+    clip = min((trained["test"] / "tone").iterdir())
+    result = CliRunner().invoke(cli, ["classify", str(clip), "--model", str(trained["ckpt"]), "--json", "--top", "2"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["genre"] == "tone"
+    assert row["top"][0]["genre"] == "tone" and len(row["top"]) == 2
+
+
+def test_classify_names_a_corrupt_file_and_exits_non_zero(trained, tmp_path):
+    bad = tmp_path / "cover.mp3"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 JFIF image, not audio" * 50)
+    good = min((trained["test"] / "noise").iterdir())
+    result = CliRunner().invoke(cli, ["classify", str(bad), str(good), "--model", str(trained["ckpt"])])
+    assert result.exit_code == 1
+    assert f"{bad}: not decodable audio" in result.stderr
+    assert "noise" in result.stdout  # the good file is still classified
+
+
+def test_classifier_reads_a_long_track_from_excerpts(trained, tmp_path):
+    import soundfile as sf
+    from audio_synth import RATE, tone
+
+    sf.write(tmp_path / "long.wav", np.tile(tone(10, 5), 18), RATE)  # 3 minutes
+    pred = Classifier.load(trained["ckpt"]).classify_file(tmp_path / "long.wav")
+    assert pred.genre == "tone"
+    assert pred.duration_s == pytest.approx(180, abs=0.1)
+
+
+def test_group_split_keeps_id_blocks_together(tmp_path):
+    tracks = [dataset.LabelledTrack(tmp_path / g / f"{g}.{i:05d}.wav", g) for g in ("a", "b") for i in range(40)]
+    train_idx, val_idx = dataset.group_split(tracks, 0.25, seed=3)
+    groups = lambda idx: {tracks[i].group for i in idx}
+    assert not groups(train_idx) & groups(val_idx)
+    assert sorted(train_idx + val_idx) == list(range(80))
+    assert 10 <= len(val_idx) <= 30
+
+
+def test_group_kfold_covers_every_track_once(tmp_path):
+    tracks = [dataset.LabelledTrack(tmp_path / g / f"{g}.{i:05d}.wav", g) for g in ("a", "b", "c") for i in range(50)]
+    folds = dataset.group_kfold(tracks, 5, seed=0)
+    assert sorted(i for f in folds for i in f) == list(range(150))
+    for f in folds:
+        others = {tracks[i].group for g in folds if g is not f for i in g}
+        assert not {tracks[i].group for i in f} & others
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = metrics.wilson_interval(43, 100)
+    assert low == pytest.approx(0.3373, abs=1e-3) and high == pytest.approx(0.5279, abs=1e-3)
+    assert metrics.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_summary_scores_each_genre():
+    report = metrics.summarise(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), ["x", "y"])
+    assert report["accuracy"] == 0.75 and report["n"] == 4
+    assert report["per_genre"]["x"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
+    assert report["confusion"] == [[1, 1], [0, 2]]
