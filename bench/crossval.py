@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from genreq import dataset, metrics, models, train  # noqa: E402
-from genreq import features as F  # noqa: E402
+from genreq import dataset, metrics, models, train
+from genreq import features as F
 
 DB_FLOOR = -100.0  # uint8 cache: DB_FLOOR + step × byte
 DB_STEPS = {"mel": 0.5, "stft": 1.0}  # dB; the STFT cache must stay small enough to travel

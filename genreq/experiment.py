@@ -6,9 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from genreq import checkpoint, dataset, metrics, plots
-from genreq import features as F
-from genreq import models, train
+from genreq import checkpoint, dataset, metrics, models, plots, train
 from genreq.errors import AudioError, GenreqError
 from genreq.predict import Classifier
 

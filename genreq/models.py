@@ -34,7 +34,7 @@ class ModelDims:
     dropout: float = 0.25
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelDims":
+    def from_dict(cls, d: dict) -> ModelDims:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         d["channels"] = tuple(d.get("channels", ()))

@@ -45,7 +45,7 @@ class Classifier:
         self.metrics: dict = ckpt.get("metrics", {})
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "Classifier":
+    def load(cls, path: str | Path | None = None) -> Classifier:
         path = Path(path) if path else default_model_path()
         model, ckpt = checkpoint.load(path)
         return cls(model, ckpt, path)
