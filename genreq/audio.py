@@ -63,11 +63,14 @@ def _read_soundfile(path: Path, windows_s: list[tuple[float, float]] | None) -> 
         return parts, rate
 
 
-def _read_ffmpeg(path: Path, rate: int) -> np.ndarray:
+def _read_ffmpeg(path: Path, rate: int, window_s: tuple[float, float] | None = None) -> np.ndarray:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
         raise AudioError(path, "this format needs ffmpeg to decode; install ffmpeg (e.g. apt-get install ffmpeg)")
-    cmd = [ffmpeg, "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
+    # -ss/-t before -i: ffmpeg seeks in the container instead of decoding up to the window.
+    seek = ["-ss", f"{window_s[0]:.3f}", "-t", f"{window_s[1]:.3f}"] if window_s else []
+    cmd = [ffmpeg, "-nostdin", "-v", "error", *seek, "-i", str(path),
+           "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
     try:
         out = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired:
@@ -101,11 +104,10 @@ def load_windows(
         parts = [_resample(p, source_rate, rate) for p in parts]
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
         # libsndfile does not know the container (m4a, ...) or the file is damaged:
-        # ffmpeg decides which. It decodes the whole file, then we cut the windows.
-        whole = _read_ffmpeg(path, rate)
+        # ffmpeg decides which.
         if windows_s is None:
-            parts = [whole]
+            parts = [_read_ffmpeg(path, rate)]
         else:
-            parts = [whole[int(s * rate) : int(s * rate) + int(n * rate)] for s, n in windows_s]
+            parts = [_read_ffmpeg(path, rate, w) for w in windows_s]
     return [_check(path, p, rate) for p in parts] if windows_s is None else [p for p in parts if p.size]
 

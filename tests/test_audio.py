@@ -66,3 +66,21 @@ def test_m4a_goes_through_ffmpeg(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "src.wav"), str(tmp_path / "a.m4a")], check=True)
     samples = audio.load_audio(tmp_path / "a.m4a")
     assert abs(samples.size / audio.SAMPLE_RATE - 2.0) < 0.1
+
+
+def test_long_m4a_windows_are_decoded_by_seeking(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    rate = audio.SAMPLE_RATE
+    # 90 s whose level rises each second: a window's level says where it was read from.
+    level = np.repeat(np.linspace(0.01, 0.9, 90), rate).astype(np.float32)
+    carrier = np.sin(2 * np.pi * 440 * np.arange(level.size) / rate).astype(np.float32)
+    sf.write(tmp_path / "src.wav", carrier * level, rate)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "src.wav"), str(tmp_path / "long.m4a")],
+                   check=True)
+    early, late = audio.load_windows(tmp_path / "long.m4a", [(10.0, 2.0), (80.0, 2.0)])
+    assert abs(early.size - 2 * rate) < rate // 10 and abs(late.size - 2 * rate) < rate // 10
+    assert np.abs(late).max() > 5 * np.abs(early).max()
