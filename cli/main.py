@@ -343,3 +343,7 @@ def db_upgrade(revision: str) -> None:
 from genreq.cli import ml  # the model commands register themselves on `cli`
 
 ml.register(cli)
+
+from genreq.cli import models as models_cli  # `genreq models ...`: pretrained taggers
+
+models_cli.register(cli)

@@ -1,0 +1,1 @@
+"""Pretrained networks converted from other frameworks (no TensorFlow at run time)."""

@@ -1,0 +1,95 @@
+"""Convert the musicnn wheel's TF1 checkpoints into genreq's PyTorch tagger files.
+
+The `musicnn` 0.1.0 wheel on PyPI (ISC licence) is the only input: it is fetched with
+`pip download --no-deps`, opened as a zip, and each checkpoint is read with the numpy
+reader in tf_checkpoint.py. Neither TensorFlow nor the package's code is run.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import platformdirs
+import torch
+
+from genreq.pretrained import musicnn
+from genreq.pretrained.tf_checkpoint import read_checkpoint
+
+WHEEL_NAME = "musicnn-0.1.0-py3-none-any.whl"
+# checkpoint folder in the wheel -> (output file, architecture, tags)
+MODELS = {
+    "MSD_musicnn": ("musicnn-msd.pt", "musicnn", musicnn.MSD_TAGS),
+    "MSD_vgg": ("vgg-msd.pt", "vgg", musicnn.MSD_TAGS),
+}
+LICENSE_FILE = "musicnn_LICENSE.md"
+
+log = logging.getLogger(__name__)
+
+
+def default_wheel_path() -> Path:
+    """Where the wheel is cached: the per-user cache directory of genreq."""
+    return Path(platformdirs.user_cache_dir("genreq")) / WHEEL_NAME
+
+
+def fetch_wheel(path: Path | None = None) -> Path:
+    """The musicnn wheel at PATH (default: the cache), downloaded with pip if absent."""
+    path = path or default_wheel_path()
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading %s with pip into %s", WHEEL_NAME, path.parent)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
+         "musicnn==0.1.0", "-d", str(path.parent)],
+        check=True, stdout=sys.stderr,
+    )
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pip did not produce the wheel")
+    return path
+
+
+def load_from_wheel(wheel: Path, checkpoint: str) -> torch.nn.Module:
+    """The tagger of one checkpoint folder of the wheel (e.g. "MSD_musicnn"), in eval mode."""
+    _, arch, _ = MODELS[checkpoint]
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
+        for suffix in (".index", ".data-00000-of-00001"):
+            zf.extract(f"musicnn/{checkpoint}/{suffix}", tmp)
+        tf_vars = read_checkpoint(f"{tmp}/musicnn/{checkpoint}/")
+    model = musicnn.build(musicnn.MusicnnDims(arch=arch))
+    model.load_state_dict(musicnn.state_dict_from_tf(tf_vars, arch))
+    return model.eval()
+
+
+def _licence(wheel: Path, sha256: str) -> str:
+    with zipfile.ZipFile(wheel) as zf:
+        notice = zf.read("musicnn-0.1.0.dist-info/LICENSE.md").decode().strip()
+    return (
+        "# musicnn weights: licence and provenance\n\n"
+        f"The `*-msd.pt` taggers here are converted from the TF1 checkpoints in `{wheel.name}`\n"
+        f"(PyPI, sha256 `{sha256}`) by `tools/convert_musicnn.py`: same numbers, PyTorch\n"
+        "layout. Models: J. Pons and X. Serra, \"musicnn: pre-trained convolutional neural\n"
+        "networks for music audio tagging\", ISMIR 2019 LBD, trained on Million Song Dataset tags.\n"
+        "The original licence (ISC) applies to them:\n\n"
+        f"{notice}\n"
+    )
+
+
+def convert(wheel: Path, out_dir: Path, checkpoints: tuple[str, ...] = tuple(MODELS)) -> list[Path]:
+    """Write OUT_DIR/<name>.pt for each checkpoint and the licence notice beside them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    written = []
+    for name in checkpoints:
+        filename, _, tags = MODELS[name]
+        model = load_from_wheel(wheel, name)
+        path = out_dir / filename
+        torch.save(musicnn.checkpoint(model, tags, f"{wheel.name}:musicnn/{name} sha256={sha256}"), path)
+        written.append(path)
+    licence = out_dir / LICENSE_FILE
+    licence.write_text(_licence(wheel, sha256))
+    return [*written, licence]

@@ -1,0 +1,304 @@
+"""The pretrained musicnn taggers (Pons & Serra 2019) as PyTorch modules.
+
+Written from the paper, the upstream TF1 graph and the tensor shapes of the checkpoints
+in the `musicnn` 0.1.0 wheel (ISC licence, see genreq/weights/musicnn_LICENSE.md); the
+weights are converted by tools/convert_musicnn.py. Both taggers see 3-s patches of a
+16 kHz log-mel spectrogram laid out (batch, time, mel) and output 50 tag logits.
+
+Details that must match the trained graph, or the outputs drift:
+- every batch norm uses TF's epsilon 1e-3, not PyTorch's 1e-5;
+- TF "same" padding puts the extra zero after, not before: (63, 64) for a 128 kernel;
+- musicnn's back-end interleaves max and mean pooling (max_0, mean_0, max_1, ...);
+- the trained MSD_vgg graph pools (4,1), (1,4), (2,2), (2,2), (4,4), not what the
+  package's models.py says, and flattens time x mel x channel before its dense layer.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import librosa
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16000  # Hz
+N_FFT = 512  # samples per analysis window (32 ms)
+HOP_LENGTH = 256  # samples between frames (16 ms)
+N_MELS = 96  # mel bands
+PATCH_FRAMES = 187  # frames per network input (3 s), librosa.time_to_frames(3) + 1
+BN_EPS = 1e-3  # TF1 layers.batch_normalization default
+LOG_SCALE = 10000.0  # log10(LOG_SCALE * mel + 1)
+
+MSD_TAGS = (
+    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
+    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
+    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s",
+    "chill", "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic",
+    "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
+    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
+    "60s", "rnb", "indie pop", "sad", "House", "happy",
+)
+
+
+# ---------------------------------------------------------------------------- input
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """(frames, N_MELS) float32 log-mel of 16 kHz mono audio, as musicnn was trained on.
+
+    Upstream takes the log in float16, which overflows to inf on loud clips; float32
+    gives the same values where float16 was finite. Frames are centred with reflect
+    padding, librosa's default when the models were trained (it is "constant" since 0.10).
+    """
+    mel = librosa.feature.melspectrogram(
+        y=np.asarray(audio, dtype=np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
+        hop_length=HOP_LENGTH, n_mels=N_MELS, pad_mode="reflect",
+    ).T.astype(np.float32)
+    return np.log10(np.float32(LOG_SCALE) * mel + np.float32(1.0))
+
+
+def patches(mel: np.ndarray, max_patches: int | None = None) -> np.ndarray:
+    """(n, PATCH_FRAMES, N_MELS) non-overlapping patches of a log-mel, as upstream cuts
+    them; a clip shorter than one patch is padded with silence (zeros)."""
+    if mel.shape[0] < PATCH_FRAMES:
+        mel = np.pad(mel, ((0, PATCH_FRAMES - mel.shape[0]), (0, 0)))
+    n = mel.shape[0] // PATCH_FRAMES
+    if max_patches is not None and n > max_patches:  # evenly spread over the clip
+        starts = np.linspace(0, mel.shape[0] - PATCH_FRAMES, max_patches).round().astype(int)
+    else:
+        starts = np.arange(n) * PATCH_FRAMES
+    return np.stack([mel[s:s + PATCH_FRAMES] for s in starts]).astype(np.float32)
+
+
+def parity_clip(seconds: float = 3.2) -> np.ndarray:
+    """A deterministic 16 kHz test clip: three harmonic notes over a click track."""
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    notes = sum(0.15 / k * np.sin(2 * np.pi * k * f0 * t) for f0 in (220.0, 277.2, 329.6) for k in (1, 2, 3))
+    clicks = np.where((np.arange(t.size) % (SAMPLE_RATE // 2)) < 64, 0.5, 0.0) * np.sin(2 * np.pi * 3000 * t)
+    return (notes + clicks).astype(np.float32)
+
+
+def parity_patches() -> np.ndarray:
+    """(4, PATCH_FRAMES, N_MELS) fixed inputs for parity checks against TensorFlow: a
+    smooth pattern, a hash-like texture and a loud ramp built from integer arithmetic
+    (exactly reproducible, in the 0-5 range real log-mels take), then the first patch of
+    `log_mel(parity_clip())`, which also depends on librosa's mel filters."""
+    t = np.arange(PATCH_FRAMES, dtype=np.int64)[:, None]
+    f = np.arange(N_MELS, dtype=np.int64)[None, :]
+    smooth = 2.0 + 1.5 * np.sin(2 * np.pi * t / 23.0) * np.cos(2 * np.pi * f / 17.0)
+    texture = ((t * 7919 + f * 104729 + t * f * 31) % 1009) / 1009.0 * 4.0
+    ramp = 5.0 * (t + f) / (PATCH_FRAMES + N_MELS) + ((t % 8) == 0) * 1.0
+    clip = patches(log_mel(parity_clip()))[0]
+    return np.stack([smooth, texture, ramp, clip]).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class MusicnnDims:
+    arch: str = "musicnn"  # "musicnn" or "vgg"
+    n_tags: int = 50
+    n_mels: int = N_MELS
+    timbral_filters: int = 204  # int(1.6 * 128)
+    temporal_filters: int = 51  # int(1.6 * 32)
+    midend_filters: int = 64
+    backend_units: int = 200
+    vgg_filters: int = 128
+
+
+def _bn2d(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, eps=BN_EPS)
+
+
+def _bn1d(c: int) -> nn.BatchNorm1d:
+    return nn.BatchNorm1d(c, eps=BN_EPS)
+
+
+class _FrontBranch(nn.Module):
+    """Conv over (time, mel) -> ReLU -> BN -> max over mel, giving (batch, channels, time).
+    `time_pad` is (before, after): the timbral branches pad 3+3 by hand upstream, the
+    temporal ones use TF "same" padding."""
+
+    def __init__(self, filters: int, kernel: tuple[int, int], time_pad: tuple[int, int]):
+        super().__init__()
+        self.time_pad = time_pad
+        self.conv = nn.Conv2d(1, filters, kernel)
+        self.bn = _bn2d(filters)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.pad(x, (0, 0, *self.time_pad))
+        return self.bn(torch.relu(self.conv(x))).amax(dim=3)
+
+
+class _MidConv(nn.Module):
+    """Conv1d over time (k=7, zero padding 3) -> ReLU -> BN."""
+
+    def __init__(self, c_in: int, c_out: int):
+        super().__init__()
+        self.conv = nn.Conv1d(c_in, c_out, 7, padding=3)
+        self.bn = _bn1d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(torch.relu(self.conv(x)))
+
+
+def _same_pad(kernel: int) -> tuple[int, int]:
+    """TF "same" padding for stride 1: the odd zero goes after."""
+    return (kernel - 1) // 2, kernel // 2
+
+
+class Musicnn(nn.Module):
+    """musicnn: musically motivated front-end (timbral + temporal filters), a residual
+    mid-end of 1-D convolutions, global max/mean pooling and a dense back-end."""
+
+    def __init__(self, dims: MusicnnDims = MusicnnDims()):
+        super().__init__()
+        self.dims = dims
+        m = dims.n_mels
+        self.input_bn = _bn2d(1)
+        self.front = nn.ModuleList([
+            _FrontBranch(dims.timbral_filters, (7, int(0.4 * m)), (3, 3)),
+            _FrontBranch(dims.timbral_filters, (7, int(0.7 * m)), (3, 3)),
+            _FrontBranch(dims.temporal_filters, (128, 1), _same_pad(128)),
+            _FrontBranch(dims.temporal_filters, (64, 1), _same_pad(64)),
+            _FrontBranch(dims.temporal_filters, (32, 1), _same_pad(32)),
+        ])
+        front_channels = 2 * dims.timbral_filters + 3 * dims.temporal_filters
+        self.mid = nn.ModuleList([
+            _MidConv(front_channels, dims.midend_filters),
+            _MidConv(dims.midend_filters, dims.midend_filters),
+            _MidConv(dims.midend_filters, dims.midend_filters),
+        ])
+        pooled = 2 * (front_channels + 3 * dims.midend_filters)
+        self.pool_bn = _bn1d(pooled)
+        self.dense = nn.Linear(pooled, dims.backend_units)
+        self.dense_bn = _bn1d(dims.backend_units)
+        self.out = nn.Linear(dims.backend_units, dims.n_tags)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, time, mel) log-mel patches -> (batch, backend_units) "penultimate"
+        features (after the dense layer's ReLU and batch norm, as upstream returns them)."""
+        x = self.input_bn(x.unsqueeze(1))
+        front = torch.cat([branch(x) for branch in self.front], dim=1)  # (B, 561, T)
+        h1 = self.mid[0](front)
+        h2 = self.mid[1](h1) + h1
+        h3 = self.mid[2](h2) + h2
+        feats = torch.cat([front, h1, h2, h3], dim=1)  # (B, 753, T)
+        pooled = torch.stack([feats.amax(dim=2), feats.mean(dim=2)], dim=2).flatten(1)
+        return self.dense_bn(torch.relu(self.dense(self.pool_bn(pooled))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, time, mel) -> (batch, n_tags) logits."""
+        return self.out(self.embed(x))
+
+
+class Vgg(nn.Module):
+    """The musicnn package's VGG-like baseline: five 3x3 conv blocks with max pooling."""
+
+    POOLS = ((4, 1), (1, 4), (2, 2), (2, 2), (4, 4))  # (time, mel), from the trained graph
+
+    def __init__(self, dims: MusicnnDims = MusicnnDims(arch="vgg")):
+        super().__init__()
+        self.dims = dims
+        c = dims.vgg_filters
+        self.input_bn = _bn2d(1)
+        self.convs = nn.ModuleList([nn.Conv2d(1 if i == 0 else c, c, 3, padding=1) for i in range(5)])
+        self.bns = nn.ModuleList([_bn2d(c) for _ in range(5)])
+        t, f = PATCH_FRAMES, dims.n_mels
+        for pt, pf in self.POOLS:
+            t, f = t // pt, f // pf
+        self.out = nn.Linear(t * f * c, dims.n_tags)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, time, mel) -> (batch, time' * mel' * channels) flattened last pool."""
+        x = self.input_bn(x.unsqueeze(1))
+        for conv, bn, pool in zip(self.convs, self.bns, self.POOLS):
+            x = nn.functional.max_pool2d(bn(torch.relu(conv(x))), pool)
+        return x.permute(0, 2, 3, 1).flatten(1)  # TF flattens NHWC: time, mel, channel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(x))
+
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {"musicnn": Musicnn, "vgg": Vgg}
+
+
+def build(dims: MusicnnDims) -> nn.Module:
+    return ARCHITECTURES[dims.arch](dims)
+
+
+# ---------------------------------------------------------------------------- weights
+
+
+def _bn_state(prefix: str, tf: dict[str, np.ndarray], scope: str) -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}.weight": tf[f"{scope}/gamma"],
+        f"{prefix}.bias": tf[f"{scope}/beta"],
+        f"{prefix}.running_mean": tf[f"{scope}/moving_mean"],
+        f"{prefix}.running_var": tf[f"{scope}/moving_variance"],
+    }
+
+
+def _conv2d(kernel: np.ndarray) -> np.ndarray:
+    return kernel.transpose(3, 2, 0, 1)  # TF (h, w, in, out) -> torch (out, in, h, w)
+
+
+def _conv1d(kernel: np.ndarray) -> np.ndarray:
+    # upstream's mid-end is a 2-D conv whose width spans all channels: (7, C, 1, out)
+    return kernel[:, :, 0, :].transpose(2, 1, 0)  # -> (out, C, 7)
+
+
+def state_dict_from_tf(tf: dict[str, np.ndarray], arch: str) -> dict[str, torch.Tensor]:
+    """Map TF1 checkpoint variables (names as tf.compat.v1.layers made them) to the
+    state_dict of `Musicnn` or `Vgg`. Optimiser slots (Adam) are ignored."""
+    sd: dict[str, np.ndarray] = {}
+    sd.update(_bn_state("input_bn", tf, "batch_normalization"))
+    if arch == "musicnn":
+        for i in range(5):  # timbral 7x38, 7x67, then temporal 128, 64, 32
+            scope = f"conv2d_{i}" if i else "conv2d"
+            sd[f"front.{i}.conv.weight"] = _conv2d(tf[f"{scope}/kernel"])
+            sd[f"front.{i}.conv.bias"] = tf[f"{scope}/bias"]
+            sd.update(_bn_state(f"front.{i}.bn", tf, f"batch_normalization_{i + 1}"))
+        for i in range(3):
+            sd[f"mid.{i}.conv.weight"] = _conv1d(tf[f"conv2d_{i + 5}/kernel"])
+            sd[f"mid.{i}.conv.bias"] = tf[f"conv2d_{i + 5}/bias"]
+            sd.update(_bn_state(f"mid.{i}.bn", tf, f"batch_normalization_{i + 6}"))
+        sd.update(_bn_state("pool_bn", tf, "batch_normalization_9"))
+        sd["dense.weight"], sd["dense.bias"] = tf["dense/kernel"].T, tf["dense/bias"]
+        sd.update(_bn_state("dense_bn", tf, "batch_normalization_10"))
+        sd["out.weight"], sd["out.bias"] = tf["dense_1/kernel"].T, tf["dense_1/bias"]
+    elif arch == "vgg":
+        for i in range(5):
+            sd[f"convs.{i}.weight"] = _conv2d(tf[f"{i + 1}CNN/kernel"])
+            sd[f"convs.{i}.bias"] = tf[f"{i + 1}CNN/bias"]
+            sd.update(_bn_state(f"bns.{i}", tf, f"batch_normalization_{i + 1}"))
+        sd["out.weight"], sd["out.bias"] = tf["dense/kernel"].T, tf["dense/bias"]
+    else:
+        raise ValueError(f"unknown musicnn architecture {arch!r}; expected one of {tuple(ARCHITECTURES)}")
+    state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
+    for k in list(state):
+        if k.endswith(".running_var"):
+            state[k.replace("running_var", "num_batches_tracked")] = torch.tensor(0)
+    return state
+
+
+def checkpoint(model: nn.Module, tags: tuple[str, ...], source: str) -> dict:
+    """The file format tools/convert_musicnn.py writes (loadable with weights_only=True)."""
+    return {
+        "dims": asdict(model.dims),
+        "tags": list(tags),
+        "features": {"sample_rate": SAMPLE_RATE, "n_fft": N_FFT, "hop_length": HOP_LENGTH,
+                     "n_mels": N_MELS, "patch_frames": PATCH_FRAMES, "log_scale": LOG_SCALE},
+        "source": source,
+        "state_dict": model.state_dict(),
+    }
+
+
+def load(path) -> tuple[nn.Module, dict]:
+    """A converted tagger in eval mode, and its checkpoint's metadata."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    model = build(MusicnnDims(**ckpt["dims"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, {k: v for k, v in ckpt.items() if k != "state_dict"}

@@ -1,0 +1,165 @@
+"""The pretrained musicnn taggers: the TF checkpoint reader, the PyTorch ports and their
+parity with the original TensorFlow graphs (tests/fixtures/musicnn_parity.json, made
+once by tools/musicnn_reference.py)."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genreq.pretrained import convert, musicnn
+from genreq.pretrained.tf_checkpoint import TABLE_MAGIC, CheckpointError, read_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+PARITY = json.loads((REPO / "tests" / "fixtures" / "musicnn_parity.json").read_text())
+SHIPPED = REPO / "genreq" / "weights" / "musicnn-msd.pt"
+PROB_TOLERANCE = 1e-5  # TF vs PyTorch float32 on the same patches; measured ~8e-7
+
+
+def _wheel() -> Path:
+    """The musicnn wheel if it is cached (never downloaded by the tests)."""
+    path = Path(os.environ.get("GENREQ_MUSICNN_WHEEL") or convert.default_wheel_path())
+    if not path.is_file():
+        pytest.skip(f"musicnn wheel not cached at {path} (genreq models convert-musicnn fetches it)")
+    return path
+
+
+# ---------------------------------------------------------------- a tiny bundle, no TF
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while n >= 0x80:
+        out += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+def _field(number: int, payload: bytes | int) -> bytes:
+    if isinstance(payload, int):
+        return _varint(number << 3) + _varint(payload)
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _block(entries: list[tuple[bytes, bytes]], restart_every: int = 2) -> bytes:
+    """A LevelDB block with prefix-compressed keys and a restart array."""
+    out, restarts, prev = b"", [], b""
+    for i, (key, value) in enumerate(entries):
+        shared = 0
+        if i % restart_every:
+            while shared < min(len(key), len(prev)) and key[shared] == prev[shared]:
+                shared += 1
+        else:
+            restarts.append(len(out))
+        out += _varint(shared) + _varint(len(key) - shared) + _varint(len(value)) + key[shared:] + value
+        prev = key
+    return out + b"".join(struct.pack("<I", r) for r in restarts) + struct.pack("<I", len(restarts))
+
+
+def write_bundle(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
+    """What tf.compat.v1.train.Saver writes, minus the checksums: data blocks of
+    BundleEntryProto values (two blocks, to walk the index), an index block, a footer."""
+    dtypes = {np.dtype("<f4"): 1, np.dtype("<i8"): 9}
+    data, entries = b"", [(b"", _field(1, 1))]  # header: num_shards = 1
+    for name in sorted(tensors):
+        arr = np.require(tensors[name], requirements="C")  # ascontiguousarray makes 0-d 1-d
+        shape = b"".join(_field(2, _field(1, d)) for d in arr.shape)
+        entry = _field(1, dtypes[arr.dtype]) + _field(2, shape) + _field(4, len(data)) + _field(5, arr.nbytes)
+        entries.append((name.encode(), entry))
+        data += arr.tobytes()
+    table, index = b"", []
+    for chunk in (entries[:2], entries[2:]):
+        block = _block(chunk)
+        index.append((chunk[-1][0], _varint(len(table)) + _varint(len(block))))
+        table += block + b"\0" + b"\0\0\0\0"  # no compression, crc not checked
+    meta = _block([])
+    meta_handle = _varint(len(table)) + _varint(len(meta))
+    table += meta + b"\0\0\0\0\0"
+    index_block = _block(index)
+    index_handle = _varint(len(table)) + _varint(len(index_block))
+    table += index_block + b"\0\0\0\0\0"
+    handles = meta_handle + index_handle
+    table += handles + b"\0" * (40 - len(handles)) + struct.pack("<Q", TABLE_MAGIC)
+    Path(f"{prefix}.index").write_bytes(table)
+    Path(f"{prefix}.data-00000-of-00001").write_bytes(data)
+
+
+def test_reader_reads_a_handmade_bundle(tmp_path: Path):
+    tensors = {
+        "conv/kernel": np.arange(24, dtype="<f4").reshape(2, 3, 1, 4) / 7,
+        "conv/bias": np.array([1.5, -2.0, 0.25, 3.0], dtype="<f4"),
+        "conv/kernel/Adam": np.full((2, 3, 1, 4), -1.0, dtype="<f4"),
+        "global_step": np.array(12345, dtype="<i8"),
+    }
+    write_bundle(tmp_path / "model", tensors)
+    read = read_checkpoint(tmp_path / "model")
+    assert sorted(read) == sorted(tensors)
+    for name, arr in tensors.items():
+        assert read[name].shape == arr.shape and read[name].dtype == arr.dtype
+        np.testing.assert_array_equal(read[name], arr)
+
+
+def test_reader_rejects_other_files(tmp_path: Path):
+    Path(f"{tmp_path / 'x'}.index").write_bytes(b"not a table at all" * 4)
+    with pytest.raises(CheckpointError, match="not a TensorFlow checkpoint"):
+        read_checkpoint(tmp_path / "x")
+    with pytest.raises(CheckpointError, match="missing"):
+        read_checkpoint(tmp_path / "missing")
+
+
+# ---------------------------------------------------------------- the ports
+
+
+def test_shapes_and_tf_same_padding():
+    x = torch.from_numpy(musicnn.parity_patches()[:2])
+    m, v = musicnn.Musicnn().eval(), musicnn.Vgg().eval()
+    with torch.no_grad():
+        assert m.embed(x).shape == (2, 200) and m(x).shape == (2, 50)
+        assert v.embed(x).shape == (2, 256) and v(x).shape == (2, 50)
+    assert musicnn._same_pad(128) == (63, 64) and musicnn._same_pad(7) == (3, 3)
+    assert all(mod.eps == musicnn.BN_EPS for mod in m.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm))
+
+
+def test_log_mel_is_finite_on_a_loud_clip():
+    """Upstream's float16 log overflows to inf on loud audio; ours stays finite."""
+    loud = np.sign(np.sin(2 * np.pi * 100 * np.arange(musicnn.SAMPLE_RATE * 4) / musicnn.SAMPLE_RATE))
+    mel = musicnn.log_mel(loud.astype(np.float32))
+    assert mel.dtype == np.float32 and mel.shape[1] == musicnn.N_MELS and np.isfinite(mel).all()
+    assert musicnn.patches(mel).shape == (mel.shape[0] // musicnn.PATCH_FRAMES, musicnn.PATCH_FRAMES, musicnn.N_MELS)
+    assert musicnn.patches(mel[:50]).shape == (1, musicnn.PATCH_FRAMES, musicnn.N_MELS)
+
+
+def _check_parity(model: torch.nn.Module, reference: dict) -> float:
+    x = torch.from_numpy(musicnn.parity_patches())
+    with torch.no_grad():
+        embedding = model.embed(x)
+        probs = torch.sigmoid(model.out(embedding)).numpy()
+    np.testing.assert_allclose(embedding.sum(1).numpy(), reference["embedding_sum"], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(embedding[:, :8].numpy(), reference["embedding_head"], atol=1e-4)
+    diff = float(np.abs(probs - np.array(reference["probs"])).max())
+    assert diff < PROB_TOLERANCE, diff
+    return diff
+
+
+def test_shipped_musicnn_matches_tensorflow():
+    model, meta = musicnn.load(SHIPPED)
+    assert meta["tags"] == list(musicnn.MSD_TAGS) and meta["features"]["sample_rate"] == 16000
+    _check_parity(model, PARITY["models"]["MSD_musicnn"])
+
+
+@pytest.mark.parametrize("checkpoint", sorted(convert.MODELS))
+def test_conversion_from_the_wheel_matches_tensorflow(checkpoint: str):
+    _check_parity(convert.load_from_wheel(_wheel(), checkpoint), PARITY["models"][checkpoint])
+
+
+def test_convert_writes_weights_only_files_with_the_licence(tmp_path: Path):
+    paths = convert.convert(_wheel(), tmp_path, ("MSD_vgg",))
+    assert [p.name for p in paths] == ["vgg-msd.pt", convert.LICENSE_FILE]
+    assert "ISC" in paths[1].read_text() and "Permission to use" in paths[1].read_text()
+    _, meta = musicnn.load(paths[0])
+    assert meta["dims"]["arch"] == "vgg" and "sha256=" in meta["source"]
