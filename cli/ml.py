@@ -21,8 +21,12 @@ ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn")  # mirrors genreq.models.
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
               help="Share of each genre held out (whole artist groups) for early stopping; 0 trains on all.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--features", "input_kind", type=click.Choice(["mel", "mfcc"]), default=None,
+              help="Input of the CRNNs: log-mel (default) or MFCC.")
+@click.option("--n-mfcc", type=click.IntRange(min=8, max=128), default=20, show_default=True,
+              help="MFCCs per frame with --features mfcc.")
 def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | None,
-          val_fraction: float, device: str) -> None:
+          val_fraction: float, device: str, input_kind: str | None, n_mfcc: int) -> None:
     """Train a genre model on DATA_DIR, one folder per genre.
 
     \b
@@ -32,8 +36,8 @@ def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | 
     from genreq.experiment import train_directory
 
     out = out or Path(f"{arch}.pt")
-    report = train_directory(data_dir, arch, out, epochs=epochs, seed=seed,
-                             val_fraction=val_fraction, device=device)
+    report = train_directory(data_dir, arch, out, epochs=epochs, seed=seed, val_fraction=val_fraction,
+                             device=device, input_kind=input_kind, n_mfcc=n_mfcc)
     summary = {k: report[k] for k in ("split", "n_train", "n_val", "best_epoch", "parameters")}
     if "validation" in report:
         summary.update(val_accuracy=report["validation"]["accuracy"], val_ci95=report["validation"]["ci95"])

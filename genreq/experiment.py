@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from genreq import checkpoint, dataset, metrics, models, plots, train
+from genreq import features as F
 from genreq.errors import AudioError, GenreqError
 from genreq.predict import Classifier
 
@@ -21,13 +23,21 @@ def train_directory(
     seed: int = 0,
     val_fraction: float = 0.2,
     device: str = "cpu",
+    input_kind: str | None = None,
+    n_mfcc: int = F.N_MFCC,
 ) -> dict:
     """Train `arch` on DATA_DIR/<genre>/ files, save the checkpoint at `out` and a
-    training-curve PNG beside it; return the checkpoint's metrics."""
+    training-curve PNG beside it; return the checkpoint's metrics.
+
+    `input_kind` "mfcc" swaps the CRNNs' log-mel input for `n_mfcc` MFCCs."""
     if arch not in models.ARCHITECTURES:
         raise GenreqError(f"unknown architecture {arch!r}; choose from {', '.join(models.ARCHITECTURES)}")
     tracks, genres = dataset.scan(data_dir)
     spec = models.ARCHITECTURES[arch].default_features()
+    if input_kind and input_kind != spec.kind:
+        if {input_kind, spec.kind} != {"mel", "mfcc"}:
+            raise GenreqError(f"{arch} takes {spec.kind} input; only the mel models can take mfcc instead")
+        spec = replace(spec, kind=input_kind, n_mfcc=n_mfcc)
     feats = dataset.load_features(tracks, spec)
     keep = [i for i, f in enumerate(feats) if f is not None]
     tracks, feats = [tracks[i] for i in keep], [feats[i] for i in keep]

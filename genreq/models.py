@@ -108,18 +108,22 @@ class CRNN(GenreModel):
 
     default_channels = (16, 32, 64, 128)
     # Frequency collapses 128 → 1 over the four blocks while time keeps 16 steps of
-    # ~186 ms, enough for the GRU to follow rhythm.
-    pools = ((2, 2), (2, 2), (4, 2), (8, 1))
+    # ~186 ms, enough for the GRU to follow rhythm. The last block pools whatever
+    # frequency is left, so fewer input bins (e.g. 20 MFCCs) work too.
+    pools = ((2, 2), (2, 2), (4, 2), (None, 1))
 
     def __init__(self, dims: ModelDims):
         super().__init__(dims)
         chans = (1, *dims.channels)
+        freq, pools = dims.n_bins, []
+        for f, t in self.pools:
+            f = freq if f is None else min(f, freq)
+            pools.append((f, t))
+            freq //= f
         self.convs = nn.Sequential(
-            *[conv_block(chans[i], chans[i + 1], p, dims.dropout / 2) for i, p in enumerate(self.pools)]
+            *[conv_block(chans[i], chans[i + 1], p, dims.dropout / 2) for i, p in enumerate(pools)]
         )
-        freq_out = dims.n_bins
-        for p in self.pools:
-            freq_out //= p[0]
+        freq_out = freq
         self.gru = nn.GRU(chans[-1] * freq_out, dims.hidden // 2, batch_first=True, bidirectional=True)
         self.attention = nn.Linear(dims.hidden, 1)
         self.dropout = nn.Dropout(dims.dropout)

@@ -107,3 +107,22 @@ def test_summary_scores_each_genre():
     assert report["accuracy"] == 0.75 and report["n"] == 4
     assert report["per_genre"]["x"] == {"precision": 1.0, "recall": 0.5, "f1": 0.6667, "support": 2}
     assert report["confusion"] == [[1, 1], [0, 2]]
+
+
+def test_the_crnn_can_learn_from_mfcc_instead_of_log_mel(tmp_path):
+    data = write_labelled(tmp_path / "train", per_genre=6, seed=3)
+    ckpt = tmp_path / "mfcc.pt"
+    result = CliRunner().invoke(cli, ["train", str(data), "--arch", "crnn", "--features", "mfcc", "--n-mfcc", "20",
+                                      "--epochs", "8", "--val-fraction", "0", "--out", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    clf = Classifier.load(ckpt)
+    assert clf.features.kind == "mfcc" and clf.features.n_mfcc == 20
+    report = evaluate_directory(write_labelled(tmp_path / "test", per_genre=4, seed=4), ckpt)
+    assert report["accuracy"] >= 0.75, report["confusion"]
+
+
+def test_mfcc_input_is_refused_for_waveform_models(tmp_path):
+    data = write_labelled(tmp_path / "train", per_genre=2, seed=5)
+    result = CliRunner().invoke(cli, ["train", str(data), "--arch", "raw", "--features", "mfcc"])
+    assert result.exit_code != 0
+    assert "only the mel models can take mfcc" in result.output
