@@ -145,6 +145,10 @@ class Progress:
             self.last_plain = time.monotonic()
             click.echo(line, err=True)
 
+    def message(self, text: str) -> None:
+        """A line of its own; the progress line comes back at the next update."""
+        click.echo(("\r\x1b[K" if self.tty else "") + text, err=True)
+
     def close(self) -> None:
         if self.tty:
             click.echo(err=True)
@@ -171,52 +175,24 @@ def run(paths: tuple[Path, ...], workers: int | None) -> None:
     Example:
       genreq run ~/Music --workers 4
     """
-    import os
-
-    from genreq import config
     from genreq.cli import pipeline
     from genreq.db import queries
     from genreq.db.session import session_scope
 
-    workers = workers or os.cpu_count() or 1
-    started = time.monotonic()
-    started_broker = pipeline.prepare()
-    log_path = config.logs_dir() / "run-workers.log"
-    process = pipeline.spawn_worker(workers, log_path)
     progress = Progress()
-    try:
-        def on_batch(summary) -> None:
-            pipeline.check_alive(process, log_path)
-            progress.update(0, summary.sent, None, walking=True)
-
-        summary = pipeline.enqueue(paths, on_batch=on_batch)
-        click.echo(_enqueue_summary_line(summary), err=True)
-        rate = None
-        while True:
-            with session_scope() as session:
-                batch = queries.status(session, summary.batch_id)
-            rate = batch.throughput_per_s or rate  # the last rate, once nothing is pending
-            progress.update(batch.done + batch.failed, batch.total, rate, walking=False)
-            if batch.pending == 0:
-                break
-            pipeline.check_alive(process, log_path)
-            time.sleep(0.5)
-        progress.close()
-    finally:
-        pipeline.stop_process(process)
-        if started_broker:
-            from genreq.worker import broker
-
-            broker.stop()
-    elapsed_s = time.monotonic() - started
-    with session_scope() as session:
-        _print_genre_table(batch.genres)
-        finished = batch.done + batch.failed
-        rate = f" ({finished / elapsed_s:.2f} clips/s)" if finished else ""
-        click.echo(f"\ndone {batch.done} · failed {batch.failed} · "
-                   f"{_plural(finished, 'file')} in {elapsed_s:.1f} s{rate}")
-        if batch.failed:
-            click.echo("\nfailed:")
+    summary, batch, elapsed_s = pipeline.run(
+        paths, workers, on_progress=progress.update,
+        on_enqueued=lambda summary: progress.message(_enqueue_summary_line(summary)),
+    )
+    progress.close()
+    _print_genre_table(batch.genres)
+    finished = batch.done + batch.failed
+    rate = f" ({finished / elapsed_s:.2f} clips/s)" if finished else ""
+    click.echo(f"\ndone {batch.done} · failed {batch.failed} · "
+               f"{_plural(finished, 'file')} in {elapsed_s:.1f} s{rate}")
+    if batch.failed:
+        click.echo("\nfailed:")
+        with session_scope() as session:
             for track in queries.failures(session, summary.batch_id):
                 click.echo(f"  {track.error}")
 

@@ -89,6 +89,57 @@ def enqueue(
     return summary
 
 
+# --- the one-shot job --------------------------------------------------------------
+
+POLL_INTERVAL_S = 0.5
+# on_progress(finished, total, tracks per second or None, still walking)
+ProgressCallback = Callable[[int, int, float | None, bool], None]
+
+
+def run(
+    paths: Iterable[str | Path],
+    workers: int | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_enqueued: Callable[[EnqueueSummary], None] | None = None,
+) -> tuple[EnqueueSummary, queries.Status, float]:
+    """What `genreq run` does: start local workers, enqueue, wait until every track of
+    this batch is done or failed, stop the workers (and the embedded broker if this
+    call started it). Returns the enqueue summary, the batch's status and the seconds
+    it all took. Raises GenreqError when the workers die."""
+    started = time.monotonic()
+    on_progress = on_progress or (lambda *_: None)
+    started_broker = prepare()
+    log_path = config.logs_dir() / "run-workers.log"
+    # Workers first: they load the model while the walk goes on.
+    process = spawn_worker(workers or os.cpu_count() or 1, log_path)
+    try:
+        def batch_status(batch_id: str) -> queries.Status:
+            check_alive(process, log_path)
+            with session_scope() as session:
+                return queries.status(session, batch_id)
+
+        def on_batch(summary: EnqueueSummary) -> None:
+            batch = batch_status(summary.batch_id)
+            on_progress(batch.done + batch.failed, summary.sent, batch.throughput_per_s, True)
+
+        summary = enqueue(paths, on_batch=on_batch)
+        if on_enqueued:
+            on_enqueued(summary)
+        rate = None
+        while True:
+            batch = batch_status(summary.batch_id)
+            rate = batch.throughput_per_s or rate  # keep the last rate once nothing is pending
+            on_progress(batch.done + batch.failed, batch.total, rate, False)
+            if batch.pending == 0:
+                break
+            time.sleep(POLL_INTERVAL_S)
+    finally:
+        stop_process(process)
+        if started_broker:
+            broker.stop()
+    return summary, batch, time.monotonic() - started
+
+
 # --- worker processes --------------------------------------------------------------
 
 
