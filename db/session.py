@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from genreq import config
+from genreq.errors import GenreqError
 
 # Writers wait this long for a SQLite lock before "database is locked" (then the
 # task retries with backoff): several worker processes share one file.
@@ -46,7 +47,13 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    try:
+        return create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:  # e.g. psycopg, an optional extra
+        raise GenreqError(
+            f"{make_url(url).drivername} needs the Python package {exc.name!r}"
+            " (PostgreSQL: pip install 'genreq[postgres]')"
+        ) from exc
 
 
 def get_engine(url: str | None = None) -> Engine:
