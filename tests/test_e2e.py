@@ -152,3 +152,21 @@ def test_run_without_a_usable_model_fails_clearly(genreq_home, audio_library, tm
     )
     status = json.loads(genreq("status", "--json").stdout)
     assert status["failed"] == 0 and status["done"] == 0  # no track blamed
+
+
+def test_stop_stops_registered_workers_and_broker(genreq_home, start_worker):
+    import time
+
+    from genreq.worker import broker
+
+    worker = start_worker(concurrency=1)
+    deadline = time.monotonic() + 60
+    while not list((genreq_home / "workers").glob("*.pid")):
+        assert worker.process.poll() is None, worker.log()
+        assert time.monotonic() < deadline, "worker never registered"
+        time.sleep(0.1)
+    result = genreq("stop")
+    assert result.stderr.strip() == "stopped 1 worker; embedded broker stopped"
+    assert worker.process.wait(30) == 0, worker.log()
+    assert not broker.is_running(genreq_home)
+    assert not list((genreq_home / "workers").glob("*.pid"))
