@@ -6,11 +6,12 @@ import csv
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import click
 
-from genreq.db.models import TOP_K, Track
+if TYPE_CHECKING:  # SQLAlchemy stays out of `genreq --help`
+    from genreq.db.models import Track
 
 FORMATS = ("csv", "json", "ndjson", "table", "m3u")
 CSV_COLUMNS = ("path", "genre", "confidence", "top3", "duration_s", "model", "model_version")
@@ -26,6 +27,8 @@ def output_options(command: Callable) -> Callable:
 
 def track_record(track: Track) -> dict:
     """The exported view of a done track."""
+    from genreq.db.models import TOP_K
+
     return {
         "path": track.path,
         "genre": track.genre,
