@@ -26,7 +26,10 @@ MAX_CHUNKS = 10  # chunks analysed per track, whatever its length
 AMIN = 1e-10  # power floor before the log: silence becomes -100 dB, never -inf
 LONG_TRACK_S = 40.0  # longer tracks are analysed from excerpts, not decoded whole
 
-KINDS = ("mel", "mfcc", "stft", "raw")
+KINDS = ("mel", "mfcc", "stft", "raw", "musicnn")
+# "musicnn": the pretrained taggers' input (genreq.pretrained.musicnn): log10(10000·mel + 1)
+# of 16 kHz audio, 512-point frames, hop 256, 96 bands, 187-frame (3 s) chunks.
+MUSICNN_LOG_SCALE = 10000.0
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,8 @@ class FeatureSpec:
     @property
     def n_bins(self) -> int:
         """Rows of the feature matrix (1 for the raw waveform)."""
-        return {"mel": self.n_mels, "mfcc": self.n_mfcc, "stft": self.n_fft // 2 + 1, "raw": 1}[self.kind]
+        return {"mel": self.n_mels, "mfcc": self.n_mfcc, "stft": self.n_fft // 2 + 1, "raw": 1,
+                "musicnn": self.n_mels}[self.kind]
 
     @property
     def chunk_width(self) -> int:
@@ -113,6 +117,18 @@ def mfcc(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return scipy.fft.dct(log_mel(audio, spec), axis=0, type=2, norm="ortho")[: spec.n_mfcc]
 
 
+def musicnn_log_mel(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """log10(10000·mel + 1) in float32, shape (n_mels, frames): what the musicnn taggers
+    were trained on. Frames are centred with reflect padding (librosa's default when they
+    were trained) rather than genreq's zero padding; upstream's float16 log, which
+    overflows on loud clips, is not reproduced."""
+    mel = librosa.feature.melspectrogram(
+        y=np.asarray(audio, dtype=np.float32), sr=spec.sample_rate, n_fft=spec.n_fft,
+        hop_length=spec.hop_length, n_mels=spec.n_mels, pad_mode="reflect",
+    ).astype(np.float32)
+    return np.log10(np.float32(MUSICNN_LOG_SCALE) * mel + np.float32(1.0))
+
+
 def extract(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """The feature matrix of one excerpt, shape (n_bins, frames) — (1, samples) for raw."""
     if spec.kind == "mel":
@@ -121,6 +137,8 @@ def extract(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
         return mfcc(audio, spec).astype(np.float32)
     if spec.kind == "stft":
         return _db(_power(audio, spec))
+    if spec.kind == "musicnn":
+        return musicnn_log_mel(audio, spec)
     return audio[np.newaxis, :].astype(np.float32)
 
 

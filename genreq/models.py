@@ -15,11 +15,14 @@ mean and standard deviation of the training features, kept as buffers.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from genreq.features import FeatureSpec
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"  # pretrained weights shipped in the package
 
 
 @dataclass(frozen=True)
@@ -203,11 +206,81 @@ class RawCNN(GenreModel):
         return self.head(self.dense(torch.cat([h.mean(-1), h.amax(-1)], dim=1)))
 
 
+def _freeze_as_buffers(module: nn.Module) -> None:
+    """Turn every parameter of MODULE into a buffer of the same name: the weights stay in
+    the state_dict and move with .to(), but are no parameters an optimiser could train."""
+    for sub in module.modules():
+        for name, param in list(sub.named_parameters(recurse=False)):
+            del sub._parameters[name]
+            sub.register_buffer(name, param.detach())
+
+
+class PretrainedTagger(GenreModel):
+    """A frozen pretrained musicnn tagger (genreq.pretrained.musicnn) as the ears, and a
+    linear genre head on its per-chunk embedding. The tagger starts from the weights
+    shipped in genreq/weights/<tagger_file> (converted from the musicnn wheel); they are
+    buffers, not parameters, and its batch norms stay in eval mode. The embedding is
+    standardised with buffers a head trainer sets (identity by default)."""
+
+    feature_kind = "musicnn"
+    tagger_arch = ""
+    tagger_file = ""
+
+    @classmethod
+    def default_features(cls) -> FeatureSpec:
+        from genreq.pretrained.musicnn import FEATURE_SPEC
+
+        return FEATURE_SPEC
+
+    def __init__(self, dims: ModelDims):
+        super().__init__(dims)
+        from genreq.pretrained import musicnn
+
+        self.tagger = musicnn.build(musicnn.MusicnnDims(arch=self.tagger_arch, n_mels=dims.n_bins))
+        shipped = WEIGHTS_DIR / self.tagger_file
+        if shipped.is_file():  # a checkpoint being loaded overwrites these anyway
+            self.tagger.load_state_dict(musicnn.load(shipped)[0].state_dict())
+        _freeze_as_buffers(self.tagger)
+        self.tagger.eval()
+        n_embed = self.tagger.out.in_features  # the tag layer reads the embedding
+        self.register_buffer("embedding_mean", torch.zeros(n_embed))
+        self.register_buffer("embedding_std", torch.ones(n_embed))
+        self.dropout = nn.Dropout(dims.dropout)
+        self.head = nn.Linear(n_embed, dims.n_classes)
+
+    def train(self, mode: bool = True) -> PretrainedTagger:
+        super().train(mode)
+        self.tagger.eval()  # pretrained batch-norm statistics are never updated
+        return self
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, 1, n_mels, frames) chunks -> standardised (batch, n_embed) embeddings."""
+        emb = self.tagger.embed(x[:, 0].transpose(1, 2).contiguous())
+        return (emb - self.embedding_mean) / self.embedding_std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.embed(x)))
+
+
+class MusicnnMSD(PretrainedTagger):
+    """MSD musicnn's 200-d penultimate layer (~1.3 GMAC per 3-s chunk)."""
+
+    tagger_arch, tagger_file = "musicnn", "musicnn-msd.pt"
+
+
+class VggMSD(PretrainedTagger):
+    """MSD vgg's flattened last pool, 256-d (~4x cheaper than musicnn)."""
+
+    tagger_arch, tagger_file = "vgg", "vgg-msd.pt"
+
+
 ARCHITECTURES: dict[str, type[GenreModel]] = {
     "raw": RawCNN,
     "stft-cnn": StftCNN,
     "crnn-paper": PaperCRNN,
     "crnn": CRNN,
+    "musicnn-msd": MusicnnMSD,
+    "vgg-msd": VggMSD,
 }
 
 

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from genreq import checkpoint, features, models
 from genreq.pretrained import convert, musicnn
 from genreq.pretrained.tf_checkpoint import TABLE_MAGIC, CheckpointError, read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 PARITY = json.loads((REPO / "tests" / "fixtures" / "musicnn_parity.json").read_text())
-SHIPPED = REPO / "genreq" / "weights" / "musicnn-msd.pt"
+WEIGHTS = REPO / "genreq" / "weights"
+SHIPPED = {"MSD_musicnn": WEIGHTS / "musicnn-msd.pt", "MSD_vgg": WEIGHTS / "vgg-msd.pt"}
 PROB_TOLERANCE = 1e-5  # TF vs PyTorch float32 on the same patches; measured ~8e-7
 
 
@@ -146,10 +148,11 @@ def _check_parity(model: torch.nn.Module, reference: dict) -> float:
     return diff
 
 
-def test_shipped_musicnn_matches_tensorflow():
-    model, meta = musicnn.load(SHIPPED)
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_taggers_match_tensorflow(name: str):
+    model, meta = musicnn.load(SHIPPED[name])
     assert meta["tags"] == list(musicnn.MSD_TAGS) and meta["features"]["sample_rate"] == 16000
-    _check_parity(model, PARITY["models"]["MSD_musicnn"])
+    _check_parity(model, PARITY["models"][name])
 
 
 @pytest.mark.parametrize("checkpoint", sorted(convert.MODELS))
@@ -163,3 +166,35 @@ def test_convert_writes_weights_only_files_with_the_licence(tmp_path: Path):
     assert "ISC" in paths[1].read_text() and "Permission to use" in paths[1].read_text()
     _, meta = musicnn.load(paths[0])
     assert meta["dims"]["arch"] == "vgg" and "sha256=" in meta["source"]
+
+
+# ---------------------------------------------------------------- registry models
+
+
+def test_musicnn_feature_kind_cuts_the_taggers_input():
+    spec = models.ARCHITECTURES["musicnn-msd"].default_features()
+    assert spec == musicnn.FEATURE_SPEC and spec.n_bins == 96 and spec.chunk_width == 187
+    clip = musicnn.parity_clip(7.0)
+    feature = features.extract(clip, spec)
+    np.testing.assert_array_equal(feature.T, musicnn.log_mel(clip))
+    assert features.chunks(feature, spec).shape == (2, 1, 96, 187)
+
+
+@pytest.mark.parametrize(("arch", "name"), [("musicnn-msd", "MSD_musicnn"), ("vgg-msd", "MSD_vgg")])
+def test_registry_model_has_frozen_pretrained_ears(arch: str, name: str, tmp_path: Path):
+    model = models.build(arch, n_classes=3)
+    assert [n for n, _ in model.named_parameters()] == ["head.weight", "head.bias"]
+    assert not model.train().tagger.training  # pretrained batch-norm statistics stay put
+    chunks = torch.from_numpy(musicnn.parity_patches()).transpose(1, 2)[:, None]  # (n, 1, mel, time)
+    with torch.no_grad():
+        tags = torch.sigmoid(model.tagger.out(model.eval().embed(chunks))).numpy()
+    assert np.abs(tags - np.array(PARITY["models"][name]["probs"])).max() < PROB_TOLERANCE
+
+    with torch.no_grad():
+        model.head.weight.normal_()
+        model.embedding_std.fill_(2.0)
+    path = tmp_path / f"{arch}.pt"
+    checkpoint.save(path, model, arch, ["a", "b", "c"], model.default_features())
+    loaded, _ = checkpoint.load(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(chunks), model(chunks))

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import librosa
 import numpy as np
 import torch
 from torch import nn
+
+from genreq import features
 
 SAMPLE_RATE = 16000  # Hz
 N_FFT = 512  # samples per analysis window (32 ms)
@@ -27,7 +28,11 @@ HOP_LENGTH = 256  # samples between frames (16 ms)
 N_MELS = 96  # mel bands
 PATCH_FRAMES = 187  # frames per network input (3 s), librosa.time_to_frames(3) + 1
 BN_EPS = 1e-3  # TF1 layers.batch_normalization default
-LOG_SCALE = 10000.0  # log10(LOG_SCALE * mel + 1)
+LOG_SCALE = features.MUSICNN_LOG_SCALE  # log10(LOG_SCALE * mel + 1)
+FEATURE_SPEC = features.FeatureSpec(
+    kind="musicnn", sample_rate=SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS,
+    chunk_frames=PATCH_FRAMES,
+)
 
 MSD_TAGS = (
     "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
@@ -44,17 +49,9 @@ MSD_TAGS = (
 
 
 def log_mel(audio: np.ndarray) -> np.ndarray:
-    """(frames, N_MELS) float32 log-mel of 16 kHz mono audio, as musicnn was trained on.
-
-    Upstream takes the log in float16, which overflows to inf on loud clips; float32
-    gives the same values where float16 was finite. Frames are centred with reflect
-    padding, librosa's default when the models were trained (it is "constant" since 0.10).
-    """
-    mel = librosa.feature.melspectrogram(
-        y=np.asarray(audio, dtype=np.float32), sr=SAMPLE_RATE, n_fft=N_FFT,
-        hop_length=HOP_LENGTH, n_mels=N_MELS, pad_mode="reflect",
-    ).T.astype(np.float32)
-    return np.log10(np.float32(LOG_SCALE) * mel + np.float32(1.0))
+    """(frames, N_MELS) float32 log10(10000·mel + 1) of 16 kHz mono audio, as musicnn was
+    trained on (one implementation: genreq.features.musicnn_log_mel)."""
+    return features.musicnn_log_mel(audio, FEATURE_SPEC).T
 
 
 def patches(mel: np.ndarray, max_patches: int | None = None) -> np.ndarray:
