@@ -46,12 +46,13 @@ def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | 
 
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Checkpoint [default: $GENREQ_MODEL or the shipped model].")
+@click.option("--model", "model_path", default=None,
+              help="Checkpoint path or shipped model name (crnn, vgg-msd, ...) "
+                   "[default: $GENREQ_MODEL or the shipped crnn].")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw the confusion matrix to this PNG.")
-def evaluate(data_dir: Path, model_path: Path | None, as_json: bool, confusion_png: Path | None) -> None:
+def evaluate(data_dir: Path, model_path: str | None, as_json: bool, confusion_png: Path | None) -> None:
     """Track-level accuracy of a model on DATA_DIR (one folder per genre).
 
     Use data the model never saw in training.
@@ -84,11 +85,12 @@ def evaluate(data_dir: Path, model_path: Path | None, as_json: bool, confusion_p
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="Checkpoint [default: $GENREQ_MODEL or the shipped model].")
+@click.option("--model", "model_path", default=None,
+              help="Checkpoint path or shipped model name (crnn, vgg-msd, ...) "
+                   "[default: $GENREQ_MODEL or the shipped crnn].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (ndjson).")
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
-def classify(files: tuple[Path, ...], model_path: Path | None, as_json: bool, top_k: int) -> None:
+def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top_k: int) -> None:
     """Classify audio files directly, without the queue.
 
     Exit status 1 when any file could not be classified (each is reported on stderr).

@@ -11,14 +11,33 @@ import numpy as np
 import torch
 
 from genreq import audio, checkpoint, features
-from genreq.errors import AudioError
+from genreq.errors import AudioError, ModelError
 
-DEFAULT_MODEL = Path(__file__).parent / "weights" / "crnn.pt"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = WEIGHTS_DIR / "crnn.pt"
+
+
+def shipped_models() -> list[str]:
+    """Names of the checkpoints shipped in the package (`--model NAME`)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
+
+
+def resolve_model(model: str | Path | None = None) -> Path:
+    """A checkpoint path from a path, a shipped model's name, or None for $GENREQ_MODEL
+    (itself a path or a name) and else the shipped default."""
+    model = model or os.environ.get("GENREQ_MODEL") or DEFAULT_MODEL
+    path = Path(model).expanduser()
+    if path.exists() or path.suffix or len(path.parts) > 1:
+        return path
+    named = WEIGHTS_DIR / f"{model}.pt"
+    if named.exists():
+        return named
+    raise ModelError(f"{model}: no such checkpoint, nor a shipped model ({', '.join(shipped_models())})")
 
 
 def default_model_path() -> Path:
     """$GENREQ_MODEL when set, else the weights shipped in the package."""
-    return Path(os.environ.get("GENREQ_MODEL") or DEFAULT_MODEL)
+    return resolve_model(None)
 
 
 @dataclass(frozen=True)

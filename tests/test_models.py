@@ -81,3 +81,14 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
         checkpoint.load(tmp_path / "bad.pt")
     with pytest.raises(ModelError, match="no such checkpoint"):
         checkpoint.load(tmp_path / "missing.pt")
+
+
+def test_models_resolve_by_path_or_shipped_name(tmp_path, monkeypatch):
+    from genreq import predict
+
+    assert predict.resolve_model("crnn") == predict.WEIGHTS_DIR / "crnn.pt"
+    assert predict.resolve_model(tmp_path / "x.pt") == tmp_path / "x.pt"
+    monkeypatch.setenv("GENREQ_MODEL", "crnn")
+    assert predict.resolve_model(None) == predict.WEIGHTS_DIR / "crnn.pt"
+    with pytest.raises(ModelError, match="nor a shipped model"):
+        predict.resolve_model("no-such-model")
