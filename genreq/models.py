@@ -1,4 +1,4 @@
-"""The four architectures, one registry, one checkpoint format.
+"""The architectures, one registry, one checkpoint format.
 
 - `raw`: 1-D CNN on the waveform (the seed paper's "Raw" row).
 - `stft-cnn`: 2-D CNN on a log-magnitude STFT (the "STFT" row, after Elbir et al.).
@@ -7,6 +7,8 @@
   units over time, softmax over the genres.
 - `crnn`: the shipped model, a leaner CRNN of the same family with frequency-aware
   pooling, a bidirectional GRU and attention pooling over time.
+- `musicnn-msd`, `vgg-msd`: the pretrained musicnn taggers (genreq.pretrained), frozen,
+  with a linear genre head on their per-chunk embedding; 16 kHz "musicnn" features.
 
 Every model takes (batch, 1, n_bins, width) chunks of features in their natural
 units (dB, or samples for raw) and returns logits; it normalises its input with the
