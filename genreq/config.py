@@ -4,7 +4,7 @@ that change the environment see the new values.
 GENREQ_HOME          state of the embedded default: database, broker data and socket, logs
 GENREQ_DATABASE_URL  any SQLAlchemy URL; default a SQLite file in GENREQ_HOME
 GENREQ_BROKER_URL    a Redis URL; unset means the embedded broker under GENREQ_HOME
-GENREQ_MODEL         checkpoint path; unset means the weights shipped in the package
+GENREQ_MODEL         checkpoint path or shipped model name; unset means the default
 """
 from __future__ import annotations
 
@@ -45,10 +45,10 @@ def broker_url() -> str | None:
     return os.environ.get("GENREQ_BROKER_URL") or None
 
 
-def model_path() -> Path | None:
-    """GENREQ_MODEL, or None for the weights shipped in the package."""
-    value = os.environ.get("GENREQ_MODEL")
-    return Path(value).expanduser() if value else None
+def model() -> str | None:
+    """GENREQ_MODEL (a checkpoint path or a shipped model's name, resolved by
+    genreq.predict.resolve_model), or None for the shipped default."""
+    return os.environ.get("GENREQ_MODEL") or None
 
 
 def logs_dir() -> Path:

@@ -1,8 +1,6 @@
 """Configuration from the environment, with working local defaults."""
 from __future__ import annotations
 
-from pathlib import Path
-
 from genreq import config
 
 
@@ -12,7 +10,7 @@ def test_defaults_live_in_home(genreq_home):
     assert config.database_url() == f"sqlite:///{genreq_home / 'genreq.db'}"
     assert config.database_url_is_default()
     assert config.broker_url() is None
-    assert config.model_path() is None
+    assert config.model() is None
 
 
 def test_home_defaults_to_user_data_dir(monkeypatch, tmp_path):
@@ -28,7 +26,7 @@ def test_environment_overrides(monkeypatch, tmp_path):
     assert config.database_url() == "postgresql://u@db/genreq"
     assert not config.database_url_is_default()
     assert config.broker_url() == "redis://redis:6379/0"
-    assert config.model_path() == Path("~/m.pt").expanduser()
+    assert config.model() == "~/m.pt"
 
 
 def test_embedded_broker_url_follows_home(genreq_home):

@@ -51,11 +51,11 @@ def classifier():
         import torch
 
         from genreq import config
-        from genreq.predict import Classifier
+        from genreq.predict import Classifier, resolve_model
 
         # Processes give the parallelism; threads inside each would only contend.
         torch.set_num_threads(1)
-        _classifier = Classifier.load(config.model_path())
+        _classifier = Classifier.load(resolve_model(config.model()))
         log.info("loaded model %s@%s in process %d", _classifier.name, _classifier.version,
                  os.getpid())
     return _classifier
