@@ -120,8 +120,10 @@ def write_checkpoint(path: Path, arch: str, emb: np.ndarray, chunk_track: np.nda
         model.head.bias.copy_(torch.from_numpy(lr.intercept_))
     recipe = {"head": f"logistic regression C={C} on standardised mean chunk embeddings (sklearn), "
                       f"all {len(y)} clips", "script": "bench/musicnn_probe.py"}
-    checkpoint.save(path, model, arch, genres, model.default_features(),
-                    metrics={"crossval": result}, recipe=recipe)
+    run_metrics = {"split": "none (all data trained)", "n_train": len(y),
+                   "parameters": sum(t.numel() for t in model.state_dict().values()),
+                   "macs_per_chunk": models.count_macs(model), "crossval": result}
+    checkpoint.save(path, model, arch, genres, model.default_features(), run_metrics, recipe)
 
 
 def main() -> None:

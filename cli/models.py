@@ -12,15 +12,16 @@ def models() -> None:
 
     \b
     Example:
-      genreq models convert-musicnn --out genreq/weights
+      genreq models convert-musicnn
     """
 
 
 @models.command("convert-musicnn")
 @click.option("--wheel", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="The musicnn 0.1.0 wheel [default: cached, downloaded with pip if absent].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the converted taggers and their licence notice.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the converted taggers and their licence notice "
+                   "[default: genreq's cache, where `genreq train` finds them].")
 @click.option("--model", "checkpoints", type=click.Choice(["MSD_musicnn", "MSD_vgg"]), multiple=True,
               help="Checkpoint(s) to convert [default: both].")
 def convert_musicnn(wheel: Path | None, out_dir: Path, checkpoints: tuple[str, ...]) -> None:
@@ -28,7 +29,7 @@ def convert_musicnn(wheel: Path | None, out_dir: Path, checkpoints: tuple[str, .
 
     \b
     Example:
-      genreq models convert-musicnn --out genreq/weights --model MSD_musicnn
+      genreq models convert-musicnn --out converted --model MSD_vgg
     """
     from genreq.pretrained import convert
 

@@ -16,6 +16,7 @@ mean and standard deviation of the training features, kept as buffers.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from torch import nn
 from genreq.features import FeatureSpec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # pretrained weights shipped in the package
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -219,14 +222,15 @@ def _freeze_as_buffers(module: nn.Module) -> None:
 
 class PretrainedTagger(GenreModel):
     """A frozen pretrained musicnn tagger (genreq.pretrained.musicnn) as the ears, and a
-    linear genre head on its per-chunk embedding. The tagger starts from the weights
-    shipped in genreq/weights/<tagger_file> (converted from the musicnn wheel); they are
-    buffers, not parameters, and its batch norms stay in eval mode. The embedding is
+    linear genre head on its per-chunk embedding. A fresh model's tagger takes the
+    pretrained weights of the shipped checkpoint genreq/weights/<name>.pt, or else of
+    `genreq models convert-musicnn`'s output; they are buffers, not parameters, and its
+    batch norms stay in eval mode. The embedding is
     standardised with buffers a head trainer sets (identity by default)."""
 
     feature_kind = "musicnn"
+    name = ""  # the registry name
     tagger_arch = ""
-    tagger_file = ""
 
     @classmethod
     def default_features(cls) -> FeatureSpec:
@@ -236,12 +240,14 @@ class PretrainedTagger(GenreModel):
 
     def __init__(self, dims: ModelDims):
         super().__init__(dims)
-        from genreq.pretrained import musicnn
+        from genreq.pretrained import convert, musicnn
 
         self.tagger = musicnn.build(musicnn.MusicnnDims(arch=self.tagger_arch, n_mels=dims.n_bins))
-        shipped = WEIGHTS_DIR / self.tagger_file
-        if shipped.is_file():  # a checkpoint being loaded overwrites these anyway
-            self.tagger.load_state_dict(musicnn.load(shipped)[0].state_dict())
+        state = convert.tagger_state(self.name, WEIGHTS_DIR)  # a checkpoint being loaded overwrites it
+        if state is None:
+            log.warning("%s: no pretrained tagger weights found; run `genreq models convert-musicnn`", self.name)
+        else:
+            self.tagger.load_state_dict(state)
         _freeze_as_buffers(self.tagger)
         self.tagger.eval()
         n_embed = self.tagger.out.in_features  # the tag layer reads the embedding
@@ -267,13 +273,13 @@ class PretrainedTagger(GenreModel):
 class MusicnnMSD(PretrainedTagger):
     """MSD musicnn's 200-d penultimate layer (~1.3 GMAC per 3-s chunk)."""
 
-    tagger_arch, tagger_file = "musicnn", "musicnn-msd.pt"
+    name, tagger_arch = "musicnn-msd", "musicnn"
 
 
 class VggMSD(PretrainedTagger):
     """MSD vgg's flattened last pool, 256-d (~4x cheaper than musicnn)."""
 
-    tagger_arch, tagger_file = "vgg", "vgg-msd.pt"
+    name, tagger_arch = "vgg-msd", "vgg"
 
 
 ARCHITECTURES: dict[str, type[GenreModel]] = {

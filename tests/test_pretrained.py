@@ -19,7 +19,7 @@ from genreq.pretrained.tf_checkpoint import TABLE_MAGIC, CheckpointError, read_c
 REPO = Path(__file__).resolve().parents[1]
 PARITY = json.loads((REPO / "tests" / "fixtures" / "musicnn_parity.json").read_text())
 WEIGHTS = REPO / "genreq" / "weights"
-SHIPPED = {"MSD_musicnn": WEIGHTS / "musicnn-msd.pt", "MSD_vgg": WEIGHTS / "vgg-msd.pt"}
+SHIPPED = {"MSD_musicnn": WEIGHTS / "musicnn-msd.pt", "MSD_vgg": WEIGHTS / "vgg-msd.pt"}  # genreq checkpoints
 PROB_TOLERANCE = 1e-5  # TF vs PyTorch float32 on the same patches; measured ~8e-7
 
 
@@ -149,10 +149,10 @@ def _check_parity(model: torch.nn.Module, reference: dict) -> float:
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_shipped_taggers_match_tensorflow(name: str):
-    model, meta = musicnn.load(SHIPPED[name])
-    assert meta["tags"] == list(musicnn.MSD_TAGS) and meta["features"]["sample_rate"] == 16000
-    _check_parity(model, PARITY["models"][name])
+def test_shipped_models_hold_taggers_that_match_tensorflow(name: str):
+    model, ckpt = checkpoint.load(SHIPPED[name])
+    assert ckpt["features"] == musicnn.FEATURE_SPEC.to_dict() and len(ckpt["genres"]) == 10
+    _check_parity(model.tagger, PARITY["models"][name])
 
 
 @pytest.mark.parametrize("checkpoint", sorted(convert.MODELS))
@@ -162,9 +162,10 @@ def test_conversion_from_the_wheel_matches_tensorflow(checkpoint: str):
 
 def test_convert_writes_weights_only_files_with_the_licence(tmp_path: Path):
     paths = convert.convert(_wheel(), tmp_path, ("MSD_vgg",))
-    assert [p.name for p in paths] == ["vgg-msd.pt", convert.LICENSE_FILE]
+    assert [p.name for p in paths] == ["vgg-msd-tagger.pt", convert.LICENSE_FILE]
     assert "ISC" in paths[1].read_text() and "Permission to use" in paths[1].read_text()
     _, meta = musicnn.load(paths[0])
+    assert meta["tags"] == list(musicnn.MSD_TAGS)
     assert meta["dims"]["arch"] == "vgg" and "sha256=" in meta["source"]
 
 

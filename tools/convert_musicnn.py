@@ -1,7 +1,7 @@
 """Convert the musicnn wheel's checkpoints to PyTorch: the script form of
 `genreq models convert-musicnn`.
 
-    .venv/bin/python tools/convert_musicnn.py --out genreq/weights --model MSD_musicnn
+    .venv/bin/python tools/convert_musicnn.py --out converted --model MSD_musicnn
 """
 from genreq.cli.models import convert_musicnn
 

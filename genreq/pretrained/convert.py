@@ -21,10 +21,12 @@ from genreq.pretrained import musicnn
 from genreq.pretrained.tf_checkpoint import read_checkpoint
 
 WHEEL_NAME = "musicnn-0.1.0-py3-none-any.whl"
-# checkpoint folder in the wheel -> (output file, architecture, tags)
+# checkpoint folder in the wheel -> (output file, architecture, tags). The genreq registry
+# models built on them (`musicnn-msd`, `vgg-msd`) are shipped as genreq checkpoints
+# genreq/weights/<name>.pt that hold the tagger's weights (keys "tagger.*") and a genre head.
 MODELS = {
-    "MSD_musicnn": ("musicnn-msd.pt", "musicnn", musicnn.MSD_TAGS),
-    "MSD_vgg": ("vgg-msd.pt", "vgg", musicnn.MSD_TAGS),
+    "MSD_musicnn": ("musicnn-msd-tagger.pt", "musicnn", musicnn.MSD_TAGS),
+    "MSD_vgg": ("vgg-msd-tagger.pt", "vgg", musicnn.MSD_TAGS),
 }
 LICENSE_FILE = "musicnn_LICENSE.md"
 
@@ -34,6 +36,27 @@ log = logging.getLogger(__name__)
 def default_wheel_path() -> Path:
     """Where the wheel is cached: the per-user cache directory of genreq."""
     return Path(platformdirs.user_cache_dir("genreq")) / WHEEL_NAME
+
+
+def default_out_dir() -> Path:
+    """Where converted taggers go unless told otherwise, and where models look for them."""
+    return Path(platformdirs.user_cache_dir("genreq")) / "musicnn"
+
+
+def tagger_state(model_name: str, weights_dir: Path) -> dict[str, torch.Tensor] | None:
+    """Pretrained tagger weights for the registry model MODEL_NAME (e.g. "vgg-msd"): from
+    the shipped genreq checkpoint WEIGHTS_DIR/MODEL_NAME.pt, else from the converter's
+    output in default_out_dir(); None when neither exists."""
+    shipped = weights_dir / f"{model_name}.pt"
+    if shipped.is_file():
+        state = torch.load(shipped, map_location="cpu", weights_only=True)["state_dict"]
+        tagger = {k.removeprefix("tagger."): v for k, v in state.items() if k.startswith("tagger.")}
+        if tagger:
+            return tagger
+    converted = default_out_dir() / f"{model_name}-tagger.pt"
+    if converted.is_file():
+        return torch.load(converted, map_location="cpu", weights_only=True)["state_dict"]
+    return None
 
 
 def fetch_wheel(path: Path | None = None) -> Path:
@@ -70,8 +93,9 @@ def _licence(wheel: Path, sha256: str) -> str:
         notice = zf.read("musicnn-0.1.0.dist-info/LICENSE.md").decode().strip()
     return (
         "# musicnn weights: licence and provenance\n\n"
-        f"The `*-msd.pt` taggers here are converted from the TF1 checkpoints in `{wheel.name}`\n"
-        f"(PyPI, sha256 `{sha256}`) by `tools/convert_musicnn.py`: same numbers, PyTorch\n"
+        "The musicnn tagger weights in the `*-msd*.pt` files here are converted from the TF1\n"
+        f"checkpoints in `{wheel.name}` (PyPI, sha256\n`{sha256}`)\n"
+        "by `genreq models convert-musicnn` (tools/convert_musicnn.py): same numbers, PyTorch\n"
         "layout. Models: J. Pons and X. Serra, \"musicnn: pre-trained convolutional neural\n"
         "networks for music audio tagging\", ISMIR 2019 LBD, trained on Million Song Dataset tags.\n"
         "The original licence (ISC) applies to them:\n\n"
@@ -79,8 +103,9 @@ def _licence(wheel: Path, sha256: str) -> str:
     )
 
 
-def convert(wheel: Path, out_dir: Path, checkpoints: tuple[str, ...] = tuple(MODELS)) -> list[Path]:
-    """Write OUT_DIR/<name>.pt for each checkpoint and the licence notice beside them."""
+def convert(wheel: Path, out_dir: Path | None = None, checkpoints: tuple[str, ...] = tuple(MODELS)) -> list[Path]:
+    """Write OUT_DIR/<name>-tagger.pt for each checkpoint and the licence notice beside them."""
+    out_dir = out_dir or default_out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
     sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()
     written = []
