@@ -27,7 +27,7 @@ def resolve_model(model: str | Path | None = None) -> Path:
     (itself a path or a name) and else the shipped default."""
     model = model or os.environ.get("GENREQ_MODEL") or DEFAULT_MODEL
     path = Path(model).expanduser()
-    if path.exists() or path.suffix or len(path.parts) > 1:
+    if path.is_file() or path.suffix or len(path.parts) > 1:
         return path
     named = WEIGHTS_DIR / f"{model}.pt"
     if named.exists():
@@ -66,10 +66,11 @@ class Classifier:
         self.metrics: dict = ckpt.get("metrics", {})
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> Classifier:
-        path = Path(path) if path else default_model_path()
-        model, ckpt = checkpoint.load(path)
-        return cls(model, ckpt, path)
+    def load(cls, model: str | Path | None = None) -> Classifier:
+        """From a checkpoint path or a shipped model's name; None: $GENREQ_MODEL or the default."""
+        path = resolve_model(model)
+        network, ckpt = checkpoint.load(path)
+        return cls(network, ckpt, path)
 
     def chunk_probs(self, x: np.ndarray) -> np.ndarray:
         """Softmax probabilities of a batch of chunks (n, 1, bins, width) → (n, genres)."""

@@ -92,3 +92,10 @@ def test_models_resolve_by_path_or_shipped_name(tmp_path, monkeypatch):
     assert predict.resolve_model(None) == predict.WEIGHTS_DIR / "crnn.pt"
     with pytest.raises(ModelError, match="nor a shipped model"):
         predict.resolve_model("no-such-model")
+
+
+def test_the_classifier_loads_a_shipped_model_by_name():
+    from genreq.predict import Classifier
+
+    clf = Classifier.load("crnn")
+    assert clf.name == "crnn" and len(clf.genres) == 10
