@@ -1,7 +1,7 @@
 """Linear probe of the pretrained musicnn taggers' embeddings for genre, with artist-aware
 k-fold cross-validation on a labelled folder.
 
-    python bench/musicnn_probe.py --data ../shared/data/gtzan --out bench/results/musicnn_probe.json \
+    python bench/musicnn_probe.py --data ../shared/data/gtzan --out bench/results/pretrained/musicnn_probe.json \
         --checkpoints runs/pretrained
 
 Every clip goes through genreq's own inference path for the registry models
