@@ -171,7 +171,7 @@ PAPER = {"raw": "15 %", "stft-cnn": "66 %", "crnn-paper": "43 %", "crnn": "—"}
 def table(args) -> None:
     """table.md from every result file: the four architectures first, then recipe variants."""
     results = [json.loads(p.read_text()) for p in sorted(args.results.glob("*.json"))]
-    order = list(models.ARCHITECTURES)
+    order = list(train.RECIPES)
     results.sort(key=lambda r: (bool(r.get("tag")), order.index(r["arch"]), r.get("tag", "")))
     rows = []
     for r in results:
@@ -205,7 +205,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="cross-validate architectures")
     p_run.add_argument("--data", type=Path, default=None, help="folder per genre (not needed with a full --cache)")
-    p_run.add_argument("--archs", nargs="+", default=list(models.ARCHITECTURES), choices=list(models.ARCHITECTURES))
+    p_run.add_argument("--archs", nargs="+", default=list(train.RECIPES), choices=list(train.RECIPES))
     p_run.add_argument("--folds", type=int, default=5)
     p_run.add_argument("--seed", type=int, default=0)
     p_run.add_argument("--epochs", type=int, default=None, help="override every recipe's epoch count")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -97,9 +98,23 @@ def enqueue(paths: tuple[Path, ...]) -> None:
     click.echo(_enqueue_summary_line(summary), err=True)
 
 
+def _use_model(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    # Workers read GENREQ_MODEL (genreq.predict.resolve_model); child processes inherit it.
+    if value:
+        os.environ["GENREQ_MODEL"] = value
+    return value
+
+
+model_option = click.option(
+    "--model", default=None, expose_value=False, callback=_use_model,
+    help="Checkpoint path or shipped model name, e.g. vgg-msd [default: $GENREQ_MODEL or crnn].",
+)
+
+
 @cli.command()
 @click.option("-c", "--concurrency", type=click.IntRange(min=1), default=None,
               help="Worker processes [default: number of CPUs].")
+@model_option
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               default="INFO", show_default=True)
 def worker(concurrency: int | None, loglevel: str) -> None:
@@ -163,6 +178,7 @@ def _duration(seconds: float) -> str:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes to start [default: number of CPUs].")
+@model_option
 def run(paths: tuple[Path, ...], workers: int | None) -> None:
     """Classify every audio file under PATHS, start to finish, and print a summary.
 
@@ -172,8 +188,9 @@ def run(paths: tuple[Path, ...], workers: int | None) -> None:
     Exits 0 when the run completed, even if some files failed.
 
     \b
-    Example:
+    Examples:
       genreq run ~/Music --workers 4
+      genreq run ~/Music --model vgg-msd    # slower, more accurate pretrained model
     """
     from genreq.cli import pipeline
     from genreq.db import queries

@@ -30,8 +30,8 @@ def train_directory(
     training-curve PNG beside it; return the checkpoint's metrics.
 
     `input_kind` "mfcc" swaps the CRNNs' log-mel input for `n_mfcc` MFCCs."""
-    if arch not in models.ARCHITECTURES:
-        raise GenreqError(f"unknown architecture {arch!r}; choose from {', '.join(models.ARCHITECTURES)}")
+    if arch not in train.RECIPES:
+        raise GenreqError(f"{arch!r} cannot be trained from scratch here; choose from {', '.join(train.RECIPES)}")
     tracks, genres = dataset.scan(data_dir)
     spec = models.ARCHITECTURES[arch].default_features()
     if input_kind and input_kind != spec.kind:
