@@ -44,6 +44,7 @@ def test_long_home_gets_a_short_socket_path(tmp_path):
     assert len(str(sock)) < broker.MAX_SOCKET_PATH
     assert sock == broker.socket_path(deep)  # every process finds the same one
     assert sock != broker.socket_path(tmp_path / "other")
+    sock.parent.rmdir()  # created in the temp dir, outside tmp_path
 
 
 def test_postgres_urls_use_psycopg3():
