@@ -171,6 +171,7 @@ PAPER = {"raw": "15 %", "stft-cnn": "66 %", "crnn-paper": "43 %", "crnn": "—"}
 def table(args) -> None:
     """table.md from every result file: the four architectures first, then recipe variants."""
     results = [json.loads(p.read_text()) for p in sorted(args.results.glob("*.json"))]
+    results = [r for r in results if "arch" in r and "pooled" in r]  # other benchmarks live here too
     order = list(train.RECIPES)
     results.sort(key=lambda r: (bool(r.get("tag")), order.index(r["arch"]), r.get("tag", "")))
     rows = []
