@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-import librosa
 import numpy as np
 import scipy.fft
 import torch
@@ -69,7 +68,39 @@ class FeatureSpec:
 
 @lru_cache(maxsize=8)
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
+    """Slaney-style mel filterbank, (n_mels, n_fft // 2 + 1), as librosa.filters.mel builds it.
+
+    Written out here so a worker never imports librosa (its numba stack costs ~100 MB of
+    memory and a second of start-up per process); tests compare it with librosa's."""
+    fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2.0), n_mels + 2))
+    widths = np.diff(edges_hz)
+    ramps = edges_hz[:, np.newaxis] - fft_hz[np.newaxis, :]
+    rising = -ramps[:-2] / widths[:-1, np.newaxis]
+    falling = ramps[2:] / widths[1:, np.newaxis]
+    weights = np.maximum(0.0, np.minimum(rising, falling))
+    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, np.newaxis]  # equal area per band
+    return weights.astype(np.float32)
+
+
+# The Slaney mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+_MEL_HZ_PER_MEL = 200.0 / 3
+_MEL_BREAK_HZ = 1000.0
+_MEL_LOG_STEP = np.log(6.4) / 27.0
+
+
+def _hz_to_mel(hz):
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / _MEL_HZ_PER_MEL
+    log = _MEL_BREAK_HZ / _MEL_HZ_PER_MEL + np.log(np.maximum(hz, 1e-10) / _MEL_BREAK_HZ) / _MEL_LOG_STEP
+    return np.where(hz >= _MEL_BREAK_HZ, log, linear)
+
+
+def _mel_to_hz(mel):
+    mel = np.asarray(mel, dtype=np.float64)
+    break_mel = _MEL_BREAK_HZ / _MEL_HZ_PER_MEL
+    return np.where(mel >= break_mel, _MEL_BREAK_HZ * np.exp(_MEL_LOG_STEP * (mel - break_mel)),
+                    _MEL_HZ_PER_MEL * mel)
 
 
 @lru_cache(maxsize=8)
@@ -122,6 +153,8 @@ def musicnn_log_mel(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     were trained on. Frames are centred with reflect padding (librosa's default when they
     were trained) rather than genreq's zero padding; upstream's float16 log, which
     overflows on loud clips, is not reproduced."""
+    import librosa  # only the musicnn models need librosa's exact framing here
+
     mel = librosa.feature.melspectrogram(
         y=np.asarray(audio, dtype=np.float32), sr=spec.sample_rate, n_fft=spec.n_fft,
         hop_length=spec.hop_length, n_mels=spec.n_mels, pad_mode="reflect",

@@ -84,3 +84,21 @@ def test_long_tracks_are_read_from_a_bounded_set_of_excerpts():
 def test_unknown_feature_kind_is_refused():
     with pytest.raises(ValueError, match="unknown feature kind"):
         F.FeatureSpec(kind="cqt")
+
+
+@pytest.mark.parametrize(("rate", "n_fft", "n_mels"), [(22050, 2048, 128), (16000, 512, 96)])
+def test_mel_filterbank_matches_librosa(rate, n_fft, n_mels):
+    import librosa
+
+    ours = F._mel_basis(rate, n_fft, n_mels)
+    np.testing.assert_allclose(ours, librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels), atol=1e-6)
+
+
+def test_computing_features_does_not_import_librosa():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from genreq import features as F; "
+            "F.log_mel(np.zeros(22050, np.float32)); print('librosa' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
