@@ -41,6 +41,11 @@ def scan(data_dir: str | Path) -> tuple[list[LabelledTrack], list[str]]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a directory")
     genres = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(genres) == 1:
+        # A collection folder holding the genre folders (../shared/data → gtzan/<genre>/).
+        inner = root / genres[0]
+        if sum(1 for d in inner.iterdir() if d.is_dir() and not d.name.startswith(".")) >= 2:
+            return scan(inner)
     tracks = [
         LabelledTrack(p, g)
         for g in genres

@@ -126,3 +126,10 @@ def test_mfcc_input_is_refused_for_waveform_models(tmp_path):
     result = CliRunner().invoke(cli, ["train", str(data), "--arch", "raw", "--features", "mfcc"])
     assert result.exit_code != 0
     assert "only the mel models can take mfcc" in result.output
+
+
+def test_scan_descends_into_a_single_collection_folder(tmp_path):
+    write_labelled(tmp_path / "data" / "collection", per_genre=2)
+    (tmp_path / "data" / "README.md").write_text("about the data")
+    tracks, genres = dataset.scan(tmp_path / "data")
+    assert genres == ["noise", "tone"] and len(tracks) == 4
