@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from genreq import audio, features
+from genreq.config import AUDIO_EXTENSIONS
 from genreq.errors import AudioError
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif", ".au"})
 GROUP_BLOCK = 10  # consecutive clip ids assumed to share an artist
 
 log = logging.getLogger(__name__)

@@ -127,16 +127,6 @@ def _db(power: torch.Tensor) -> np.ndarray:
     return (10.0 * torch.log10(torch.clamp(power, min=AMIN))).numpy()
 
 
-def power_spectrogram(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
-    """|STFT|^2, shape (n_fft // 2 + 1, frames), centred frames as librosa computes them."""
-    return _power(audio, spec).numpy()
-
-
-def to_db(power: np.ndarray) -> np.ndarray:
-    """10·log10 of a power spectrogram, floored at AMIN (-100 dB)."""
-    return _db(torch.from_numpy(power))
-
-
 def log_mel(audio: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
     """Log-amplitude mel spectrogram in dB, shape (n_mels, frames)."""
     basis = torch.from_numpy(_mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels))
