@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn")  # mirrors genreq.models.ARCHITECTURES
+ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn")  # the keys of genreq.train.RECIPES (kept here: no torch import)
 
 
 @click.command()

@@ -133,3 +133,10 @@ def test_scan_descends_into_a_single_collection_folder(tmp_path):
     (tmp_path / "data" / "README.md").write_text("about the data")
     tracks, genres = dataset.scan(tmp_path / "data")
     assert genres == ["noise", "tone"] and len(tracks) == 4
+
+
+def test_the_cli_lists_every_trainable_architecture():
+    from genreq import train
+    from genreq.cli.ml import ARCH_NAMES
+
+    assert set(ARCH_NAMES) == set(train.RECIPES)
