@@ -103,9 +103,16 @@ def run_fold(arch: str, k: int, args) -> dict:
     probs = train.track_probs(result.model.to(device), [feats[i] for i in test_idx], spec, torch.device(device))
     pred = probs.argmax(1)
     acc = float((pred == labels[test_idx]).mean())
+    # The same fold model scored with fewer chunks per track (cheaper inference).
+    pred_by_chunks = {
+        n: train.track_probs(result.model, [feats[i] for i in test_idx], spec, torch.device(device), n)
+        .argmax(1).tolist()
+        for n in args.eval_chunks
+    }
     print(f"{arch}{args.tag} fold {k + 1}/{args.folds}: accuracy {acc:.3f} (n={len(test_idx)}), "
           f"best epoch {result.best_epoch}, {seconds:.0f} s", file=sys.stderr, flush=True)
-    return {"fold": k, "test_idx": test_idx, "pred": pred.tolist(), "accuracy": acc, "seconds": seconds,
+    return {"fold": k, "test_idx": test_idx, "pred": pred.tolist(), "pred_by_chunks": pred_by_chunks,
+            "accuracy": acc, "seconds": seconds,
             "best_epoch": result.best_epoch, "device": device, "recipe": train.recipe_dict(recipe)}
 
 
@@ -128,6 +135,17 @@ def run(args) -> None:
             pred[r["test_idx"]] = r["pred"]
         summary = metrics.summarise(labels, pred, genres)
         fold_acc = [r["accuracy"] for r in folds]
+        by_chunks = {}
+        for n in args.eval_chunks:
+            pred_n = np.full(len(tracks), -1)
+            for r in folds:
+                pred_n[r["test_idx"]] = r["pred_by_chunks"][n]
+            s_n = metrics.summarise(labels, pred_n, genres)
+            accs = [float((pred_n[r["test_idx"]] == labels[r["test_idx"]]).mean()) for r in folds]
+            by_chunks[str(n)] = {"mean_accuracy": round(statistics.mean(accs), 4),
+                                 "std_accuracy": round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0,
+                                 "pooled_accuracy": s_n["accuracy"], "ci95": s_n["ci95"],
+                                 "balanced_accuracy": s_n["balanced_accuracy"]}
         model = models.build(arch, len(genres), spec)
         out = {
             "arch": arch, "tag": args.tag, "folds": args.folds, "seed": args.seed, "device": folds[0]["device"],
@@ -137,6 +155,7 @@ def run(args) -> None:
             "mean_accuracy": round(statistics.mean(fold_acc), 4),
             "std_accuracy": round(statistics.stdev(fold_acc), 4) if len(fold_acc) > 1 else 0.0,
             "pooled": summary,
+            "by_max_chunks": by_chunks,
             "train_seconds_per_fold": round(statistics.mean(r["seconds"] for r in folds), 1),
             "best_epochs": [r["best_epoch"] for r in folds],
             "parameters": models.count_parameters(model),
@@ -217,6 +236,8 @@ def main() -> None:
     p_run.add_argument("--threads", type=int, default=1, help="torch threads per job")
     p_run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
     p_run.add_argument("--tag", default="", help="suffix of the result file, for recipe variants")
+    p_run.add_argument("--eval-chunks", type=int, nargs="*", default=[],
+                       help="also score each fold with at most this many chunks per track")
     p_table = sub.add_parser("table", help="add CPU inference time and write table.md")
     p_table.add_argument("--results", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
