@@ -215,9 +215,10 @@ def _children(pid: int) -> list[int]:
     return children
 
 
-def _status_kb(pid: int, key: str) -> int:
+def _proc_kb(pid: int, filename: str, key: str) -> int:
+    """A `Key:  N kB` field of /proc/PID/FILENAME, 0 when the process is gone."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/{filename}").read_text().splitlines():
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     except OSError:
@@ -225,14 +226,12 @@ def _status_kb(pid: int, key: str) -> int:
     return 0
 
 
+def _status_kb(pid: int, key: str) -> int:
+    return _proc_kb(pid, "status", key)
+
+
 def _pss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return _proc_kb(pid, "smaps_rollup", "Pss")
 
 
 def _is_python(pid: int) -> bool:
