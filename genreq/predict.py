@@ -35,11 +35,6 @@ def resolve_model(model: str | Path | None = None) -> Path:
     raise ModelError(f"{model}: no such checkpoint, nor a shipped model ({', '.join(shipped_models())})")
 
 
-def default_model_path() -> Path:
-    """$GENREQ_MODEL when set, else the weights shipped in the package."""
-    return resolve_model(None)
-
-
 @dataclass(frozen=True)
 class Prediction:
     genre: str
