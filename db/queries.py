@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from genreq.db.models import State, Track, utcnow
@@ -80,26 +80,31 @@ def _reset(track: Track, stat: FileStat) -> None:
 
 
 # --- the worker's side -------------------------------------------------------------
+# Core statements on a plain connection (db.session.transaction): no ORM session or
+# identity map for the two small writes every track costs.
 
 
-def claim(session: Session, track_id: int, max_attempts: int) -> Track | None:
-    """Mark a queued (or orphaned running) track as running and return it.
+def claim(db: Connection | Session, track_id: int, max_attempts: int) -> str | None:
+    """Mark a queued (or orphaned running) track as running and return its path.
 
     None when there is nothing to do: unknown id, or already done/failed, which makes
     a repeated task a no-op. A track that has used up `max_attempts` (its worker kept
     dying, e.g. on the hard time limit) is failed here instead of being tried again.
+    One statement in the common case: the worker pays for it on every track.
     """
-    # Write first: on SQLite a read that later upgrades to a write can fail at once
-    # with "database is locked", while a leading write waits for busy_timeout.
+    # A write, not a read then a write: on SQLite a read that later upgrades to a write
+    # can fail at once with "database is locked", while a leading write waits for
+    # busy_timeout.
     pending = Track.state.in_([State.queued, State.running])
-    claimed = session.execute(
+    path = db.execute(
         update(Track)
         .where(Track.id == track_id, pending, Track.attempts < max_attempts)
         .values(state=State.running, attempts=Track.attempts + 1, started_at=utcnow())
-    ).rowcount
-    if claimed:
-        return session.get(Track, track_id, populate_existing=True)
-    session.execute(
+        .returning(Track.path)
+    ).scalar()
+    if path is not None:
+        return path
+    db.execute(
         update(Track)
         .where(Track.id == track_id, pending)
         .values(
@@ -112,7 +117,7 @@ def claim(session: Session, track_id: int, max_attempts: int) -> Track | None:
 
 
 def record_result(
-    session: Session,
+    db: Connection | Session,
     track_id: int,
     *,
     genre: str,
@@ -123,7 +128,7 @@ def record_result(
     model_version: str,
     elapsed_s: float,
 ) -> None:
-    session.execute(
+    db.execute(
         update(Track)
         .where(Track.id == track_id)
         .values(
@@ -141,8 +146,8 @@ def record_result(
     )
 
 
-def record_failure(session: Session, track_id: int, reason: str, elapsed_s: float) -> None:
-    session.execute(
+def record_failure(db: Connection | Session, track_id: int, reason: str, elapsed_s: float) -> None:
+    db.execute(
         update(Track)
         .where(Track.id == track_id)
         .values(state=State.failed, error=reason, elapsed_s=elapsed_s, finished_at=utcnow())

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -84,3 +84,11 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+@contextmanager
+def transaction(url: str | None = None) -> Iterator[Connection]:
+    """A Core connection in one transaction (commit on success): for the worker's small
+    per-track writes, which need no ORM session."""
+    with get_engine(url).begin() as connection:
+        yield connection

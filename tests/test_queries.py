@@ -47,7 +47,8 @@ def test_claim_then_repeat_is_a_noop(db_url):
     with session_scope(db_url) as s:
         track_id = add_track(s, "/a.mp3").id
     with session_scope(db_url) as s:
-        track = queries.claim(s, track_id, max_attempts=3)
+        assert queries.claim(s, track_id, max_attempts=3) == "/a.mp3"
+        track = s.get(Track, track_id)
         assert (track.state, track.attempts) == (State.running, 1)
     with session_scope(db_url) as s:
         queries.record_result(s, track_id, genre="jazz", confidence=0.8,

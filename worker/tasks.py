@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from genreq.db import queries
-from genreq.db.session import dispose_engines, session_scope
+from genreq.db.session import dispose_engines, transaction
 from genreq.errors import AudioError, ModelError
 from genreq.worker.app import CLASSIFY_TASK, TASK_SOFT_TIME_LIMIT_S, app
 
@@ -86,11 +86,10 @@ def _init_worker_process(**_kwargs) -> None:
 )
 def classify_track(track_id: int) -> str:
     """Classify one track. Returns what happened: done, failed or skipped."""
-    with session_scope() as session:
-        track = queries.claim(session, track_id, MAX_ATTEMPTS)
-        if track is None:
-            return "skipped"  # done, failed, or unknown: a repeated task is a no-op
-        path = track.path
+    with transaction() as db:
+        path = queries.claim(db, track_id, MAX_ATTEMPTS)
+    if path is None:
+        return "skipped"  # done, failed, or unknown: a repeated task is a no-op
 
     started = time.perf_counter()
     try:
@@ -107,9 +106,9 @@ def classify_track(track_id: int) -> str:
     else:
         elapsed_s = time.perf_counter() - started
         model = classifier()
-        with session_scope() as session:
+        with transaction() as db:
             queries.record_result(
-                session,
+                db,
                 track_id,
                 genre=prediction.genre,
                 confidence=float(prediction.confidence),
@@ -122,6 +121,6 @@ def classify_track(track_id: int) -> str:
         return "done"
 
     log.warning("failed: %s", reason)
-    with session_scope() as session:
-        queries.record_failure(session, track_id, reason, time.perf_counter() - started)
+    with transaction() as db:
+        queries.record_failure(db, track_id, reason, time.perf_counter() - started)
     return "failed"
