@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from genreq.cli.options import SORT_CHOICES, filter_options, label_options, make_labeller
 from genreq.cli.output import output_options
 from genreq.errors import GenreqError
 
@@ -223,22 +224,28 @@ def _print_genre_table(genres: dict[str, int]) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--failed", "show_failed", is_flag=True, help="List failed files and why.")
-def status(as_json: bool, show_failed: bool) -> None:
+@label_options
+def status(as_json: bool, show_failed: bool, taxonomy: str | None,
+           unknown_below: float | None) -> None:
     """Counts by state and by genre, with throughput and ETA while work is pending.
 
     \b
-    Example:
+    Examples:
       genreq status --json
       {"total": 257, "queued": 0, "running": 0, "done": 256, "failed": 1,
        "genres": {"classical": 85, ...}, "throughput_per_s": null, "eta_s": null}
+      genreq status --taxonomy genres.toml --unknown-below 0.5
     """
-    from genreq.cli import pipeline
+    from genreq.cli import pipeline, records
     from genreq.db import queries
     from genreq.db.session import session_scope
 
+    labeller = make_labeller(taxonomy, unknown_below)
     pipeline.prepare(start_broker=False)
     with session_scope() as session:
         counts = queries.status(session)
+        if not labeller.is_identity:
+            counts.genres = records.genre_counts(session, labeller)
         failures = queries.failures(session) if show_failed else iter(())
         if as_json:
             result = counts.as_dict()
@@ -261,36 +268,69 @@ def status(as_json: bool, show_failed: bool) -> None:
 
 
 @cli.command()
-@click.option("-g", "--genre", "genres", multiple=True,
-              help="Only tracks predicted as this genre (repeatable) [default: all].")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
-              help="Only predictions at least this confident.")
+@filter_options
+@label_options
+@click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True,
+              metavar="K", help="Genres listed with their probabilities in each record.")
+@click.option("--sort", type=click.Choice(SORT_CHOICES), default="id", show_default=True,
+              help="Order: enqueue order (id), most confident first (the model's "
+                   "confidence), or path.")
+@click.option("--relative", is_flag=True,
+              help="m3u: write paths relative to the playlist's folder (needs -o or "
+                   "--split-by-genre).")
+@click.option("--split-by-genre", type=click.Path(file_okay=False), default=None,
+              metavar="DIR", help="Write one extended M3U per genre, DIR/<genre>.m3u.")
 @output_options
-def export(genres: tuple[str, ...], min_confidence: float | None, fmt: str, output: str) -> None:
-    """Print the classified tracks: path, genre, confidence, top-3 genres, duration, model.
+def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | None,
+           since, model_name: str | None, taxonomy: str | None, unknown_below: float | None,
+           top_k: int, sort: str, relative: bool, split_by_genre: str | None,
+           fmt: str, output: str) -> None:
+    """Print the classified tracks: path, genre, confidence, top-K genres, duration, model.
 
     \b
-    Example:
+    Examples:
       genreq export --genre jazz --genre blues --min-confidence 0.6 --format m3u -o late.m3u
       genreq export --format csv > library.csv
+      genreq export --taxonomy genres.toml --unknown-below 0.5 --top 5 --format json
+      genreq export --path-glob '*/Incoming/*' --since 2026-11-01 --sort confidence
+      genreq export --split-by-genre playlists/ --relative
     """
-    from genreq.cli import pipeline
-    from genreq.cli.output import write_tracks
-    from genreq.db import queries
+    from genreq.cli import pipeline, records
+    from genreq.cli.output import write_records, write_split_m3u
     from genreq.db.session import session_scope
 
+    ctx = click.get_current_context()
+    if split_by_genre is not None:
+        if ctx.get_parameter_source("fmt") == click.core.ParameterSource.COMMANDLINE \
+                and fmt != "m3u":
+            raise click.UsageError("--split-by-genre writes m3u playlists; drop --format "
+                                   f"{fmt} or use --format m3u")
+        if output != "-":
+            raise click.UsageError("--split-by-genre writes into DIR; -o/--output does not apply")
+        fmt = "m3u"
+    elif relative and (fmt != "m3u" or output == "-"):
+        raise click.UsageError("--relative needs --format m3u with -o FILE, or --split-by-genre")
+    labeller = make_labeller(taxonomy, unknown_below, top_k)
+    flt = records.TrackFilter(genres, min_confidence, path_glob, since, model_name, sort)
     pipeline.prepare(start_broker=False)
     with session_scope() as session:
         if genres:
-            known = queries.known_genres(session)
-            unknown = sorted(set(genres) - set(known))
+            unknown = records.check_genres(session, genres, labeller)
             if unknown:
+                known = records.known_genres(session, labeller)
                 raise click.BadParameter(
                     f"unknown genre {', '.join(unknown)}; known genres: "
                     + (", ".join(known) or "none yet (no track classified)"),
                     param_hint="--genre",
                 )
-        write_tracks(queries.done_tracks(session, genres, min_confidence), fmt, output)
+        rows = records.records(session, flt, labeller)
+        if split_by_genre is None:
+            write_records(rows, fmt, output, top_k=top_k, relative=relative)
+            return
+        counts = write_split_m3u(rows, split_by_genre, relative)
+    click.echo(f"wrote {_plural(len(counts), 'playlist')} to {split_by_genre}: "
+               + (", ".join(f"{name} ({n})" for name, n in counts.items()) or "no tracks"),
+               err=True)
 
 
 @cli.command()
@@ -331,6 +371,29 @@ def db_upgrade(revision: str) -> None:
 
     migrate.upgrade(revision=revision)
     click.echo(f"database at {migrate.current_revision()}", err=True)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@label_options
+def show(path: Path, as_json: bool, taxonomy: str | None, unknown_below: float | None) -> None:
+    """Print everything stored about one track: state, genre, the full probability
+    vector, model, timings, and the error if it failed.
+
+    \b
+    Examples:
+      genreq show ~/Music/song.flac
+      genreq show ~/Music/song.flac --json --taxonomy genres.toml
+    """
+    from genreq.cli import pipeline, records
+    from genreq.db.session import session_scope
+
+    labeller = make_labeller(taxonomy, unknown_below)
+    pipeline.prepare(start_broker=False)
+    with session_scope() as session:
+        detail = records.track_detail(session, str(path), labeller)
+    click.echo(json.dumps(detail) if as_json else records.format_detail(detail))
 
 
 from genreq.cli import ml  # the model commands register themselves on `cli`

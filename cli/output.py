@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # SQLAlchemy stays out of `genreq --help`
+    from genreq.cli.taxonomy import Labeller
     from genreq.db.models import Track
 
 FORMATS = ("csv", "json", "ndjson", "table", "m3u")
@@ -25,15 +26,21 @@ def output_options(command: Callable) -> Callable:
                         show_default=True, help="Output format.")(command)
 
 
-def track_record(track: Track) -> dict:
-    """The exported view of a done track."""
+def track_record(track: Track, labeller: Labeller | None = None) -> dict:
+    """The exported view of a done track: its stored genre and confidence, or with a
+    labeller, the user's genre names (taxonomy), `unknown` below a threshold, top K."""
     from genreq.db.models import TOP_K
 
+    if labeller is None:
+        genre, confidence, top = track.genre, track.confidence, track.top(TOP_K)
+    else:
+        label = labeller.label(track.probs or {})
+        genre, confidence, top = label.genre, label.confidence, label.top
     return {
         "path": track.path,
-        "genre": track.genre,
-        "confidence": round(track.confidence, 4),
-        "top": [{"genre": g, "probability": round(p, 4)} for g, p in track.top(TOP_K)],
+        "genre": genre,
+        "confidence": round(confidence, 4),
+        "top": [{"genre": g, "probability": round(p, 4)} for g, p in top],
         "duration_s": round(track.duration_s, 2) if track.duration_s is not None else None,
         "model": track.model_name,
         "model_version": track.model_version,
@@ -44,15 +51,16 @@ def _top_text(record: dict) -> str:
     return " ".join(f"{t['genre']}={t['probability']:.3f}" for t in record["top"])
 
 
-def write_csv(records: Iterable[dict], out: IO[str]) -> None:
+def write_csv(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS if top_k == 3 else [f"top{top_k}" if c == "top3" else c
+                                                    for c in CSV_COLUMNS])
     for r in records:
         writer.writerow([r["path"], r["genre"], f"{r['confidence']:.4f}", _top_text(r),
                          r["duration_s"], r["model"], r["model_version"]])
 
 
-def write_json(records: Iterable[dict], out: IO[str]) -> None:
+def write_json(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
     # One array, written element by element so the library never sits in memory.
     out.write("[")
     for i, r in enumerate(records):
@@ -60,29 +68,63 @@ def write_json(records: Iterable[dict], out: IO[str]) -> None:
     out.write("\n]\n")
 
 
-def write_ndjson(records: Iterable[dict], out: IO[str]) -> None:
+def write_ndjson(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
     for r in records:
         out.write(json.dumps(r) + "\n")
 
 
-def write_table(records: Iterable[dict], out: IO[str]) -> None:
+def write_table(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
     # Fixed widths instead of measuring every row: measuring would need all rows at once.
-    out.write(f"{'genre':<12} {'conf':>5}  {'top 3':<44} {'dur_s':>6}  path\n")
+    top_width = max(44, 15 * top_k - 1)
+    out.write(f"{'genre':<12} {'conf':>5}  {f'top {top_k}':<{top_width}} {'dur_s':>6}  path\n")
     for r in records:
         duration = f"{r['duration_s']:.1f}" if r["duration_s"] is not None else "-"
-        out.write(f"{r['genre']:<12} {r['confidence']:>5.2f}  {_top_text(r):<44} "
+        out.write(f"{r['genre']:<12} {r['confidence']:>5.2f}  {_top_text(r):<{top_width}} "
                   f"{duration:>6}  {r['path']}\n")
 
 
-def write_m3u(records: Iterable[dict], out: IO[str]) -> None:
-    out.write("#EXTM3U\n")
+def m3u_title(path: str) -> str:
+    """`Artist - Title` from the file's tags when mutagen finds them, else the file name
+    without its extension (the usual #EXTINF title)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    try:
+        import mutagen
+
+        audio = mutagen.File(path, easy=True)
+    except Exception:  # noqa: BLE001 -- missing, unreadable or odd files: fall back to the name
+        return stem
+    tags = getattr(audio, "tags", None) or {}
+    try:
+        title = (tags.get("title") or [""])[0].strip()
+        artist = (tags.get("artist") or [""])[0].strip()
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return stem
+    if not title:
+        return stem
+    # Newlines would end the #EXTINF line early.
+    text = f"{artist} - {title}" if artist else title
+    return " ".join(text.split())
+
+
+def m3u_entries(records: Iterable[dict], out: IO[str], relative_to: str | None = None) -> int:
+    """Write one #EXTINF entry per record; paths relative to `relative_to` when given."""
+    n = 0
     for r in records:
         seconds = round(r["duration_s"]) if r["duration_s"] is not None else -1
-        title = os.path.splitext(os.path.basename(r["path"]))[0]
-        out.write(f"#EXTINF:{seconds},{title} [{r['genre']} {r['confidence']:.2f}]\n{r['path']}\n")
+        path = os.path.relpath(r["path"], relative_to) if relative_to else r["path"]
+        out.write(f"#EXTINF:{seconds},{m3u_title(r['path'])}\n{path}\n")
+        n += 1
+    return n
 
 
-WRITERS: dict[str, Callable[[Iterable[dict], IO[str]], None]] = {
+def write_m3u(records: Iterable[dict], out: IO[str], top_k: int = 3,
+              relative_to: str | None = None) -> None:
+    """Extended M3U: `#EXTM3U`, then `#EXTINF:<seconds>,<title>` and the path per track."""
+    out.write("#EXTM3U\n")
+    m3u_entries(records, out, relative_to)
+
+
+WRITERS: dict[str, Callable[..., None]] = {
     "csv": write_csv,
     "json": write_json,
     "ndjson": write_ndjson,
@@ -91,6 +133,52 @@ WRITERS: dict[str, Callable[[Iterable[dict], IO[str]], None]] = {
 }
 
 
-def write_tracks(tracks: Iterator[Track], fmt: str, output: str) -> None:
+def write_records(records: Iterable[dict], fmt: str, output: str, *, top_k: int = 3,
+                  relative: bool = False) -> None:
+    """Write records in `fmt` to `output` (a file, written atomically, or - for stdout).
+    `relative` (m3u only) writes paths relative to the output file's folder."""
+    kwargs: dict = {"top_k": top_k}
+    if fmt == "m3u" and relative:
+        kwargs["relative_to"] = os.path.dirname(os.path.abspath(output))
     with click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as out:
-        WRITERS[fmt]((track_record(t) for t in tracks), out)
+        WRITERS[fmt](records, out, **kwargs)
+
+
+def write_tracks(tracks: Iterator[Track], fmt: str, output: str) -> None:
+    write_records((track_record(t) for t in tracks), fmt, output)
+
+
+def playlist_name(genre: str) -> str:
+    """A file name for a genre's playlist: path separators and a leading dot replaced."""
+    name = "".join("_" if c in "/\\\0" else c for c in genre).strip() or "_"
+    return ("_" + name[1:] if name.startswith(".") else name) + ".m3u"
+
+
+def write_split_m3u(records: Iterable[dict], directory: str, relative: bool = False) -> dict[str, int]:
+    """One extended M3U per genre, `<genre>.m3u` in `directory`; returns tracks per
+    file name. Streams: one open file per genre, each moved into place when complete."""
+    import tempfile
+
+    os.makedirs(directory, exist_ok=True)
+    relative_to = os.path.abspath(directory) if relative else None
+    files: dict[str, tuple[IO[str], str]] = {}
+    counts: dict[str, int] = {}
+    try:
+        for r in records:
+            name = playlist_name(r["genre"])
+            if name not in files:
+                tmp = tempfile.NamedTemporaryFile(  # noqa: SIM115 -- closed below
+                    "w", encoding="utf-8", dir=directory, suffix=".m3u.tmp", delete=False)
+                tmp.write("#EXTM3U\n")
+                files[name] = (tmp, tmp.name)
+                counts[name] = 0
+            counts[name] += m3u_entries([r], files[name][0], relative_to)
+        for name, (tmp, tmp_path) in files.items():
+            tmp.close()
+            os.replace(tmp_path, os.path.join(directory, name))
+    finally:
+        for tmp, tmp_path in files.values():
+            tmp.close()
+            if os.path.exists(tmp_path):
+                os.unlink(tmp_path)
+    return dict(sorted(counts.items()))

@@ -2,11 +2,12 @@
 any size streams instead of loading into memory."""
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from genreq.db.models import State, Track, utcnow
@@ -254,15 +255,37 @@ def known_genres(session: Session) -> list[str]:
 
 
 def done_tracks(
-    session: Session, genres: Sequence[str] = (), min_confidence: float | None = None
+    session: Session,
+    genres: Sequence[str] = (),
+    min_confidence: float | None = None,
+    *,
+    path_glob: str | None = None,
+    since: datetime | None = None,
+    model: str | None = None,
+    sort: str = "id",
 ) -> Iterator[Track]:
-    """Done tracks, optionally of some genres and above a confidence, paged by id."""
+    """Done tracks, paged: optionally of some genres, above a confidence, with a path
+    matching a glob (`*` also matches `/`), finished at or after `since`, classified by
+    the model named `model`. `sort` is one of SORTS: enqueue order (id), most confident
+    first (confidence), or path."""
     query = select(Track).where(Track.state == State.done)
     if genres:
         query = query.where(Track.genre.in_(genres))
     if min_confidence is not None:
         query = query.where(Track.confidence >= min_confidence)
-    yield from _paged(session, query)
+    if since is not None:
+        query = query.where(Track.finished_at >= _to_utc(since))
+    if model is not None:
+        query = query.where(Track.model_name == model)
+    if path_glob is None:
+        yield from _paged_sorted(session, query, sort)
+        return
+    # LIKE narrows the rows portably (SQLite's GLOB is not PostgreSQL's); fnmatchcase
+    # decides exactly, since LIKE ignores case on SQLite and has no [...] classes.
+    query = query.where(Track.path.like(glob_to_like(path_glob), escape="\\"))
+    for track in _paged_sorted(session, query, sort):
+        if fnmatch.fnmatchcase(track.path, path_glob):
+            yield track
 
 
 def _paged(session: Session, query) -> Iterator[Track]:
@@ -277,3 +300,142 @@ def _paged(session: Session, query) -> Iterator[Track]:
         yield from page
         last_id = page[-1].id
         session.expunge_all()
+
+
+# --- library features: sorted paging, show, tag bookkeeping, report --------------------
+
+SORTS = ("id", "confidence", "path")
+
+
+def _to_utc(value: datetime) -> datetime:
+    # Naive datetimes are taken as UTC, as genreq stores them; SQLite keeps no offset, so
+    # an aware value is converted before it is compared.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def glob_to_like(pattern: str) -> str:
+    """A LIKE pattern (escape character backslash) matching at least what the fnmatch
+    glob matches: `*` -> `%`, `?` and each [...] class -> `_`."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("%")
+        elif c == "?":
+            out.append("_")
+        elif c == "[":
+            # fnmatch's class syntax: [!...] negates; a ] right after [ or [! is literal
+            j = i + 1
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            end = pattern.find("]", j)
+            if end == -1:
+                out.append("[")
+            else:
+                out.append("_")
+                i = end
+        elif c in "%_\\":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _paged_sorted(session: Session, query, sort: str = "id") -> Iterator[Track]:
+    """Keyset pagination in `sort` order: constant memory whatever the order. Confidence
+    pages on (confidence descending, id), path on the unique path."""
+    if sort == "id":
+        yield from _paged(session, query)
+        return
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
+    last: Track | None = None
+    while True:
+        page_query = query
+        if sort == "path":
+            if last is not None:
+                page_query = page_query.where(Track.path > last.path)
+            page_query = page_query.order_by(Track.path)
+        else:
+            if last is not None:
+                page_query = page_query.where(or_(
+                    Track.confidence < last.confidence,
+                    and_(Track.confidence == last.confidence, Track.id > last.id),
+                ))
+            page_query = page_query.order_by(Track.confidence.desc(), Track.id)
+        page = session.scalars(page_query.limit(PAGE_SIZE)).all()
+        if not page:
+            return
+        yield from page
+        last = page[-1]
+        session.expunge_all()
+
+
+def track_by_path(session: Session, path: str) -> Track | None:
+    return session.scalars(select(Track).where(Track.path == path)).one_or_none()
+
+
+def done_probs(session: Session) -> Iterator[dict[str, float]]:
+    """The probability vector of every done track, paged by id."""
+    last_id = 0
+    while True:
+        page = session.execute(
+            select(Track.id, Track.probs)
+            .where(Track.state == State.done, Track.id > last_id)
+            .order_by(Track.id)
+            .limit(PAGE_SIZE)
+        ).all()
+        if not page:
+            return
+        for _id, probs in page:
+            yield probs or {}
+        last_id = page[-1][0]
+
+
+def least_confident(session: Session, limit: int) -> list[Track]:
+    return list(session.scalars(
+        select(Track).where(Track.state == State.done)
+        .order_by(Track.confidence, Track.id).limit(limit)
+    ))
+
+
+def record_file_stat(session: Session, track_id: int, size_bytes: int, mtime_ns: int) -> None:
+    """Remember a file's new size and mtime after genreq itself changed it (tag writes),
+    so that the next enqueue does not take the file for a changed one."""
+    session.execute(
+        update(Track).where(Track.id == track_id).values(size_bytes=size_bytes, mtime_ns=mtime_ns)
+    )
+
+
+def last_batch(session: Session) -> dict | None:
+    """The most recently queued batch: its size, states and throughput."""
+    batch_id = session.scalars(
+        select(Track.batch_id).where(Track.batch_id.is_not(None))
+        .order_by(Track.queued_at.desc(), Track.id.desc()).limit(1)
+    ).first()
+    if batch_id is None:
+        return None
+    total, finished, first_start, last_finish = session.execute(
+        select(
+            func.count(),
+            func.count(Track.finished_at),
+            func.min(Track.started_at),
+            func.max(Track.finished_at),
+        ).where(Track.batch_id == batch_id)
+    ).one()
+    span_s = None
+    if first_start is not None and last_finish is not None:
+        span_s = (_as_utc(last_finish) - _as_utc(first_start)).total_seconds()
+    return {
+        "batch_id": batch_id,
+        "tracks": total,
+        "finished": finished,
+        "span_s": span_s,
+        "per_s": finished / span_s if span_s else None,
+    }

@@ -1,0 +1,204 @@
+"""export's library features through the command line on a real SQLite file: top K,
+unknown below a threshold, taxonomies (option and environment), the filters
+--path-glob/--since/--model, sorting with keyset paging, and status under a taxonomy."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from conftest import add_track
+from test_cli import invoke
+
+from genreq.db import queries
+from genreq.db.session import session_scope
+
+TAXONOMY = '[genres]\nhiphop = "Hip-Hop"\nmetal = "Rock"\nrock = "Rock"\n'
+
+
+def at(day: int, hour: int = 12) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_taxonomy(monkeypatch):
+    monkeypatch.delenv("GENREQ_TAXONOMY", raising=False)
+
+
+@pytest.fixture
+def library(sqlite_url):
+    with session_scope() as s:
+        # jazz is the model's top genre, but metal + rock outweigh it under the taxonomy.
+        add_track(s, "/m/Jazz/a.flac", "done", "jazz", 0.4, duration_s=200.0,
+                  probs={"jazz": 0.4, "metal": 0.3, "rock": 0.25, "hiphop": 0.05},
+                  finished_at=at(1))
+        add_track(s, "/m/Rock/b.mp3", "done", "rock", 0.9, duration_s=30.0,
+                  probs={"rock": 0.9, "metal": 0.06, "jazz": 0.03, "hiphop": 0.01},
+                  finished_at=at(10), model_name="vgg-msd")
+        add_track(s, "/m/Rap/c.ogg", "done", "hiphop", 0.7, duration_s=31.0,
+                  probs={"hiphop": 0.7, "jazz": 0.2, "rock": 0.06, "metal": 0.04},
+                  finished_at=at(20))
+        add_track(s, "/m/Rap/d.ogg", "failed", error="/m/Rap/d.ogg: not decodable audio")
+    return sqlite_url
+
+
+@pytest.fixture
+def taxonomy_file(tmp_path):
+    path = tmp_path / "genres.toml"
+    path.write_text(TAXONOMY)
+    return path
+
+
+def export_json(*args: str) -> list[dict]:
+    return json.loads(invoke("export", "--format", "json", *args).stdout)
+
+
+def test_top_k(library):
+    rows = export_json("--top", "4", "--path-glob", "*/b.mp3")
+    assert rows[0]["top"] == [
+        {"genre": "rock", "probability": 0.9}, {"genre": "metal", "probability": 0.06},
+        {"genre": "jazz", "probability": 0.03}, {"genre": "hiphop", "probability": 0.01}]
+    assert [len(r["top"]) for r in export_json("--top", "1")] == [1, 1, 1]
+    assert invoke("export", "--format", "csv", "--top", "2").stdout.splitlines()[:2] == [
+        "path,genre,confidence,top2,duration_s,model,model_version",
+        "/m/Jazz/a.flac,jazz,0.4000,jazz=0.400 metal=0.300,200.0,crnn,abc123",
+    ]
+    assert "Invalid value for '--top'" in invoke("export", "--top", "0", code=2).stderr
+
+
+def test_unknown_below_keeps_tracks_min_confidence_drops_them(library):
+    rows = export_json("--unknown-below", "0.5")
+    assert [(r["path"], r["genre"], r["confidence"]) for r in rows] == [
+        ("/m/Jazz/a.flac", "unknown", 0.4), ("/m/Rock/b.mp3", "rock", 0.9),
+        ("/m/Rap/c.ogg", "hiphop", 0.7)]
+    assert [r["path"] for r in export_json("--unknown-below", "0.5", "-g", "unknown")] == [
+        "/m/Jazz/a.flac"]
+    assert [r["path"] for r in export_json("--min-confidence", "0.5")] == [
+        "/m/Rock/b.mp3", "/m/Rap/c.ogg"]
+    # without the threshold, unknown is not a genre any track can have
+    assert "unknown genre unknown" in invoke("export", "-g", "unknown", code=2).stderr
+
+
+def test_taxonomy_option_sums_member_genres(library, taxonomy_file):
+    rows = export_json("--taxonomy", str(taxonomy_file), "--top", "2")
+    assert [(r["genre"], r["confidence"], r["top"]) for r in rows] == [
+        ("Rock", 0.55, [{"genre": "Rock", "probability": 0.55},
+                        {"genre": "jazz", "probability": 0.4}]),
+        ("Rock", 0.96, [{"genre": "Rock", "probability": 0.96},
+                        {"genre": "jazz", "probability": 0.03}]),
+        ("Hip-Hop", 0.7, [{"genre": "Hip-Hop", "probability": 0.7},
+                          {"genre": "jazz", "probability": 0.2}]),
+    ]
+    rock = export_json("--taxonomy", str(taxonomy_file), "-g", "Rock", "--min-confidence", "0.6")
+    assert [r["path"] for r in rock] == ["/m/Rock/b.mp3"]
+    result = invoke("export", "--taxonomy", str(taxonomy_file), "-g", "rock", code=2)
+    assert "unknown genre rock; known genres: Hip-Hop, Rock, jazz" in result.stderr
+
+
+def test_taxonomy_from_environment(library, taxonomy_file, monkeypatch):
+    monkeypatch.setenv("GENREQ_TAXONOMY", str(taxonomy_file))
+    assert [r["genre"] for r in export_json()] == ["Rock", "Rock", "Hip-Hop"]
+
+
+def test_bad_taxonomy_is_an_error_naming_the_file(library, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[genres]\nrock = 1\n")
+    result = invoke("export", "--taxonomy", str(bad), code=1)
+    assert result.stderr == (
+        f"Error: {bad}: [genres] values must be non-empty strings: rock\n")
+
+
+def test_status_under_taxonomy_and_threshold(library, taxonomy_file):
+    status = json.loads(invoke("status", "--json", "--taxonomy", str(taxonomy_file)).stdout)
+    assert status["genres"] == {"Rock": 2, "Hip-Hop": 1}
+    status = json.loads(invoke("status", "--json", "--unknown-below", "0.5").stdout)
+    assert status["genres"] == {"hiphop": 1, "rock": 1, "unknown": 1}
+    text = invoke("status", "--taxonomy", str(taxonomy_file)).stdout
+    assert text.endswith("genre          tracks\nRock                2\nHip-Hop             1\n")
+
+
+def test_path_glob_since_model(library):
+    assert [r["path"] for r in export_json("--path-glob", "/m/Rap/*")] == ["/m/Rap/c.ogg"]
+    # * crosses folders; fnmatch decides case, although SQLite's LIKE ignores it
+    assert [r["path"] for r in export_json("--path-glob", "*.OGG")] == []
+    assert [r["path"] for r in export_json("--path-glob", "*/[JR]a*/*")] == [
+        "/m/Jazz/a.flac", "/m/Rap/c.ogg"]
+    assert [r["path"] for r in export_json("--since", "2026-11-10")] == [
+        "/m/Rock/b.mp3", "/m/Rap/c.ogg"]
+    # an offset is honoured: 13:00+02:00 is 11:00 UTC, before day 10's 12:00
+    assert [r["path"] for r in export_json("--since", "2026-11-10T13:00+02:00")] == [
+        "/m/Rock/b.mp3", "/m/Rap/c.ogg"]
+    assert [r["path"] for r in export_json("--since", "2026-11-10T13:00")] == ["/m/Rap/c.ogg"]
+    assert [r["path"] for r in export_json("--model", "vgg-msd")] == ["/m/Rock/b.mp3"]
+    result = invoke("export", "--since", "last week", code=2)
+    assert "'last week' is not an ISO date or date-time" in result.stderr
+
+
+def test_sort(library):
+    assert [r["path"] for r in export_json("--sort", "confidence")] == [
+        "/m/Rock/b.mp3", "/m/Rap/c.ogg", "/m/Jazz/a.flac"]
+    assert [r["path"] for r in export_json("--sort", "path")] == [
+        "/m/Jazz/a.flac", "/m/Rap/c.ogg", "/m/Rock/b.mp3"]
+    assert "Invalid value for '--sort'" in invoke("export", "--sort", "genre", code=2).stderr
+
+
+@pytest.mark.parametrize("sort", ["id", "confidence", "path"])
+def test_sorted_paging_crosses_pages_with_ties(sqlite_url, monkeypatch, sort):
+    monkeypatch.setattr(queries, "PAGE_SIZE", 3)
+    with session_scope() as s:
+        # equal confidences across page boundaries: the keyset must not skip or repeat
+        for i in range(10):
+            add_track(s, f"/m/{(i * 7) % 10:02d}.wav", "done", "rock", [0.5, 0.9][i % 2])
+    paths = [r["path"] for r in export_json("--sort", sort)]
+    assert sorted(paths) == [f"/m/{i:02d}.wav" for i in range(10)]
+    if sort == "path":
+        assert paths == sorted(paths)
+    if sort == "confidence":
+        with session_scope() as s:
+            by_path = {t.path: (t.confidence, t.id) for t in queries.done_tracks(s)}
+        assert paths == sorted(paths, key=lambda p: (-by_path[p][0], by_path[p][1]))
+
+
+def test_relative_without_output_is_a_usage_error(library):
+    assert "--relative needs" in invoke("export", "--format", "m3u", "--relative", code=2).stderr
+
+
+def test_glob_to_like():
+    assert queries.glob_to_like("*/a_b%?.[!x]*") == "%/a\\_b\\%_._%"
+    assert queries.glob_to_like("[]x]") == "_"
+    assert queries.glob_to_like("a[b") == "a[b"
+
+
+def test_show_text_and_json(library, taxonomy_file):
+    assert invoke("show", "/m/Rock/b.mp3").stdout == (
+        "path         /m/Rock/b.mp3\n"
+        "state        done\n"
+        "genre        rock (0.9000)\n"
+        "model        vgg-msd abc123\n"
+        "duration_s   30.00\n"
+        "elapsed_s    -\n"
+        "attempts     0\n"
+        f"queued_at    {json.loads(invoke('show', '/m/Rock/b.mp3', '--json').stdout)['queued_at']}\n"
+        "started_at   -\n"
+        "finished_at  2026-11-10T12:00:00+00:00\n"
+        "probabilities\n"
+        "  rock          0.9000\n"
+        "  metal         0.0600\n"
+        "  jazz          0.0300\n"
+        "  hiphop        0.0100\n"
+    )
+    detail = json.loads(invoke("show", "/m/Jazz/a.flac", "--json",
+                               "--taxonomy", str(taxonomy_file)).stdout)
+    assert detail["probs"] == {"jazz": 0.4, "metal": 0.3, "rock": 0.25, "hiphop": 0.05}
+    assert (detail["state"], detail["genre"], detail["model"]) == ("done", "jazz", "crnn")
+    assert detail["label"]["genre"] == "Rock"
+    assert detail["label"]["probs"] == pytest.approx({"Rock": 0.55, "jazz": 0.4, "Hip-Hop": 0.05})
+
+
+def test_show_failed_and_unknown(library):
+    detail = json.loads(invoke("show", "/m/Rap/d.ogg", "--json").stdout)
+    assert (detail["state"], detail["error"], detail["probs"]) == (
+        "failed", "/m/Rap/d.ogg: not decodable audio", {})
+    assert "error        /m/Rap/d.ogg: not decodable audio\n" in invoke("show", "/m/Rap/d.ogg").stdout
+    result = invoke("show", "/m/nope.mp3", code=1)
+    assert result.stderr == "Error: /m/nope.mp3: not in the library (add it with `genreq enqueue`)\n"
