@@ -173,8 +173,12 @@ def write_split_m3u(records: Iterable[dict], directory: str, relative: bool = Fa
                 files[name] = (tmp, tmp.name)
                 counts[name] = 0
             counts[name] += m3u_entries([r], files[name][0], relative_to)
+        umask = os.umask(0)
+        os.umask(umask)
         for name, (tmp, tmp_path) in files.items():
             tmp.close()
+            # temporary files are private (0600); a playlist is an ordinary file
+            os.chmod(tmp_path, 0o666 & ~umask)
             os.replace(tmp_path, os.path.join(directory, name))
     finally:
         for tmp, tmp_path in files.values():
