@@ -396,6 +396,52 @@ def show(path: Path, as_json: bool, taxonomy: str | None, unknown_below: float |
     click.echo(json.dumps(detail) if as_json else records.format_detail(detail))
 
 
+@cli.command()
+@filter_options
+@label_options
+@click.option("--genre-field", "field", default="GENRE", show_default=True, metavar="FIELD",
+              help="Tag field to write: GENRE is the genre tag (ID3 TCON, Vorbis GENRE, "
+                   "MP4 \u00a9gen); another name writes a custom field (ID3 TXXX, Vorbis "
+                   "comment, MP4 freeform).")
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace genres you set yourself (genreq's own earlier tags are always "
+                   "updated).")
+def tag(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | None,
+        since, model_name: str | None, taxonomy: str | None, unknown_below: float | None,
+        field: str, dry_run: bool, overwrite: bool) -> None:
+    """Write the predicted genre into the files' tags (mutagen; audio data untouched).
+
+    Files whose genre you set are left alone unless --overwrite. One line per file
+    written, kept or skipped on stdout; a summary on stderr. Tracks labelled `unknown`
+    (--unknown-below) are not tagged.
+
+    \b
+    Examples:
+      genreq tag --dry-run --taxonomy genres.toml --min-confidence 0.6
+      genreq tag --genre-field STYLE --path-glob '*/Incoming/*'
+    """
+    from genreq.cli import pipeline, records, tagging
+    from genreq.db.session import session_scope
+
+    if not field.strip() or "=" in field or "~" in field:
+        raise click.BadParameter(f"{field!r} is not a usable tag field name",
+                                 param_hint="--genre-field")
+    labeller = make_labeller(taxonomy, unknown_below)
+    flt = records.TrackFilter(genres, min_confidence, path_glob, since, model_name, "path")
+    summary = tagging.TagSummary()
+    pipeline.prepare(start_broker=False)
+    with session_scope() as session:
+        unknown = records.check_genres(session, genres, labeller) if genres else []
+        if unknown:
+            raise click.BadParameter(f"unknown genre {', '.join(unknown)}", param_hint="--genre")
+        for change in tagging.tag_library(session, flt, labeller, field=field,
+                                          overwrite=overwrite, dry_run=dry_run, summary=summary):
+            if change.action != tagging.SAME:
+                click.echo(change.line(dry_run, field))
+    click.echo(summary.line(dry_run), err=True)
+
+
 from genreq.cli import ml  # the model commands register themselves on `cli`
 
 ml.register(cli)
