@@ -442,6 +442,34 @@ def tag(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | 
     click.echo(summary.line(dry_run), err=True)
 
 
+@cli.command()
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False),
+              default="genreq-report", show_default=True, metavar="DIR",
+              help="Folder for index.html and its PNG plots (created).")
+@click.option("--least", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Rows in the table of least confident tracks.")
+@label_options
+def report(out_dir: str, least: int, taxonomy: str | None, unknown_below: float | None) -> None:
+    """Write an HTML page with plots: genre distribution, confidence per genre, the
+    least confident tracks, the last run's throughput, and failures by reason.
+
+    Prints the path of index.html; the folder is self-contained (open it offline).
+
+    \b
+    Example:
+      genreq report -o ~/genreq-report --taxonomy genres.toml && xdg-open ~/genreq-report/index.html
+    """
+    from genreq.cli import pipeline
+    from genreq.cli.report import write_report
+    from genreq.db.session import session_scope
+
+    labeller = make_labeller(taxonomy, unknown_below)
+    pipeline.prepare(start_broker=False)
+    with session_scope() as session:
+        index = write_report(session, out_dir, labeller, least)
+    click.echo(str(index))
+
+
 from genreq.cli import ml  # the model commands register themselves on `cli`
 
 ml.register(cli)

@@ -398,13 +398,6 @@ def done_probs(session: Session) -> Iterator[dict[str, float]]:
         last_id = page[-1][0]
 
 
-def least_confident(session: Session, limit: int) -> list[Track]:
-    return list(session.scalars(
-        select(Track).where(Track.state == State.done)
-        .order_by(Track.confidence, Track.id).limit(limit)
-    ))
-
-
 def record_file_stat(session: Session, track_id: int, size_bytes: int, mtime_ns: int) -> None:
     """Remember a file's new size and mtime after genreq itself changed it (tag writes),
     so that the next enqueue does not take the file for a changed one."""
