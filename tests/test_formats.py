@@ -1,0 +1,98 @@
+"""Every audio format genreq accepts, classified through genreq.predict.Classifier with the
+shipped model: files generated in the test from one source (a shared GTZAN clip when
+present, a synthesized one otherwise), including hi-res multichannel audio that must be
+mixed down and resampled. Each format must give the source's genre, close probabilities
+and the right duration."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from conftest import SHARED_DATA
+
+from genreq import audio
+
+SOURCE_CLIP = SHARED_DATA / "gtzan" / "classical" / "classical.00000.ogg"
+SOUNDFILE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"),
+                     "ogg": ("OGG", "VORBIS"), "aiff": ("AIFF", "PCM_16"), "au": ("AU", "PCM_16")}
+FFMPEG_CODECS = {"mp3": "libmp3lame", "m4a": "aac", "opus": "libopus"}
+FORMATS = [*SOUNDFILE_FORMATS, *FFMPEG_CODECS]
+# Lossy codecs shift the spectrogram a little; the mean of a track's chunks moves less.
+MAX_PROB_SHIFT = 0.1  # measured: at most 0.05 (Ogg Vorbis) with the shipped crnn
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from genreq.predict import Classifier
+
+    return Classifier.load()
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> tuple[np.ndarray, Path]:
+    """Mono float32 at the model's rate, and a lossless reference file of it."""
+    if SOURCE_CLIP.exists():
+        samples = audio.load_audio(SOURCE_CLIP)
+    else:  # a steady chord with a beat: something the model will call one genre
+        t = np.arange(30 * audio.SAMPLE_RATE) / audio.SAMPLE_RATE
+        beat = (np.sin(2 * np.pi * 2 * t) > 0.9).astype(np.float32)
+        samples = (0.2 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 330 * t)
+                   + 0.2 * beat * np.random.default_rng(0).standard_normal(t.size))
+        samples = samples.astype(np.float32)
+    reference = tmp_path_factory.mktemp("formats") / "reference.wav"
+    soundfile.write(reference, samples, audio.SAMPLE_RATE, subtype="FLOAT")
+    return samples, reference
+
+
+def encode(reference: Path, target: Path) -> Path:
+    ext = target.suffix[1:]
+    if ext in SOUNDFILE_FORMATS:
+        fmt, subtype = SOUNDFILE_FORMATS[ext]
+        samples, rate = soundfile.read(reference, dtype="float32")
+        soundfile.write(target, samples, rate, format=fmt, subtype=subtype)
+        return target
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    result = subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(reference), "-c:a", FFMPEG_CODECS[ext],
+         "-b:a", "128k", str(target)], check=False, capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot encode {ext}: {result.stderr.strip()}")
+    return target
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", FORMATS)
+def test_each_format_classifies_like_the_source(classifier, source, tmp_path, ext):
+    samples, reference = source
+    expected = classifier.classify_file(reference)
+    path = encode(reference, tmp_path / f"clip.{ext}")
+    prediction = classifier.classify_file(path)
+    assert prediction.genre == expected.genre
+    shift = max(abs(prediction.probs[g] - expected.probs[g]) for g in expected.probs)
+    assert shift < MAX_PROB_SHIFT, (ext, shift)
+    assert sum(prediction.probs.values()) == pytest.approx(1.0, abs=1e-4)
+    assert prediction.duration_s == pytest.approx(samples.size / audio.SAMPLE_RATE, abs=0.1)
+
+
+@pytest.mark.slow
+def test_hires_multichannel_is_mixed_down_and_resampled(classifier, source, tmp_path):
+    samples, reference = source
+    expected = classifier.classify_file(reference)
+    rate = 96000
+    hires = audio._resample(samples, audio.SAMPLE_RATE, rate)
+    # 5.1: the music on the front pair and centre, quiet noise on the others
+    noise = 0.001 * np.random.default_rng(1).standard_normal(hires.size).astype(np.float32)
+    channels = np.stack([hires, hires, hires, noise, noise, noise], axis=1)
+    path = tmp_path / "hires.flac"
+    soundfile.write(path, channels, rate, subtype="PCM_24")
+    assert soundfile.info(path).channels == 6
+    prediction = classifier.classify_file(path)
+    assert prediction.genre == expected.genre
+    shift = max(abs(prediction.probs[g] - expected.probs[g]) for g in expected.probs)
+    assert shift < MAX_PROB_SHIFT, shift
+    assert prediction.duration_s == pytest.approx(samples.size / audio.SAMPLE_RATE, abs=0.01)
