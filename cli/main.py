@@ -334,6 +334,38 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
 
 
 @cli.command()
+@click.option("--stale", is_flag=True,
+              help="Also queue again tracks stuck in `running` (their worker died).")
+@click.option("--older-than", "older_than_s", type=click.FloatRange(min=0), default=None,
+              metavar="SECONDS",
+              help="With --stale: running for longer than this [default: the task's hard "
+                   "time limit, which no healthy task outlives].")
+@click.option("--failed", is_flag=True, help="Also try failed tracks again.")
+def requeue(stale: bool, older_than_s: float | None, failed: bool) -> None:
+    """Send every queued track to the workers again, from the database.
+
+    The database says what is still owed: use this after the broker lost its queue, or
+    after a worker was killed whole (its tracks stay `running`: add --stale). A track
+    sent twice is classified once.
+
+    \b
+    Examples:
+      genreq requeue --stale
+      genreq requeue --failed      # e.g. after installing ffmpeg
+    """
+    from genreq.cli import pipeline
+    from genreq.worker.app import TASK_HARD_TIME_LIMIT_S
+
+    if older_than_s is not None and not stale:
+        raise click.UsageError("--older-than needs --stale")
+    pipeline.prepare()
+    stale_after_s = (TASK_HARD_TIME_LIMIT_S if older_than_s is None else older_than_s) if stale else None
+    summary = pipeline.requeue(stale_after_s, failed)
+    click.echo(f"sent {summary.sent} · stale running requeued {summary.stale}"
+               f" · failed requeued {summary.failed}", err=True)
+
+
+@cli.command()
 def stop() -> None:
     """Stop the workers and the embedded broker that genreq started for GENREQ_HOME.
 

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 # Rows written per transaction while enqueueing; their ids are sent once it commits,
 # so a worker never receives an id it cannot see yet.
 ENQUEUE_BATCH = 500
+# Tries of one batch when a concurrent enqueue of the same files wins the insert.
+UPSERT_ATTEMPTS = 3
 WORKER_STOP_TIMEOUT_S = 60.0
 
 
@@ -75,8 +77,7 @@ def enqueue(
     files = iter(walk)
     with app.producer_or_acquire() as producer:
         while batch := list(itertools.islice(files, ENQUEUE_BATCH)):
-            with session_scope() as session:
-                result = queries.upsert_tracks(session, batch, summary.batch_id)
+            result = _upsert(batch, summary.batch_id)
             for track_id in itertools.chain(result.queued_ids, result.pending_ids):
                 app.send_task(CLASSIFY_TASK, args=[track_id], producer=producer)
             summary.queued += len(result.queued_ids)
@@ -86,6 +87,55 @@ def enqueue(
             if on_batch:
                 on_batch(summary)
     summary.ignored, summary.warnings = walk.ignored, walk.warnings
+    return summary
+
+
+def _upsert(batch: list, batch_id: str) -> queries.UpsertResult:
+    """Record one batch; when another enqueue of the same files committed them first
+    (a unique-path conflict), read the batch again, now as known rows."""
+    from sqlalchemy.exc import IntegrityError
+
+    for attempt in range(UPSERT_ATTEMPTS):
+        try:
+            with session_scope() as session:
+                return queries.upsert_tracks(session, batch, batch_id)
+        except IntegrityError:
+            if attempt == UPSERT_ATTEMPTS - 1:
+                raise
+            log.info("another enqueue recorded some of these files first; reading them again")
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class RequeueSummary:
+    stale: int = 0  # running tracks whose worker is gone, queued again
+    failed: int = 0  # failed tracks queued for another try
+    sent: int = 0  # ids sent to the workers: every queued track
+
+
+def requeue(stale_after_s: float | None = None, failed: bool = False) -> RequeueSummary:
+    """Send every queued track to the workers again, from the database.
+
+    For messages lost with a broker, or left unacknowledged by a worker that was killed
+    whole. With `stale_after_s`, tracks `running` for longer than that are queued again
+    first (no healthy task runs past the hard time limit, the default); with `failed`,
+    failed tracks are too. A track sent twice is classified once: the second message
+    finds it done and does nothing.
+    """
+    from datetime import timedelta
+
+    from genreq.db.models import utcnow
+    from genreq.worker.app import CLASSIFY_TASK, app
+
+    stale_before = None if stale_after_s is None else utcnow() - timedelta(seconds=stale_after_s)
+    with session_scope() as session:
+        reset = queries.reset_for_requeue(session, stale_before=stale_before, failed=failed)
+    summary = RequeueSummary(stale=reset.stale, failed=reset.failed)
+    with session_scope() as session, app.producer_or_acquire() as producer:
+        for page in queries.queued_ids(session):
+            for track_id in page:
+                app.send_task(CLASSIFY_TASK, args=[track_id], producer=producer)
+            summary.sent += len(page)
     return summary
 
 

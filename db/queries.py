@@ -155,6 +155,51 @@ def record_failure(db: Connection | Session, track_id: int, reason: str, elapsed
     )
 
 
+# --- recovery: the database is the source of truth ---------------------------------
+
+
+@dataclass
+class RequeueResult:
+    stale: int = 0  # running tracks whose worker is gone, set back to queued
+    failed: int = 0  # failed tracks set back to queued for another try
+
+
+def reset_for_requeue(
+    session: Session, *, stale_before: datetime | None = None, failed: bool = False
+) -> RequeueResult:
+    """Set tracks back to queued: those `running` since before `stale_before` (their
+    worker died, or their message was lost with the broker) and, with `failed`, the
+    failed ones (e.g. after installing ffmpeg), whose attempts start again."""
+    result = RequeueResult()
+    if stale_before is not None:
+        result.stale = session.execute(
+            update(Track)
+            .where(Track.state == State.running, Track.started_at < stale_before)
+            .values(state=State.queued)
+        ).rowcount
+    if failed:
+        result.failed = session.execute(
+            update(Track)
+            .where(Track.state == State.failed)
+            .values(state=State.queued, attempts=0, error=None, finished_at=None)
+        ).rowcount
+    return result
+
+
+def queued_ids(session: Session) -> Iterator[list[int]]:
+    """Ids of every queued track, a page at a time, in id order."""
+    last_id = 0
+    while True:
+        page = list(session.scalars(
+            select(Track.id).where(Track.state == State.queued, Track.id > last_id)
+            .order_by(Track.id).limit(PAGE_SIZE)
+        ))
+        if not page:
+            return
+        yield page
+        last_id = page[-1]
+
+
 # --- status ------------------------------------------------------------------------
 
 

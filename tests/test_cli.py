@@ -138,3 +138,9 @@ def test_cli_does_not_import_torch():
     code = ("import sys; from genreq.cli.main import cli; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_requeue_older_than_needs_stale():
+    result = CliRunner().invoke(cli, ["requeue", "--older-than", "10"])
+    assert result.exit_code == 2
+    assert "--older-than needs --stale" in result.output

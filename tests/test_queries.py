@@ -122,3 +122,24 @@ def test_done_tracks_filters_and_pages(db_url, monkeypatch):
         assert [t.path for t in queries.done_tracks(s, ["rock"], min_confidence=0.75)] == [
             "/rock3.mp3", "/rock4.mp3"]
         assert queries.known_genres(s) == ["blues", "jazz", "other", "rock"]
+
+
+def test_requeue_resets_stale_running_and_failed(db_url):
+    now = utcnow()
+    with session_scope(db_url) as s:
+        stale = add_track(s, "/stale.mp3", state="running", attempts=1,
+                          started_at=now - timedelta(seconds=600)).id
+        fresh = add_track(s, "/fresh.mp3", state="running", attempts=1, started_at=now).id
+        failed = add_track(s, "/failed.mp3", state="failed", attempts=5, error="/failed.mp3: x").id
+        queued = add_track(s, "/queued.mp3").id
+        add_track(s, "/done.mp3", state="done", genre="jazz")
+    with session_scope(db_url) as s:
+        result = queries.reset_for_requeue(s, stale_before=now - timedelta(seconds=150))
+        assert (result.stale, result.failed) == (1, 0)
+        assert [i for page in queries.queued_ids(s) for i in page] == [stale, queued]
+    with session_scope(db_url) as s:
+        assert queries.reset_for_requeue(s, failed=True).failed == 1
+        track = s.get(Track, failed)
+        assert (track.state, track.attempts, track.error) == (State.queued, 0, None)
+        assert s.get(Track, fresh).state == State.running
+        assert [i for page in queries.queued_ids(s) for i in page] == [stale, failed, queued]

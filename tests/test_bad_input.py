@@ -1,0 +1,107 @@
+"""The bad-input corpus through the real pipeline: every file ends `done` or `failed`
+with a reason that names it, and the worker keeps going."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from bad_input import write_corpus
+from conftest import genreq, wait_until_finished
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def rows_by_path() -> dict[str, dict]:
+    done = json.loads(genreq("export", "--format", "json").stdout)
+    failed = json.loads(genreq("status", "--json", "--failed").stdout)["failures"]
+    rows = {row["path"]: {"state": "done", **row} for row in done}
+    rows.update({row["path"]: {"state": "failed", **row} for row in failed})
+    return rows
+
+
+def test_corpus_every_file_accounted_for(tmp_path, start_worker):
+    lib = tmp_path / "library"
+    expected = write_corpus(lib)
+    # A directory whose name ends in .wav is walked into, not classified.
+    (lib / "album.wav").mkdir()
+    inside = lib / "album.wav" / "track 01.wav"
+    shutil.copyfile(lib / "digital silence.wav", inside)
+    expected[inside] = ("done", None)
+    # A symlink loop ends the walk instead of running forever.
+    (lib / "album.wav" / "loop").symlink_to(lib, target_is_directory=True)
+    # Deleted between enqueue and processing.
+    vanishing = lib / "deleted later.wav"
+    shutil.copyfile(lib / "digital silence.wav", vanishing)
+    expected[vanishing] = ("failed", "no such file")
+
+    result = genreq("enqueue", lib)
+    assert result.stderr.strip() == f"queued {len(expected)} · already known 0 · ignored 0"
+    vanishing.unlink()
+
+    worker = start_worker(concurrency=1)
+    status = wait_until_finished(len(expected), timeout_s=300, worker=worker)
+    assert status["done"] + status["failed"] == len(expected)
+
+    rows = rows_by_path()
+    assert set(rows) == {str(p) for p in expected}
+    for path, (state, reason) in expected.items():
+        row = rows[str(path)]
+        assert row["state"] == state, (path, row)
+        if state == "failed":
+            assert row["error"].startswith(f"{path}: "), row["error"]
+            assert reason in row["error"].lower(), row["error"]
+        else:
+            assert 0.0 <= row["confidence"] <= 1.0
+            assert all(0.0 <= t["probability"] <= 1.0 for t in row["top"]), row
+    assert worker.process.poll() is None, "the worker must survive every file"
+    assert "Traceback" not in worker.log()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to make the m4a")
+def test_without_ffmpeg_the_reason_says_to_install_it(tmp_path):
+    m4a = tmp_path / "song.m4a"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                    "sine=frequency=440:duration=3", str(m4a)], check=True)
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    env = {**os.environ, "PATH": str(empty_bin)}
+    result = subprocess.run([sys.executable, "-m", "genreq.cli", "classify", str(m4a)],
+                            check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0
+    assert f"{m4a}: " in result.stderr
+    assert "install ffmpeg" in result.stderr
+
+
+def test_hour_long_file_costs_what_a_clip_costs(tmp_path):
+    """Bounded memory: only the excerpts of a long file are decoded. Peak RSS after the
+    hour-long file must stay within a few MB of the peak after a 30-s clip (decoding it
+    whole would add ~300 MB)."""
+    import numpy as np
+    import soundfile as sf
+
+    rate = 8000
+    hour, clip = tmp_path / "hour.wav", tmp_path / "clip.wav"
+    with sf.SoundFile(hour, "w", rate, 1, "PCM_16") as out:
+        block = (0.3 * np.sin(np.arange(60 * rate) * 0.05)).astype(np.float32)
+        for _ in range(60):
+            out.write(block)
+    sf.write(clip, block[: 30 * rate], rate)
+    script = (
+        "import resource, sys\n"
+        "from genreq.predict import Classifier\n"
+        "clf = Classifier.load()\n"
+        "clf.classify_file(sys.argv[1])\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "p = clf.classify_file(sys.argv[2])\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print((after - before) // 1024, round(p.duration_s))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(clip), str(hour)],
+                            capture_output=True, text=True, check=True, timeout=120)
+    grown_mb, duration_s = map(int, result.stdout.split())
+    assert duration_s == 3600
+    assert grown_mb < 30, f"peak RSS grew by {grown_mb} MB on the hour-long file"
