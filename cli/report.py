@@ -99,7 +99,7 @@ def plot_genres(genres: Counter, path: Path) -> None:
 
 
 def plot_confidence(histograms: dict[str, list[int]], genres: Counter, path: Path) -> None:
-    names = [g for g, _n in genres.most_common()]
+    names = [g for g, _n in _by_count(genres)]
     cols = min(4, max(1, len(names)))
     rows = (len(names) + cols - 1) // cols
     fig = _figure(3 * cols, 2.2 * rows + 0.5)
@@ -152,6 +152,11 @@ def _img(name: str, alt: str) -> str:
     return f'<img src="{html.escape(name)}" alt="{html.escape(alt)}">'
 
 
+def _by_count(counts: Counter) -> list[tuple[str, int]]:
+    """Most first, ties by name: the page does not depend on the order rows came in."""
+    return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
 def render(summary: LibrarySummary, images: dict[str, str]) -> str:
     e = html.escape
     total = sum(summary.states.values())
@@ -173,7 +178,7 @@ def render(summary: LibrarySummary, images: dict[str, str]) -> str:
     parts.append("<h2>Genres</h2>")
     if "genres" in images:
         parts.append(_img(images["genres"], "bar chart: tracks per genre"))
-        parts.append(_table(["genre", "tracks"], [[g, n] for g, n in summary.genres.most_common()],
+        parts.append(_table(["genre", "tracks"], [[g, n] for g, n in _by_count(summary.genres)],
                             {1}))
     else:
         parts.append("<p>No track classified yet.</p>")
@@ -190,7 +195,7 @@ def render(summary: LibrarySummary, images: dict[str, str]) -> str:
     if summary.failures:
         parts.append(_img(images["failures"], "bar chart: failures by reason"))
         parts.append(_table(["reason", "tracks"],
-                            [[r, n] for r, n in summary.failures.most_common()], {1}))
+                            [[r, n] for r, n in _by_count(summary.failures)], {1}))
     else:
         parts.append("<p>No failures.</p>")
     parts.append(f"<p><small>{e('genreq report')}</small></p></body></html>")
