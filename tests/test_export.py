@@ -26,7 +26,7 @@ def _no_user_taxonomy(monkeypatch):
 
 
 @pytest.fixture
-def library(sqlite_url):
+def library(db_url):
     with session_scope() as s:
         # jazz is the model's top genre, but metal + rock outweigh it under the taxonomy.
         add_track(s, "/m/Jazz/a.flac", "done", "jazz", 0.4, duration_s=200.0,
@@ -39,7 +39,7 @@ def library(sqlite_url):
                   probs={"hiphop": 0.7, "jazz": 0.2, "rock": 0.06, "metal": 0.04},
                   finished_at=at(20))
         add_track(s, "/m/Rap/d.ogg", "failed", error="/m/Rap/d.ogg: not decodable audio")
-    return sqlite_url
+    return db_url
 
 
 @pytest.fixture
@@ -143,7 +143,7 @@ def test_sort(library):
 
 
 @pytest.mark.parametrize("sort", ["id", "confidence", "path"])
-def test_sorted_paging_crosses_pages_with_ties(sqlite_url, monkeypatch, sort):
+def test_sorted_paging_crosses_pages_with_ties(db_url, monkeypatch, sort):
     monkeypatch.setattr(queries, "PAGE_SIZE", 3)
     with session_scope() as s:
         # equal confidences across page boundaries: the keyset must not skip or repeat

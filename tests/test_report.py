@@ -84,7 +84,7 @@ def parse(index: Path) -> Page:
 
 
 @pytest.fixture
-def library(sqlite_url):
+def library(db_url):
     start = datetime(2026, 11, 26, 12, tzinfo=timezone.utc)
     with session_scope() as s:
         for i in range(30):
@@ -101,7 +101,7 @@ def library(sqlite_url):
                   error="/m/x.mp3: not decodable audio (ffmpeg: moov atom not found)")
         add_track(s, "/m/y.wav", "failed", batch_id="run1", queued_at=start,
                   error="/m/y.wav: too short to classify")
-    return sqlite_url
+    return db_url
 
 
 def test_report_html_and_images(library, tmp_path):

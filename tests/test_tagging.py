@@ -157,7 +157,7 @@ def test_user_genre_kept_unless_overwrite(sqlite_url, tmp_path, ext):
     assert genre_in_file(path) == ["jazz"]
 
 
-def test_own_earlier_tag_is_updated_without_overwrite(sqlite_url, tmp_path):
+def test_own_earlier_tag_is_updated_without_overwrite(db_url, tmp_path):
     path = classified(make_audio(tmp_path / "song.ogg"))
     invoke("tag")
     with session_scope() as s:  # reclassified since, e.g. by another model
@@ -172,7 +172,7 @@ def test_own_earlier_tag_is_updated_without_overwrite(sqlite_url, tmp_path):
     assert invoke("tag").stdout.startswith(f"keep\t{path}\tGENRE is Post-Rock")
 
 
-def test_tag_write_does_not_requeue_but_a_real_change_does(sqlite_url, tmp_path):
+def test_tag_write_does_not_requeue_but_a_real_change_does(db_url, tmp_path):
     lib = tmp_path / "music"
     paths = [classified(make_audio(lib / name)) for name in ("a.flac", "b.mp3", "c.wav")]
     sizes = [p.stat().st_size for p in paths]
