@@ -428,6 +428,46 @@ def show(path: Path, as_json: bool, taxonomy: str | None, unknown_below: float |
     click.echo(json.dumps(detail) if as_json else records.format_detail(detail))
 
 
+class Ticker:
+    """Progress of a walk whose length is not known in advance (tag): `checked N ·
+    <counts> · R files/s` rewritten on a terminal, printed every few seconds elsewhere.
+    Data lines printed through `data` clear it first, so stdout and stderr never mix
+    on one line."""
+
+    PLAIN_EVERY_S = 5.0
+
+    def __init__(self, unit: str = "files") -> None:
+        self.tty = sys.stderr.isatty()
+        self.unit = unit
+        self.start = self.last = time.monotonic()
+        self.shown = False
+
+    def tick(self, checked: int, detail: str) -> None:
+        now = time.monotonic()
+        if not self.tty and now - self.last < self.PLAIN_EVERY_S:
+            return
+        if self.tty and now - self.last < 0.2:
+            return
+        self.last = now
+        rate = checked / (now - self.start) if now > self.start else 0.0
+        line = f"checked {checked} · {detail} · {rate:.1f} {self.unit}/s"
+        if self.tty:
+            click.echo(f"\r{line}\x1b[K", nl=False, err=True)
+            self.shown = True
+        else:
+            click.echo(line, err=True)
+
+    def data(self, text: str) -> None:
+        if self.shown:
+            click.echo("\r\x1b[K", nl=False, err=True)
+            self.shown = False
+        click.echo(text)
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo("\r\x1b[K", nl=False, err=True)
+
+
 @cli.command()
 @filter_options
 @label_options
@@ -467,10 +507,14 @@ def tag(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | 
         unknown = records.check_genres(session, genres, labeller) if genres else []
         if unknown:
             raise click.BadParameter(f"unknown genre {', '.join(unknown)}", param_hint="--genre")
-        for change in tagging.tag_library(session, flt, labeller, field=field,
-                                          overwrite=overwrite, dry_run=dry_run, summary=summary):
+        ticker = Ticker()
+        for checked, change in enumerate(tagging.tag_library(
+                session, flt, labeller, field=field, overwrite=overwrite, dry_run=dry_run,
+                summary=summary), start=1):
             if change.action != tagging.SAME:
-                click.echo(change.line(dry_run, field))
+                ticker.data(change.line(dry_run, field))
+            ticker.tick(checked, summary.line(dry_run))
+        ticker.close()
     click.echo(summary.line(dry_run), err=True)
 
 

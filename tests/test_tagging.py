@@ -231,3 +231,17 @@ def test_taxonomy_threshold_and_filters(sqlite_url, tmp_path):
         f"would write\t{sure}\tGENRE: Rock -> metal\n")  # genreq's own tag: updatable
     assert "unknown genre polka" in invoke("tag", "-g", "polka", code=2).stderr
     assert "not a usable tag field" in invoke("tag", "--genre-field", "A=B", code=2).stderr
+
+
+def test_progress_lines_on_stderr_when_not_a_terminal(sqlite_url, tmp_path, monkeypatch):
+    from genreq.cli.main import Ticker
+
+    monkeypatch.setattr(Ticker, "PLAIN_EVERY_S", 0.0)
+    paths = [classified(make_audio(tmp_path / f"{name}.flac")) for name in ("a", "b")]
+    result = invoke("tag")
+    assert result.stdout == "".join(f"wrote\t{p}\tGENRE: (none) -> jazz\n" for p in paths)
+    progress = result.stderr.splitlines()
+    assert [line.split(" · ")[0] for line in progress[:-1]] == ["checked 1", "checked 2"]
+    assert progress[0].startswith("checked 1 · wrote 1 · already tagged 0")
+    assert progress[0].endswith(" files/s")
+    assert progress[-1] == "wrote 2 · already tagged 0 · kept (set by you) 0 · skipped 0"
