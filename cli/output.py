@@ -83,6 +83,15 @@ def write_table(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
                   f"{duration:>6}  {r['path']}\n")
 
 
+def _first_tag(tags, *keys: str) -> str:
+    for key in keys:
+        value = tags.get(key)
+        values = getattr(value, "text", value)  # an ID3 frame holds its values in .text
+        if values:
+            return str(values[0]).strip()
+    return ""
+
+
 def m3u_title(path: str) -> str:
     """`Artist - Title` from the file's tags when mutagen finds them, else the file name
     without its extension (the usual #EXTINF title)."""
@@ -95,8 +104,9 @@ def m3u_title(path: str) -> str:
         return stem
     tags = getattr(audio, "tags", None) or {}
     try:
-        title = (tags.get("title") or [""])[0].strip()
-        artist = (tags.get("artist") or [""])[0].strip()
+        # easy tags name fields title/artist; ID3 in WAV and AIFF only has frame ids
+        title = _first_tag(tags, "title", "TIT2")
+        artist = _first_tag(tags, "artist", "TPE1")
     except (AttributeError, IndexError, TypeError, ValueError):
         return stem
     if not title:

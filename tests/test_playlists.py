@@ -35,7 +35,15 @@ def write_audio(path: Path, seconds: float = 1.0, title: str | None = None,
                 artist: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, np.zeros(int(RATE * seconds), np.float32), RATE)
-    if title or artist:
+    if path.suffix == ".wav" and title:  # ID3 in a RIFF chunk: no easy interface
+        from mutagen.id3 import TIT2
+        from mutagen.wave import WAVE
+
+        audio = WAVE(path)
+        audio.add_tags()
+        audio.tags.add(TIT2(encoding=3, text=[title]))
+        audio.save()
+    elif title or artist:
         import mutagen
 
         audio = mutagen.File(path, easy=True)
@@ -53,12 +61,14 @@ def music(sqlite_url, tmp_path):
     files = {
         "tagged": write_audio(lib / "Jazz" / "so what.flac", title="So What", artist="Miles Davis"),
         "title_only": write_audio(lib / "Jazz" / "untitled.ogg", title="Blue\nin Green"),
-        "untagged": write_audio(lib / "Rock" / "riff.wav"),
+        "untagged": write_audio(lib / "Rock" / "riff.flac"),
+        "wav": write_audio(lib / "Rock" / "id3.wav", title="Tagged WAV"),
     }
     with session_scope() as s:
         add_track(s, str(files["tagged"]), "done", "jazz", 0.8, duration_s=545.6)
         add_track(s, str(files["title_only"]), "done", "jazz", 0.7, duration_s=337.0)
         add_track(s, str(files["untagged"]), "done", "rock", 0.9, duration_s=None)
+        add_track(s, str(files["wav"]), "done", "rock", 0.8, duration_s=1.0)
         add_track(s, str(lib / "gone.mp3"), "done", "hip/hop", 0.6, duration_s=12.4)
     return files
 
@@ -70,6 +80,7 @@ def test_extended_m3u_titles_and_durations(music, tmp_path):
         (546, "Miles Davis - So What", music["tagged"]),
         (337, "Blue in Green", music["title_only"]),  # a newline in a tag cannot end the line
         (-1, "riff", music["untagged"]),  # no tags: the file name; unknown length: -1
+        (1, "Tagged WAV", music["wav"]),  # ID3 chunk in a WAV
         (12, "gone", tmp_path / "music" / "gone.mp3"),  # missing file: still listed
     ]
     assert str(music["tagged"]) in out.read_text()  # absolute paths by default
@@ -89,12 +100,13 @@ def test_split_by_genre(music, tmp_path):
     result = invoke("export", "--split-by-genre", str(folder), "--relative")
     assert result.stdout == ""
     assert result.stderr == (
-        f"wrote 3 playlists to {folder}: hip_hop.m3u (1), jazz.m3u (2), rock.m3u (1)\n")
+        f"wrote 3 playlists to {folder}: hip_hop.m3u (1), jazz.m3u (2), rock.m3u (2)\n")
     assert sorted(os.listdir(folder)) == ["hip_hop.m3u", "jazz.m3u", "rock.m3u"]
     assert [e[2] for e in parse_m3u(folder / "jazz.m3u")] == [
         music["tagged"], music["title_only"]]
-    assert parse_m3u(folder / "rock.m3u") == [(-1, "riff", music["untagged"])]
-    assert "\n../music/Rock/riff.wav\n" in (folder / "rock.m3u").read_text()
+    assert parse_m3u(folder / "rock.m3u") == [
+        (-1, "riff", music["untagged"]), (1, "Tagged WAV", music["wav"])]
+    assert "\n../music/Rock/riff.flac\n" in (folder / "rock.m3u").read_text()
 
 
 def test_split_by_genre_with_taxonomy_and_unknown(music, tmp_path):
@@ -104,6 +116,7 @@ def test_split_by_genre_with_taxonomy_and_unknown(music, tmp_path):
     invoke("export", "--split-by-genre", str(folder), "--taxonomy", str(taxonomy),
            "--unknown-below", "0.75")
     assert sorted(os.listdir(folder)) == ["Jazz & Blues.m3u", "rock.m3u", "unknown.m3u"]
+    assert [e[1] for e in parse_m3u(folder / "rock.m3u")] == ["riff", "Tagged WAV"]
     assert [e[1] for e in parse_m3u(folder / "unknown.m3u")] == ["Blue in Green", "gone"]
 
 
