@@ -273,8 +273,8 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True,
               metavar="K", help="Genres listed with their probabilities in each record.")
 @click.option("--sort", type=click.Choice(SORT_CHOICES), default="id", show_default=True,
-              help="Order: enqueue order (id), most confident first (the model's "
-                   "confidence), or path.")
+              help="Order: enqueue order (id), most confident first (under a taxonomy, "
+                   "by the user genre's summed probability), or path.")
 @click.option("--relative", is_flag=True,
               help="m3u: write paths relative to the playlist's folder (needs -o or "
                    "--split-by-genre).")

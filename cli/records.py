@@ -10,7 +10,7 @@ below a threshold, top K), as export, tag, status and show use it. Streams throu
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -42,7 +42,8 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller
     Without a taxonomy or threshold, genre and confidence filters run in SQL; with one, a
     track's genre and confidence are its label's (a user genre's probability is the sum
     of its members', so it can differ from the stored top genre), decided here. Sorting
-    by confidence uses the stored (model) confidence in either case.
+    by confidence here uses the stored (model) confidence; `records` sorts by the
+    label's.
     """
     in_sql = labeller.is_identity
     tracks = queries.done_tracks(
@@ -61,9 +62,62 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller
         yield track, record
 
 
+# Records held in memory at once when a taxonomy's confidences must be sorted.
+SORT_RUN = 10_000
+
+
 def records(session: Session, flt: TrackFilter, labeller: Labeller) -> Iterator[dict]:
+    """Exported records in the filter's order. Under a taxonomy, a user genre's
+    confidence is not a stored column, so `confidence` order is an external merge sort
+    (sorted runs spilled to temporary files): memory stays bounded by SORT_RUN."""
+    if flt.sort == "confidence" and labeller.taxonomy.mapping:
+        by_id = TrackFilter(flt.genres, flt.min_confidence, flt.path_glob, flt.since,
+                            flt.model, "id")
+        keyed = (((-record["confidence"], track.id), record)
+                 for track, record in labelled_tracks(session, by_id, labeller))
+        yield from external_sort(keyed, SORT_RUN)
+        return
     for _track, record in labelled_tracks(session, flt, labeller):
         yield record
+
+
+def external_sort(items: Iterable[tuple[tuple, dict]], run: int) -> Iterator[dict]:
+    """The dicts of (key, dict) pairs in key order, holding at most `run` in memory."""
+    import heapq
+    import json
+    import tempfile
+
+    buffer: list[tuple[tuple, dict]] = []
+    spilled: list = []
+
+    def spill() -> None:
+        f = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 -- closed below
+        for key, item in sorted(buffer, key=lambda kv: kv[0]):
+            f.write(json.dumps([list(key), item]) + "\n")
+        f.seek(0)
+        spilled.append(f)
+        buffer.clear()
+
+    def read(f) -> Iterator[tuple[tuple, dict]]:
+        for line in f:
+            key, item = json.loads(line)
+            yield tuple(key), item
+
+    try:
+        for pair in items:
+            buffer.append(pair)
+            if len(buffer) >= run:
+                spill()
+        if not spilled:
+            yield from (item for _key, item in sorted(buffer, key=lambda kv: kv[0]))
+            return
+        if buffer:
+            spill()
+        for _key, item in heapq.merge(*(read(f) for f in spilled), key=lambda kv: kv[0]):
+            yield item
+    finally:
+        for f in spilled:
+            f.close()
 
 
 def known_genres(session: Session, labeller: Labeller) -> list[str]:

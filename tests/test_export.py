@@ -202,3 +202,31 @@ def test_show_failed_and_unknown(library):
     assert "error        /m/Rap/d.ogg: not decodable audio\n" in invoke("show", "/m/Rap/d.ogg").stdout
     result = invoke("show", "/m/nope.mp3", code=1)
     assert result.stderr == "Error: /m/nope.mp3: not in the library (add it with `genreq enqueue`)\n"
+
+
+@pytest.mark.parametrize("run", [1, 2, 1000])
+def test_sort_by_user_genre_confidence_under_taxonomy(library, taxonomy_file, monkeypatch, run):
+    from genreq.cli import records
+
+    monkeypatch.setattr(records, "SORT_RUN", run)  # 1, 2: spilled runs merged from disk
+    with session_scope() as s:
+        # the model is unsure (0.45), but metal + rock make Rock 0.9
+        add_track(s, "/m/Rock/e.mp3", "done", "metal", 0.45,
+                  probs={"metal": 0.45, "rock": 0.45, "jazz": 0.1}, finished_at=at(21))
+    rows = export_json("--taxonomy", str(taxonomy_file), "--sort", "confidence")
+    assert [(r["path"], r["confidence"]) for r in rows] == [
+        ("/m/Rock/b.mp3", 0.96), ("/m/Rock/e.mp3", 0.9), ("/m/Rap/c.ogg", 0.7),
+        ("/m/Jazz/a.flac", 0.55)]
+    # the model's own confidence orders differently
+    assert [r["path"] for r in export_json("--sort", "confidence")] == [
+        "/m/Rock/b.mp3", "/m/Rap/c.ogg", "/m/Rock/e.mp3", "/m/Jazz/a.flac"]
+    rock = export_json("--taxonomy", str(taxonomy_file), "--sort", "confidence", "-g", "Rock")
+    assert [r["path"] for r in rock] == ["/m/Rock/b.mp3", "/m/Rock/e.mp3", "/m/Jazz/a.flac"]
+
+
+def test_external_sort_is_stable_on_ties_and_closes_runs():
+    from genreq.cli.records import external_sort
+
+    items = [((-(i % 3) / 10, i), {"i": i}) for i in range(10)]
+    for run in (1, 3, 100):
+        assert [d["i"] for d in external_sort(iter(items), run)] == [2, 5, 8, 1, 4, 7, 0, 3, 6, 9]
