@@ -541,8 +541,11 @@ def report(out_dir: str, least: int, taxonomy: str | None, unknown_below: float 
 
     labeller = make_labeller(taxonomy, unknown_below)
     pipeline.prepare(start_broker=False)
+    ticker = Ticker("tracks")
     with session_scope() as session:
-        index = write_report(session, out_dir, labeller, least)
+        index = write_report(session, out_dir, labeller, least,
+                             on_track=lambda n: ticker.tick(n, "reading the library"))
+    ticker.close()
     click.echo(str(index))
 
 

@@ -11,6 +11,7 @@ import heapq
 import html
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,15 +45,18 @@ def failure_reason(error: str | None, path: str) -> str:
     return reason[:REASON_CHARS]
 
 
-def summarize(session: Session, labeller: Labeller, least: int = LEAST_CONFIDENT
-              ) -> LibrarySummary:
+def summarize(session: Session, labeller: Labeller, least: int = LEAST_CONFIDENT,
+              on_track: Callable[[int], None] | None = None) -> LibrarySummary:
+    """Everything the page shows; `on_track(n)` is called after each of the n done tracks."""
     from genreq.db import queries
 
     summary = LibrarySummary()
     counts = queries.status(session)
     summary.states = {s: getattr(counts, s) for s in ("queued", "running", "done", "failed")}
     heap: list[tuple[float, int, dict]] = []  # max-heap by confidence, via negation
-    for track, record in labelled_tracks(session, TrackFilter(), labeller):
+    for n, (track, record) in enumerate(labelled_tracks(session, TrackFilter(), labeller), 1):
+        if on_track:
+            on_track(n)
         genre, confidence = record["genre"], record["confidence"]
         summary.genres[genre] += 1
         bins = summary.histograms.setdefault(genre, [0] * HIST_BINS)
@@ -203,11 +207,12 @@ def render(summary: LibrarySummary, images: dict[str, str]) -> str:
 
 
 def write_report(session: Session, out_dir: str | Path, labeller: Labeller,
-                 least: int = LEAST_CONFIDENT) -> Path:
+                 least: int = LEAST_CONFIDENT, on_track: Callable[[int], None] | None = None
+                 ) -> Path:
     """Write index.html and its PNGs into out_dir (created); returns index.html's path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = summarize(session, labeller, least)
+    summary = summarize(session, labeller, least, on_track)
     images: dict[str, str] = {}
     if summary.genres:
         plot_genres(summary.genres, out_dir / "genres.png")

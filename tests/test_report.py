@@ -153,3 +153,14 @@ def test_report_of_an_empty_library(sqlite_url, tmp_path):
 def test_failure_reason():
     assert report.failure_reason("/a b.mp3: not decodable (x)", "/a b.mp3") == "not decodable"
     assert report.failure_reason(None, "/a") == "unknown error"
+
+
+def test_report_progress_on_stderr(library, tmp_path, monkeypatch):
+    from genreq.cli.main import Ticker
+
+    monkeypatch.setattr(Ticker, "PLAIN_EVERY_S", 0.0)
+    result = invoke("report", "-o", str(tmp_path / "report"))
+    lines = result.stderr.splitlines()
+    assert [line.split(" · ")[0] for line in lines] == [f"checked {n}" for n in range(1, 31)]
+    assert lines[-1].startswith("checked 30 · reading the library · ")
+    assert result.stdout == f"{tmp_path / 'report' / 'index.html'}\n"
