@@ -93,11 +93,19 @@ def run_fold(arch: str, k: int, args) -> dict:
         fit_idx, val_idx = [train_idx[i] for i in inner_tr], [train_idx[i] for i in inner_val]
     else:
         fit_idx, val_idx = train_idx, []
+    soft = None
+    if args.teacher:
+        # Cross-fitted for this outer fold (bench/distill.py): never from a head that saw
+        # the clip, and nothing for the held-out fold.
+        z = np.load(args.teacher)
+        assert list(z["genres"]) == genres, "the teacher's genres differ"
+        soft = z["probs"][k][fit_idx]
+        assert not np.isnan(soft).any(), "the teacher has no soft target for a training clip"
     started = time.perf_counter()
     result = train.fit(
         arch, [feats[i] for i in fit_idx], labels[fit_idx], len(genres), spec, recipe,
         val_feats=[feats[i] for i in val_idx] or None, val_labels=labels[val_idx] if val_idx else None,
-        seed=args.seed + k, device=device, progress=False,
+        seed=args.seed + k, device=device, progress=args.progress, soft_targets=soft,
     )
     seconds = time.perf_counter() - started
     probs = train.track_probs(result.model.to(device), [feats[i] for i in test_idx], spec, torch.device(device))
@@ -238,6 +246,9 @@ def main() -> None:
     p_run.add_argument("--tag", default="", help="suffix of the result file, for recipe variants")
     p_run.add_argument("--eval-chunks", type=int, nargs="*", default=[],
                        help="also score each fold with at most this many chunks per track")
+    p_run.add_argument("--teacher", type=Path, default=None,
+                       help="distil: per-fold soft targets from bench/distill.py (with --set distill=W)")
+    p_run.add_argument("--progress", action="store_true", help="print every epoch")
     p_table = sub.add_parser("table", help="add CPU inference time and write table.md")
     p_table.add_argument("--results", type=Path, default=Path("bench/results"))
     args = parser.parse_args()

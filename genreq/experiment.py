@@ -30,8 +30,9 @@ def train_directory(
     training-curve PNG beside it; return the checkpoint's metrics.
 
     `input_kind` "mfcc" swaps the CRNNs' log-mel input for `n_mfcc` MFCCs."""
-    if arch not in train.RECIPES:
-        raise GenreqError(f"{arch!r} cannot be trained from scratch here; choose from {', '.join(train.RECIPES)}")
+    trainable = (*train.RECIPES, *train.HEAD_ARCHS)
+    if arch not in trainable:
+        raise GenreqError(f"{arch!r} cannot be trained here; choose from {', '.join(trainable)}")
     tracks, genres = dataset.scan(data_dir)
     spec = models.ARCHITECTURES[arch].default_features()
     if input_kind and input_kind != spec.kind:
@@ -43,6 +44,9 @@ def train_directory(
     tracks, feats = [tracks[i] for i in keep], [feats[i] for i in keep]
     labels = np.array([genres.index(t.genre) for t in tracks])
     train_idx, val_idx = dataset.group_split(tracks, val_fraction, seed)
+    if arch in train.HEAD_ARCHS:
+        return _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
+                           val_fraction, seed)
     recipe = train.with_epochs(train.RECIPES[arch], epochs)
     result = train.fit(
         arch,
@@ -76,6 +80,35 @@ def train_directory(
         run_metrics["validation"] = vm
     checkpoint.save(out, result.model, arch, genres, spec, run_metrics, train.recipe_dict(recipe))
     plots.training_curve(result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}")
+    return run_metrics
+
+
+def _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
+                val_fraction, seed) -> dict:
+    """train_directory for a pretrained tagger: only its genre head is fitted."""
+    result = train.fit_head(
+        arch, [feats[i] for i in train_idx], labels[train_idx], len(genres), spec,
+        val_feats=[feats[i] for i in val_idx] or None, val_labels=labels[val_idx] if val_idx else None,
+    )
+    run_metrics = {
+        "split": "artist-aware (id blocks of 10) stratified hold-out" if val_idx else "none (all data trained)",
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "best_epoch": None,  # a convex fit, no epochs
+        "train_accuracy": round(result.train_accuracy, 4),
+        "parameters": models.count_parameters(result.model),
+        "macs_per_chunk": models.count_macs(result.model),
+    }
+    if result.val_metrics:
+        vm = result.val_metrics
+        vm["genres"] = genres
+        vm["per_genre"] = dict(zip(genres, vm["per_genre"].values()))
+        run_metrics["validation"] = vm
+    recipe = {"head": f"logistic regression (C={train.HEAD_C}, L-BFGS) on the standardised mean of "
+                      "each track's frozen chunk embeddings", "data": Path(data_dir).name}
+    checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
     return run_metrics
 
 

@@ -139,4 +139,33 @@ def test_the_cli_lists_every_trainable_architecture():
     from genreq import train
     from genreq.cli.ml import ARCH_NAMES
 
-    assert set(ARCH_NAMES) == set(train.RECIPES)
+    assert set(ARCH_NAMES) == set(train.RECIPES) | set(train.HEAD_ARCHS)
+
+
+def test_logistic_head_matches_sklearn():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    from genreq import train
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 16))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int) + (x[:, 2] > 1).astype(int)
+    weight, bias = train.fit_logistic(x, y, 3, c=1.0)
+    reference = sklearn.LogisticRegression(C=1.0, max_iter=5000, tol=1e-10).fit(x, y)
+    np.testing.assert_allclose(weight, reference.coef_, atol=2e-3)
+    np.testing.assert_allclose(bias, reference.intercept_, atol=2e-3)
+
+
+def test_train_fits_a_head_on_pretrained_ears(tmp_path):
+    train_dir = write_labelled(tmp_path / "train", per_genre=6, seed=3)
+    test_dir = write_labelled(tmp_path / "test", per_genre=4, seed=4)
+    ckpt = tmp_path / "head.pt"
+    result = CliRunner().invoke(cli, ["train", str(train_dir), "--arch", "vgg-msd",
+                                      "--val-fraction", "0.3", "--out", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.splitlines()[-1])  # after the progress lines (stderr)
+    assert summary["checkpoint"] == str(ckpt) and summary["n_val"] >= 2
+    clf = Classifier.load(ckpt)
+    assert (clf.name, clf.genres) == ("vgg-msd", ["noise", "tone"])
+    report = evaluate_directory(test_dir, ckpt)
+    assert report["n"] == 8
+    assert report["accuracy"] >= 0.9, report["confusion"]
