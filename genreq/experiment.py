@@ -61,25 +61,31 @@ def train_directory(
         device=device,
     )
     out = Path(out)
+    run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
+                               val_fraction, seed)
+    run_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
+                       history=result.history)
+    checkpoint.save(out, result.model, arch, genres, spec, run_metrics, train.recipe_dict(recipe))
+    plots.training_curve(result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}")
+    return run_metrics
+
+
+def _run_metrics(model, val_metrics: dict | None, genres: list[str], train_idx, val_idx,
+                 val_fraction: float, seed: int) -> dict:
+    """What a checkpoint records of its training run, whatever trained it."""
     run_metrics = {
         "split": "artist-aware (id blocks of 10) stratified hold-out" if val_idx else "none (all data trained)",
         "n_train": len(train_idx),
         "n_val": len(val_idx),
         "val_fraction": val_fraction,
         "seed": seed,
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "parameters": models.count_parameters(result.model),
-        "macs_per_chunk": models.count_macs(result.model),
-        "history": result.history,
+        "parameters": models.count_parameters(model),
+        "macs_per_chunk": models.count_macs(model),
     }
-    if result.val_metrics:
-        vm = result.val_metrics
-        vm["genres"] = genres
-        vm["per_genre"] = dict(zip(genres, vm["per_genre"].values()))
-        run_metrics["validation"] = vm
-    checkpoint.save(out, result.model, arch, genres, spec, run_metrics, train.recipe_dict(recipe))
-    plots.training_curve(result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}")
+    if val_metrics:
+        val_metrics["genres"] = genres
+        val_metrics["per_genre"] = dict(zip(genres, val_metrics["per_genre"].values()))
+        run_metrics["validation"] = val_metrics
     return run_metrics
 
 
@@ -90,22 +96,10 @@ def _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_
         arch, [feats[i] for i in train_idx], labels[train_idx], len(genres), spec,
         val_feats=[feats[i] for i in val_idx] or None, val_labels=labels[val_idx] if val_idx else None,
     )
-    run_metrics = {
-        "split": "artist-aware (id blocks of 10) stratified hold-out" if val_idx else "none (all data trained)",
-        "n_train": len(train_idx),
-        "n_val": len(val_idx),
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "best_epoch": None,  # a convex fit, no epochs
-        "train_accuracy": round(result.train_accuracy, 4),
-        "parameters": models.count_parameters(result.model),
-        "macs_per_chunk": models.count_macs(result.model),
-    }
-    if result.val_metrics:
-        vm = result.val_metrics
-        vm["genres"] = genres
-        vm["per_genre"] = dict(zip(genres, vm["per_genre"].values()))
-        run_metrics["validation"] = vm
+    run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
+                               val_fraction, seed)
+    # A convex fit: no epochs.
+    run_metrics.update(best_epoch=None, train_accuracy=round(result.train_accuracy, 4))
     recipe = {"head": f"logistic regression (C={train.HEAD_C}, L-BFGS) on the standardised mean of "
                       "each track's frozen chunk embeddings", "data": Path(data_dir).name}
     checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
