@@ -169,3 +169,25 @@ def test_train_fits_a_head_on_pretrained_ears(tmp_path):
     report = evaluate_directory(test_dir, ckpt)
     assert report["n"] == 8
     assert report["accuracy"] >= 0.9, report["confusion"]
+
+
+def test_distillation_follows_the_teacher(tmp_path):
+    """With distill=1 the labels are ignored: a teacher that swaps the two genres is
+    what the student learns."""
+    from dataclasses import replace
+
+    import torch
+
+    from genreq import models, train
+
+    tracks, genres = dataset.scan(write_labelled(tmp_path / "d", per_genre=6, seed=5))
+    spec = models.ARCHITECTURES["crnn"].default_features()
+    feats = dataset.load_features(tracks, spec, progress=False)
+    labels = np.array([genres.index(t.genre) for t in tracks])
+    swapped = np.eye(2, dtype=np.float32)[1 - labels]
+    recipe = replace(train.IMPROVED, epochs=40, distill=1.0, mixup=0.0, label_smoothing=0.0)
+    with pytest.raises(ValueError, match="soft_targets"):
+        train.fit("crnn", feats, labels, 2, spec, recipe, progress=False)
+    result = train.fit("crnn", feats, labels, 2, spec, recipe, progress=False, soft_targets=swapped)
+    pred = train.track_probs(result.model, feats, spec, torch.device("cpu")).argmax(1)
+    assert (pred == 1 - labels).mean() >= 0.9
