@@ -95,3 +95,17 @@ def test_no_shell_anywhere():
     ]
     assert offenders == []
 
+
+
+def test_split_playlists_stay_in_their_folder(tmp_path):
+    """A genre name from a user's taxonomy can hold '/', '..' or a leading dot: the
+    playlist still lands inside the folder it was given."""
+    from genreq.cli.output import write_split_m3u
+
+    target = tmp_path / "a" / "playlists"
+    records = [{"path": f"/music/{i}.mp3", "genre": genre, "duration_s": 30.0, "title": None}
+               for i, genre in enumerate(["../../escape", "/etc/passwd", ".hidden", "Rock"])]
+    write_split_m3u(records, str(target))
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert all(p.parent == target.relative_to(tmp_path) for p in written), written
+    assert len(written) == 4
