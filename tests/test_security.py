@@ -27,12 +27,13 @@ def test_worker_refuses_pickled_messages(tmp_path, genreq_home, start_worker):
     from genreq.db import queries
     from genreq.db.models import State, Track
     from genreq.db.session import session_scope
-    from genreq.worker.app import CLASSIFY_TASK, app
+    from genreq.worker.app import CLASSIFY_TASK, make_app
 
     song = tmp_path / "lib" / "song.wav"
     song.parent.mkdir()
     sf.write(song, np.zeros(22050 * 3, np.float32), 22050)
     pipeline.prepare()
+    app = make_app()  # for this test's GENREQ_HOME (the module's app may be older)
     with session_scope() as session:
         stat = song.stat()
         (track_id,) = queries.upsert_tracks(
