@@ -60,6 +60,9 @@ class _Tags:
     def __init__(self, audio, field: str):
         self.audio = audio
         self.field = field
+        if audio.tags is None:
+            audio.add_tags()
+        self.tags = audio.tags
 
     def genre(self) -> tuple[str, ...]: ...
     def marker(self) -> str | None: ...
@@ -70,12 +73,6 @@ class _Tags:
 
 
 class _ID3Tags(_Tags):
-    def __init__(self, audio, field: str):
-        super().__init__(audio, field)
-        if audio.tags is None:
-            audio.add_tags()
-        self.tags = audio.tags
-
     def _key(self) -> str:
         return "TCON" if self.field.upper() == DEFAULT_FIELD else f"TXXX:{self.field}"
 
@@ -107,12 +104,6 @@ class _ID3Tags(_Tags):
 
 
 class _VorbisTags(_Tags):
-    def __init__(self, audio, field: str):
-        super().__init__(audio, field)
-        if audio.tags is None:
-            audio.add_tags()
-        self.tags = audio.tags
-
     def genre(self) -> tuple[str, ...]:
         return tuple(v for v in self.tags.get(self.field, []) if v.strip())
 
@@ -126,12 +117,6 @@ class _VorbisTags(_Tags):
 
 
 class _MP4Tags(_Tags):
-    def __init__(self, audio, field: str):
-        super().__init__(audio, field)
-        if audio.tags is None:
-            audio.add_tags()
-        self.tags = audio.tags
-
     def _key(self) -> str:
         return "\xa9gen" if self.field.upper() == DEFAULT_FIELD else MP4_FREEFORM + self.field
 
