@@ -95,7 +95,11 @@ def enqueue(paths: tuple[Path, ...]) -> None:
     from genreq.cli import pipeline
 
     pipeline.prepare()
-    summary = pipeline.enqueue(paths)
+    ticker = Ticker()  # a 100k-file library takes a minute or two: say how far it got
+    summary = pipeline.enqueue(paths, on_batch=lambda progress: ticker.tick(
+        progress.sent + progress.known,
+        f"queued {progress.queued} · already known {progress.known}"))
+    ticker.close()
     click.echo(_enqueue_summary_line(summary), err=True)
 
 
