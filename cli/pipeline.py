@@ -95,15 +95,16 @@ def _upsert(batch: list, batch_id: str) -> queries.UpsertResult:
     (a unique-path conflict), read the batch again, now as known rows."""
     from sqlalchemy.exc import IntegrityError
 
-    for attempt in range(UPSERT_ATTEMPTS):
+    attempt = 1
+    while True:
         try:
             with session_scope() as session:
                 return queries.upsert_tracks(session, batch, batch_id)
         except IntegrityError:
-            if attempt == UPSERT_ATTEMPTS - 1:
+            if attempt == UPSERT_ATTEMPTS:
                 raise
+            attempt += 1
             log.info("another enqueue recorded some of these files first; reading them again")
-    raise AssertionError("unreachable")
 
 
 @dataclass
