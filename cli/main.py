@@ -363,7 +363,9 @@ def requeue(stale: bool, older_than_s: float | None, failed: bool) -> None:
     if older_than_s is not None and not stale:
         raise click.UsageError("--older-than needs --stale")
     pipeline.prepare()
-    stale_after_s = (TASK_HARD_TIME_LIMIT_S if older_than_s is None else older_than_s) if stale else None
+    stale_after_s = None
+    if stale:
+        stale_after_s = TASK_HARD_TIME_LIMIT_S if older_than_s is None else older_than_s
     summary = pipeline.requeue(stale_after_s, failed)
     click.echo(f"sent {summary.sent} · stale running requeued {summary.stale}"
                f" · failed requeued {summary.failed}", err=True)
