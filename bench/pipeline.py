@@ -416,8 +416,9 @@ def time_genreq_run(lib: Library, workers: int, home: Path, cores: int) -> dict:
 
 
 def noop_task_ms(home: Path, count: int) -> float:
-    """Round trip of `count` tasks for tracks already done (claim finds nothing to do):
-    send, broker, prefetch, the claim transaction, ack. Per task, in ms."""
+    """Round trip of `count` tracks already done, sent as enqueue sends them (batches):
+    send, broker, prefetch, the claim transaction (it finds nothing to do), ack. Per
+    track, in ms."""
     import redis
     from sqlalchemy import select
 
@@ -429,7 +430,7 @@ def noop_task_ms(home: Path, count: int) -> float:
     ids = (ids * (count // len(ids) + 1))[:count]
     os.environ["GENREQ_HOME"] = str(home)  # the Celery app reads its broker from here
     from genreq.worker import broker
-    from genreq.worker.app import CLASSIFY_TASK, QUEUE, make_app
+    from genreq.worker.app import QUEUE, make_app, send_classify
 
     worker = genreq(["worker", "--concurrency", "1"], home,
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -448,8 +449,7 @@ def noop_task_ms(home: Path, count: int) -> float:
         def send_and_drain(batch: list[int]) -> float:
             started = time.perf_counter()
             with app.producer_or_acquire() as producer:
-                for track_id in batch:
-                    app.send_task(CLASSIFY_TASK, args=[track_id], producer=producer)
+                send_classify(batch, producer, app)
             while not drained():
                 if worker.poll() is not None:
                     raise SystemExit("the worker for the no-op tasks stopped")
@@ -469,20 +469,18 @@ def noop_task_ms(home: Path, count: int) -> float:
 STAGES = ("probe", "decode", "resample", "features", "model", "db_write")
 
 
-def staged_track(path: Path, clf, db_url: str, track_id: int) -> dict[str, float]:
-    """What classify_track does for one track, stage by stage, in seconds.
+def staged_track(path: Path, clf, track_id: int) -> tuple[dict[str, float], object]:
+    """What classify_tracks does for one claimed track, stage by stage, in seconds, and
+    the result it would write.
 
     Mirrors Classifier.classify_file and audio.load_windows (their private helpers
     are the stages): probe the header, decode (only the excerpts of a long file),
-    resample to the model's rate, features, one forward pass; then the task's two
-    database transactions (claim, result)."""
+    resample to the model's rate, features, one forward pass."""
     from genreq import audio, features
     from genreq.db import queries
-    from genreq.db.session import transaction
-    from genreq.worker.tasks import MAX_ATTEMPTS
+    from genreq.db.models import utcnow
 
     spec = clf.features
-    t = {}
     t0 = time.perf_counter()
     total_s = audio.duration_s(path)
     windows = features.excerpt_windows(total_s, spec)
@@ -503,25 +501,25 @@ def staged_track(path: Path, clf, db_url: str, track_id: int) -> dict[str, float
     probs = clf.chunk_probs(batch).mean(axis=0)
     t5 = time.perf_counter()
     prediction = clf._prediction(probs, total_s or 0.0)  # what classify_file returns
-    with transaction(db_url) as db:
-        queries.claim(db, track_id, MAX_ATTEMPTS)
-    with transaction(db_url) as db:
-        queries.record_result(
-            db, track_id, genre=prediction.genre, confidence=prediction.confidence,
-            probs=prediction.probs, duration_s=prediction.duration_s, model_name=clf.name,
-            model_version=clf.version, elapsed_s=t5 - t0,
-        )
-    t6 = time.perf_counter()
-    t.update(probe=t1 - t0, decode=t2 - t1, resample=t3 - t2, features=t4 - t3,
-             model=t5 - t4, db_write=t6 - t5)
-    return t
+    result = queries.Result(
+        track_id=track_id, genre=prediction.genre, confidence=prediction.confidence,
+        probs=prediction.probs, duration_s=prediction.duration_s, elapsed_s=t5 - t0,
+        finished_at=utcnow())
+    times = {"probe": t1 - t0, "decode": t2 - t1, "resample": t3 - t2, "features": t4 - t3,
+                 "model": t5 - t4}
+    return times, result
 
 
 def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
-    """Mean ms per track and stage over the whole library (and per kind of file)."""
+    """Mean ms per track and stage over the whole library (and per kind of file).
+
+    The database stage is the worker's, batch by batch as enqueue cuts them: one claim
+    and one result write per batch, shared by its tracks."""
     from genreq.cli.library import LibraryWalk
     from genreq.db import migrate, queries
-    from genreq.db.session import session_scope
+    from genreq.db.session import session_scope, transaction
+    from genreq.worker.app import task_batches
+    from genreq.worker.tasks import MAX_ATTEMPTS
 
     db_url = f"sqlite:///{db_path}"
     migrate.upgrade(db_url)  # the worker's database, schema by migrations
@@ -529,11 +527,22 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
         files = list(LibraryWalk([lib.root]))
         result = queries.upsert_tracks(session, files, "bench")
         ids = {f.path: track_id for f, track_id in zip(files, result.queued_ids)}
-    staged_track(lib.tracks[0], clf, db_url, ids[str(lib.tracks[0])])  # warm-up
+    staged_track(lib.tracks[0], clf, 0)  # warm-up
+    paths = {track_id: Path(path) for path, track_id in ids.items()}
     by_kind: dict[str, list[dict]] = {}
-    for path in lib.tracks:
-        by_kind.setdefault(lib.kind(path), []).append(
-            staged_track(path, clf, db_url, ids[str(path)]))
+    for batch in task_batches([ids[str(path)] for path in lib.tracks]):
+        started = time.perf_counter()
+        with transaction(db_url) as db:
+            claimed = queries.claim_batch(db, batch, MAX_ATTEMPTS)
+        db_s = time.perf_counter() - started
+        rows = [(track_id, *staged_track(paths[track_id], clf, track_id)) for track_id in claimed]
+        started = time.perf_counter()
+        with transaction(db_url) as db:
+            queries.record_results(db, [r for _, _, r in rows], clf.name, clf.version)
+        db_s += time.perf_counter() - started
+        for track_id, times, _ in rows:
+            times["db_write"] = db_s / len(rows)
+            by_kind.setdefault(lib.kind(paths[track_id]), []).append(times)
 
     def mean_ms(rows: list[dict]) -> dict:
         ms = {s: round(1000 * statistics.fmean(r[s] for r in rows), 2) for s in STAGES}

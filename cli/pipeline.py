@@ -70,7 +70,7 @@ def enqueue(
     earlier call whose work may have been lost) are sent again; the task makes a
     duplicate a no-op once the track is done.
     """
-    from genreq.worker.app import CLASSIFY_TASK, app
+    from genreq.worker.app import app, send_classify
 
     summary = EnqueueSummary(batch_id=batch_id or uuid.uuid4().hex)
     walk = LibraryWalk(paths)
@@ -78,8 +78,7 @@ def enqueue(
     with app.producer_or_acquire() as producer:
         while batch := list(itertools.islice(files, ENQUEUE_BATCH)):
             result = _upsert(batch, summary.batch_id)
-            for track_id in itertools.chain(result.queued_ids, result.pending_ids):
-                app.send_task(CLASSIFY_TASK, args=[track_id], producer=producer)
+            send_classify([*result.queued_ids, *result.pending_ids], producer)
             summary.queued += len(result.queued_ids)
             summary.pending += len(result.pending_ids)
             summary.known += result.known
@@ -126,7 +125,7 @@ def requeue(stale_after_s: float | None = None, failed: bool = False) -> Requeue
     from datetime import timedelta
 
     from genreq.db.models import utcnow
-    from genreq.worker.app import CLASSIFY_TASK, app
+    from genreq.worker.app import app, send_classify
 
     stale_before = None if stale_after_s is None else utcnow() - timedelta(seconds=stale_after_s)
     with session_scope() as session:
@@ -134,8 +133,7 @@ def requeue(stale_after_s: float | None = None, failed: bool = False) -> Requeue
     summary = RequeueSummary(stale=reset.stale, failed=reset.failed)
     with session_scope() as session, app.producer_or_acquire() as producer:
         for page in queries.queued_ids(session):
-            for track_id in page:
-                app.send_task(CLASSIFY_TASK, args=[track_id], producer=producer)
+            send_classify(page, producer)
             summary.sent += len(page)
     return summary
 

@@ -5,6 +5,7 @@ GENREQ_HOME          state of the embedded default: database, broker data and so
 GENREQ_DATABASE_URL  any SQLAlchemy URL; default a SQLite file in GENREQ_HOME
 GENREQ_BROKER_URL    a Redis URL; unset means the embedded broker under GENREQ_HOME
 GENREQ_MODEL         checkpoint path or shipped model name; unset means the default
+GENREQ_TASK_BATCH    most tracks per Celery message (default 8); 1: one track id each
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import os
 from pathlib import Path
 
 import platformdirs
+
+from genreq.errors import GenreqError
 
 APP_NAME = "genreq"
 
@@ -49,6 +52,23 @@ def model() -> str | None:
     """GENREQ_MODEL (a checkpoint path or a shipped model's name, resolved by
     genreq.predict.resolve_model), or None for the shipped default."""
     return os.environ.get("GENREQ_MODEL") or None
+
+
+# Tracks per Celery message. A batch's hard time limit is the per-track limit times its
+# length, and must stay under the broker's visibility timeout (genreq.worker.app).
+DEFAULT_TASK_BATCH = 8
+MAX_TASK_BATCH = 16
+
+
+def task_batch() -> int:
+    """GENREQ_TASK_BATCH: the most tracks enqueue puts in one message, 1 to 16."""
+    value = os.environ.get("GENREQ_TASK_BATCH", "").strip()
+    if not value:
+        return DEFAULT_TASK_BATCH
+    if not value.isdigit() or not 1 <= int(value) <= MAX_TASK_BATCH:
+        raise GenreqError(
+            f"GENREQ_TASK_BATCH must be a whole number from 1 to {MAX_TASK_BATCH}, not {value!r}")
+    return int(value)
 
 
 def logs_dir() -> Path:

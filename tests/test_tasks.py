@@ -1,15 +1,18 @@
-"""The classify task's logic, with a stand-in classifier (the real one runs in test_e2e)."""
+"""The classify tasks' logic, with a stand-in classifier (the real one runs in test_e2e)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
 import sqlalchemy.exc
+from celery.exceptions import SoftTimeLimitExceeded
 from conftest import add_track
 
+from genreq import config
 from genreq.db.models import State, Track
 from genreq.db.session import session_scope
-from genreq.errors import AudioError
+from genreq.errors import AudioError, GenreqError
+from genreq.worker import app as worker_app
 from genreq.worker import tasks
 
 StubPrediction = SimpleNamespace(
@@ -21,21 +24,22 @@ class StubClassifier:
     name = "stub"
     version = "0123abcd"
 
-    def __init__(self, error: Exception | None = None):
+    def __init__(self, error: Exception | None = None, errors: dict | None = None):
         self.error = error
+        self.errors = errors or {}  # path -> the exception classifying it raises
         self.calls: list[str] = []
 
     def classify_file(self, path):
         self.calls.append(path)
-        if self.error:
-            raise self.error
+        if error := self.errors.get(path, self.error):
+            raise error
         return StubPrediction
 
 
 @pytest.fixture
 def stub(monkeypatch):
-    def install(error: Exception | None = None) -> StubClassifier:
-        classifier = StubClassifier(error)
+    def install(error: Exception | None = None, errors: dict | None = None) -> StubClassifier:
+        classifier = StubClassifier(error, errors)
         monkeypatch.setattr(tasks, "_classifier", classifier)
         return classifier
 
@@ -112,3 +116,118 @@ def test_task_options():
     assert sqlalchemy.exc.OperationalError in task.autoretry_for
     assert AudioError not in task.autoretry_for
     assert task.retry_backoff
+
+
+@pytest.fixture
+def handed_on(monkeypatch) -> list[int]:
+    """Track ids the batch task hands on to one-track tasks (no broker here)."""
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.classify_track, "delay", sent.append)
+    return sent
+
+
+def test_batch_classifies_each_track_and_writes_failures_apart(sqlite_url, stub, handed_on):
+    classifier = stub(errors={"/music/b.ogg": AudioError("/music/b.ogg", "truncated")})
+    ids = [new_track("/music/a.flac"), new_track("/music/b.ogg"), new_track("/music/c.mp3")]
+    assert tasks.classify_tracks.run(ids) == {"done": 2, "failed": 1, "skipped": 0, "handed_on": 0}
+    a, b, c = (get(i) for i in ids)
+    assert (a.state, a.genre, a.probs, a.attempts) == (State.done, "jazz", StubPrediction.probs, 1)
+    assert (b.state, b.error, b.genre) == (State.failed, "/music/b.ogg: truncated", None)
+    assert c.state == State.done and c.model_name == "stub"
+    assert a.finished_at <= c.finished_at
+    assert classifier.calls == ["/music/a.flac", "/music/b.ogg", "/music/c.mp3"]
+    # The same message again (redelivered after its ack was lost): nothing to do.
+    assert tasks.classify_tracks.run(ids) == {"done": 0, "failed": 0, "skipped": 3, "handed_on": 0}
+    assert len(classifier.calls) == 3 and handed_on == []
+
+
+def test_batch_hands_tracks_left_running_to_one_track_tasks(sqlite_url, stub, handed_on):
+    """A batch redelivered after its worker died finds its tracks running: each goes to
+    a task of its own, so a file that kills workers cannot spend its batch-mates' attempts."""
+    classifier = stub()
+    ids = [new_track("/music/a.flac"), new_track("/music/b.ogg")]
+    with session_scope() as s:
+        s.get(Track, ids[0]).state = State.running
+    assert tasks.classify_tracks.run(ids) == {"done": 1, "failed": 0, "skipped": 0, "handed_on": 1}
+    assert handed_on == [ids[0]] and classifier.calls == ["/music/b.ogg"]
+    assert tasks.classify_track.run(ids[0]) == "done"  # what the handed-on task does
+
+
+def test_batch_time_limit_fails_the_slow_file_and_hands_on_the_rest(sqlite_url, stub, handed_on):
+    stub(errors={"/music/slow.wav": SoftTimeLimitExceeded()})
+    ids = [new_track("/music/a.flac"), new_track("/music/slow.wav"), new_track("/music/c.mp3")]
+    assert tasks.classify_tracks.run(ids) == {"done": 1, "failed": 1, "skipped": 0, "handed_on": 1}
+    slow = get(ids[1])
+    assert slow.state == State.failed and slow.error.startswith("/music/slow.wav: stopped after")
+    assert "time limit" in slow.error
+    assert (get(ids[0]).state, get(ids[2]).state) == (State.done, State.running)
+    assert handed_on == [ids[2]]
+
+
+def test_batch_transient_error_propagates_and_loses_nothing(sqlite_url, stub, handed_on):
+    locked = sqlalchemy.exc.OperationalError("UPDATE", {}, Exception("database is locked"))
+    stub(errors={"/music/b.ogg": locked})
+    ids = [new_track("/music/a.flac"), new_track("/music/b.ogg")]
+    with pytest.raises(sqlalchemy.exc.OperationalError):
+        tasks.classify_tracks.run(ids)
+    # Nothing written: the retry of the message finds both running and hands them on.
+    assert [get(i).state for i in ids] == [State.running, State.running]
+    stub()
+    assert tasks.classify_tracks.run(ids)["handed_on"] == 2
+    assert [tasks.classify_track.run(i) for i in ids] == ["done", "done"]
+
+
+@pytest.mark.parametrize(("n", "sizes"), [
+    (0, []),
+    (5, [1] * 5),  # few tracks: one per message, so every worker gets some
+    (40, [2] * 20),
+    (130, [8] * 16 + [2]),
+    (500, [8] * 62 + [4]),
+])
+def test_task_batches(n, sizes):
+    ids = list(range(100, 100 + n))
+    batches = list(worker_app.task_batches(ids))
+    assert [len(b) for b in batches] == sizes
+    assert [i for b in batches for i in b] == ids
+
+
+def test_batch_task_options():
+    task = tasks.classify_tracks
+    conf = tasks.app.conf
+    assert sqlalchemy.exc.OperationalError in task.autoretry_for and task.retry_backoff
+    # A batch's hard limit (per-track limit times its length) stays below the time
+    # after which Redis redelivers an unacknowledged message.
+    assert (worker_app.TASK_HARD_TIME_LIMIT_S * config.MAX_TASK_BATCH
+            < conf.broker_transport_options["visibility_timeout"])
+
+
+class RecordingApp:
+    """Stands in for the Celery app: records what send_classify would publish."""
+
+    def __init__(self):
+        self.sent: list[tuple] = []
+
+    def send_task(self, name, args, producer, **options):
+        self.sent.append((name, args, options))
+
+
+def test_send_classify_batches_and_single_ids(monkeypatch):
+    celery_app = RecordingApp()
+    assert worker_app.send_classify(list(range(40)), None, celery_app) == 20
+    name, args, options = celery_app.sent[0]
+    assert (name, args) == (worker_app.CLASSIFY_BATCH_TASK, [[0, 1]])
+    assert options == {"soft_time_limit": 2 * worker_app.TASK_SOFT_TIME_LIMIT_S,
+                       "time_limit": 2 * worker_app.TASK_HARD_TIME_LIMIT_S}
+    # GENREQ_TASK_BATCH=1: one track id per message, the one-track task.
+    monkeypatch.setenv("GENREQ_TASK_BATCH", "1")
+    celery_app = RecordingApp()
+    assert worker_app.send_classify([7, 8], None, celery_app) == 2
+    assert celery_app.sent == [(worker_app.CLASSIFY_TASK, [7], {}),
+                               (worker_app.CLASSIFY_TASK, [8], {})]
+
+
+@pytest.mark.parametrize("value", ["0", "17", "eight", "-1"])
+def test_task_batch_setting_is_checked(monkeypatch, value):
+    monkeypatch.setenv("GENREQ_TASK_BATCH", value)
+    with pytest.raises(GenreqError, match="GENREQ_TASK_BATCH must be a whole number from 1 to 16"):
+        config.task_batch()

@@ -1,6 +1,11 @@
-"""Thin tasks: take a track id, call the core, write one result row.
+"""Thin tasks: take track ids, call the core, write the results.
 
-The model is loaded once per worker process (worker_process_init), never per task.
+`classify_tracks` is what enqueue sends: a few tracks per message, claimed in one
+statement and written in one, so the queue and the database cost per message rather
+than per track. `classify_track` takes one track: for tracks a batch could not claim
+(left running by a worker that died with them), so that a file that kills its worker
+is retried alone. The model is loaded once per worker process (worker_process_init),
+never per task.
 """
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
+from datetime import datetime
 
 import kombu.exceptions
 import redis.exceptions
@@ -16,9 +23,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
 from genreq.db import queries
+from genreq.db.models import utcnow
 from genreq.db.session import dispose_engines, transaction
 from genreq.errors import AudioError, ModelError
-from genreq.worker.app import CLASSIFY_TASK, TASK_SOFT_TIME_LIMIT_S, app
+from genreq.worker.app import CLASSIFY_BATCH_TASK, CLASSIFY_TASK, TASK_SOFT_TIME_LIMIT_S, app
 
 log = logging.getLogger(__name__)
 
@@ -76,28 +84,41 @@ def _init_worker_process(**_kwargs) -> None:
         os.kill(os.getppid(), signal.SIGTERM)
 
 
-@app.task(
-    name=CLASSIFY_TASK,
-    autoretry_for=TRANSIENT_ERRORS,
-    retry_backoff=True,
-    retry_backoff_max=RETRY_BACKOFF_MAX_S,
-    retry_jitter=True,
-    max_retries=MAX_RETRIES,
-)
-def classify_track(track_id: int) -> str:
-    """Classify one track. Returns what happened: done, failed or skipped."""
-    with transaction() as db:
-        path = queries.claim(db, track_id, MAX_ATTEMPTS)
-    if path is None:
-        return "skipped"  # done, failed, or unknown: a repeated task is a no-op
+# Both tasks: what is not the file's fault is retried with exponential backoff.
+TASK_OPTIONS = {
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": True,
+    "retry_backoff_max": RETRY_BACKOFF_MAX_S,
+    "retry_jitter": True,
+    "max_retries": MAX_RETRIES,
+}
 
+
+@dataclass
+class Outcome:
+    """What became of one claimed track: a result, or the reason it failed."""
+
+    track_id: int
+    elapsed_s: float
+    finished_at: datetime
+    result: queries.Result | None = None
+    reason: str | None = None
+    timed_out: bool = False
+
+
+def _classify(track_id: int, path: str) -> Outcome:
+    """Classify one claimed file. Bad audio and unexpected errors become a failure
+    reason; errors that are not the file's fault (model, database, broker) propagate."""
     started = time.perf_counter()
+    timed_out = False
     try:
         prediction = classifier().classify_file(path)
     except AudioError as exc:
         reason = str(exc)
     except SoftTimeLimitExceeded:
-        reason = f"{path}: took longer than {TASK_SOFT_TIME_LIMIT_S} s"
+        timed_out = True
+        reason = (f"{path}: stopped after {time.perf_counter() - started:.0f} s"
+                  f" (time limit {TASK_SOFT_TIME_LIMIT_S} s per track)")
     except (ModelError, *TRANSIENT_ERRORS):
         raise
     except Exception as exc:  # a bug or an undecodable corner case: same answer next time
@@ -105,22 +126,64 @@ def classify_track(track_id: int) -> str:
         reason = f"{path}: {type(exc).__name__}: {exc}"
     else:
         elapsed_s = time.perf_counter() - started
-        model = classifier()
-        with transaction() as db:
-            queries.record_result(
-                db,
-                track_id,
-                genre=prediction.genre,
-                confidence=float(prediction.confidence),
-                probs={genre: float(p) for genre, p in prediction.probs.items()},
-                duration_s=float(prediction.duration_s),
-                model_name=model.name,
-                model_version=model.version,
-                elapsed_s=elapsed_s,
-            )
-        return "done"
-
+        finished_at = utcnow()
+        return Outcome(track_id, elapsed_s, finished_at, result=queries.Result(
+            track_id=track_id,
+            genre=prediction.genre,
+            confidence=float(prediction.confidence),
+            probs={genre: float(p) for genre, p in prediction.probs.items()},
+            duration_s=float(prediction.duration_s),
+            elapsed_s=elapsed_s,
+            finished_at=finished_at,
+        ))
     log.warning("failed: %s", reason)
+    return Outcome(track_id, time.perf_counter() - started, utcnow(), reason=reason,
+                   timed_out=timed_out)
+
+
+def _record(outcomes: list[Outcome]) -> None:
+    """Write the outcomes in one transaction."""
+    model = classifier()
     with transaction() as db:
-        queries.record_failure(db, track_id, reason, time.perf_counter() - started)
-    return "failed"
+        queries.record_results(db, [o.result for o in outcomes if o.result], model.name,
+                               model.version)
+        for o in outcomes:
+            if o.reason is not None:
+                queries.record_failure(db, o.track_id, o.reason, o.elapsed_s, o.finished_at)
+
+
+@app.task(name=CLASSIFY_BATCH_TASK, **TASK_OPTIONS)
+def classify_tracks(track_ids: list[int]) -> dict[str, int]:
+    """Classify a batch of tracks. Returns how many ended done, failed, skipped (done or
+    failed already, or unknown) or were handed on one per task (see classify_track)."""
+    with transaction() as db:
+        claimed = queries.claim_batch(db, track_ids, MAX_ATTEMPTS)
+        unclaimed = [i for i in track_ids if i not in claimed]
+        handed_on = queries.pending_among(db, unclaimed) if unclaimed else []
+    skipped = len(unclaimed) - len(handed_on)
+
+    outcomes: list[Outcome] = []
+    todo = list(claimed.items())
+    for track_id, path in todo:
+        outcomes.append(_classify(track_id, path))
+        if outcomes[-1].timed_out:  # the rest of the batch gets a time limit of its own
+            handed_on += [later_id for later_id, _ in todo[len(outcomes):]]
+            break
+    _record(outcomes)
+    for track_id in handed_on:
+        classify_track.delay(track_id)
+    failed = sum(o.reason is not None for o in outcomes)
+    return {"done": len(outcomes) - failed, "failed": failed, "skipped": skipped,
+            "handed_on": len(handed_on)}
+
+
+@app.task(name=CLASSIFY_TASK, **TASK_OPTIONS)
+def classify_track(track_id: int) -> str:
+    """Classify one track. Returns what happened: done, failed or skipped."""
+    with transaction() as db:
+        path = queries.claim(db, track_id, MAX_ATTEMPTS)
+    if path is None:
+        return "skipped"  # done, failed, or unknown: a repeated task is a no-op
+    outcome = _classify(track_id, path)
+    _record([outcome])
+    return "done" if outcome.result else "failed"
