@@ -37,9 +37,10 @@ def label_options(command: Callable) -> Callable:
     return click.option(
         "--taxonomy", type=click.Path(dir_okay=False), envvar="GENREQ_TAXONOMY",
         default=None, metavar="FILE",
-        help="TOML file mapping model genres to your names, several to one "
-             '([genres] metal = "Rock"); a genre\'s probability is the sum of its '
-             "members' [env: GENREQ_TAXONOMY].",
+        help="TOML or YAML file (by suffix: .toml, .yaml, .yml) mapping model genres to "
+             'your names, several to one ([genres] metal = "Rock", or genres: {metal: '
+             "Rock}); a genre's probability is the sum of its members' "
+             "[env: GENREQ_TAXONOMY].",
     )(command)
 
 
@@ -64,6 +65,16 @@ def filter_options(command: Callable) -> Callable:
 
 
 def make_labeller(taxonomy: str | None, unknown_below: float | None, top_k: int = 3):
+    """The labeller of --taxonomy (or GENREQ_TAXONOMY) and --unknown-below. A taxonomy
+    file that cannot be used is a usage error (exit status 2) naming the file and why."""
     from genreq.cli import taxonomy as taxonomy_module
 
-    return taxonomy_module.Labeller(taxonomy_module.resolve(taxonomy), unknown_below, top_k)
+    try:
+        mapping = taxonomy_module.resolve(taxonomy)
+    except taxonomy_module.TaxonomyError as exc:
+        ctx = click.get_current_context(silent=True)
+        from_env = ctx is not None and ctx.get_parameter_source("taxonomy") \
+            == click.core.ParameterSource.ENVIRONMENT
+        raise click.BadParameter(
+            str(exc), param_hint="GENREQ_TAXONOMY" if from_env else "'--taxonomy'") from exc
+    return taxonomy_module.Labeller(mapping, unknown_below, top_k)

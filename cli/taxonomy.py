@@ -1,19 +1,20 @@
 """The user's genre names over the model's: a taxonomy file maps model genres to user
 genres, several to one, and a user genre's probability is the sum of its members'.
 
-    # genres.toml
-    [genres]
-    hiphop = "Hip-Hop"
-    metal = "Rock"
-    rock = "Rock"
+    # genres.toml                # genres.yaml (or .yml): the same mapping
+    [genres]                     genres:
+    hiphop = "Hip-Hop"             hiphop: Hip-Hop
+    metal = "Rock"                 metal: Rock
+    rock = "Rock"                  rock: Rock
 
-Model genres the file does not name keep their own name. Pure functions, no database:
+The file's suffix says which format it is. Model genres the file does not name keep
+their own name. Pure functions, no database:
 status, export and tag all label a probability vector through `Labeller.label`.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,8 +57,7 @@ class Taxonomy:
 IDENTITY = Taxonomy()
 
 
-def parse(text: str, source: str = "<string>") -> Taxonomy:
-    """A Taxonomy from TOML text with a [genres] table of strings."""
+def _read_toml(text: str, source: str) -> object:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -66,26 +66,78 @@ def parse(text: str, source: str = "<string>") -> Taxonomy:
         except ModuleNotFoundError as exc:
             raise TaxonomyError(source, "reading TOML on Python 3.10 needs `pip install tomli`") from exc
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise TaxonomyError(source, f"not valid TOML ({exc})") from exc
-    genres = data.get("genres")
+
+
+def _read_yaml(text: str, source: str) -> object:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)  # plain data only: a taxonomy file runs no constructors
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise TaxonomyError(source, f"not valid YAML ({problem}{where})") from exc
+
+
+@dataclass(frozen=True)
+class _Format:
+    name: str
+    read: Callable[[str, str], object]
+    table: str  # how the format spells the genres table, for messages
+    example: str
+
+
+FORMATS = {
+    ".toml": _Format("TOML", _read_toml, "[genres]", '[genres] hiphop = "Hip-Hop"'),
+    ".yaml": _Format("YAML", _read_yaml, "genres:", "genres: {hiphop: Hip-Hop}"),
+}
+FORMATS[".yml"] = FORMATS[".yaml"]
+
+
+def _format(suffix: str, source: str) -> _Format:
+    try:
+        return FORMATS[suffix.lower()]
+    except KeyError:
+        raise TaxonomyError(source, f"unknown taxonomy format {suffix or '(no suffix)'!r}; "
+                                    "name the file .toml, .yaml or .yml") from None
+
+
+def parse(text: str, source: str = "<string>", suffix: str = ".toml") -> Taxonomy:
+    """A Taxonomy from TOML (suffix .toml) or YAML (.yaml, .yml) text holding a `genres`
+    table of strings."""
+    fmt = _format(suffix, source)
+    data = fmt.read(text, source)
+    genres = data.get("genres") if isinstance(data, dict) else None
     if not isinstance(genres, dict):
-        raise TaxonomyError(source, 'no [genres] table (e.g. [genres] hiphop = "Hip-Hop")')
+        raise TaxonomyError(source, f"no {fmt.table} table (e.g. {fmt.example})")
+    # YAML reads unquoted yes/no/on/off/null and numbers as other types, keys included.
+    bad_keys = sorted(repr(k) for k in genres if not isinstance(k, str) or not k.strip())
+    if bad_keys:
+        raise TaxonomyError(source, f"{fmt.table} keys must be model genre names"
+                                    + (" (quote them)" if fmt.name == "YAML" else "")
+                                    + f": {', '.join(bad_keys)}")
     bad = sorted(k for k, v in genres.items() if not isinstance(v, str) or not v.strip())
     if bad:
-        raise TaxonomyError(source, f"[genres] values must be non-empty strings: {', '.join(bad)}")
+        raise TaxonomyError(source, f"{fmt.table} values must be non-empty strings: "
+                                    + ", ".join(bad))
     if UNKNOWN in {v.strip() for v in genres.values()}:
         raise TaxonomyError(source, f"{UNKNOWN!r} is reserved for tracks below --unknown-below")
     return Taxonomy({k: v.strip() for k, v in genres.items()}, source)
 
 
 def load(path: str | Path) -> Taxonomy:
+    """The taxonomy in a .toml, .yaml or .yml file."""
+    path = Path(path)
+    _format(path.suffix, str(path))  # an unknown suffix is named before the file is read
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TaxonomyError(path, f"cannot read taxonomy ({getattr(exc, 'strerror', None) or exc})") from exc
-    return parse(text, str(path))
+    return parse(text, str(path), path.suffix)
 
 
 def resolve(path: str | Path | None) -> Taxonomy:

@@ -14,6 +14,7 @@ from genreq.db import queries
 from genreq.db.session import session_scope
 
 TAXONOMY = '[genres]\nhiphop = "Hip-Hop"\nmetal = "Rock"\nrock = "Rock"\n'
+TAXONOMY_YAML = "genres:\n  hiphop: Hip-Hop\n  metal: Rock\n  rock: Rock\n"
 
 
 def at(day: int, hour: int = 12) -> datetime:
@@ -100,12 +101,45 @@ def test_taxonomy_from_environment(library, taxonomy_file, monkeypatch):
     assert [r["genre"] for r in export_json()] == ["Rock", "Rock", "Hip-Hop"]
 
 
-def test_bad_taxonomy_is_an_error_naming_the_file(library, tmp_path):
+def test_yaml_taxonomy_gives_what_the_toml_one_gives(library, taxonomy_file, tmp_path,
+                                                     monkeypatch):
+    yaml_file = tmp_path / "genres.yaml"
+    yaml_file.write_text(TAXONOMY_YAML)
+    for command in (["export", "--format", "json", "--top", "4", "--sort", "confidence"],
+                    ["export", "-g", "Rock", "--format", "csv"],
+                    ["status", "--json"], ["status"]):
+        from_toml = invoke(*command, "--taxonomy", str(taxonomy_file)).stdout
+        from_yaml = invoke(*command, "--taxonomy", str(yaml_file)).stdout
+        assert from_yaml == from_toml, command
+    assert "Hip-Hop" in from_yaml and "Rock" in from_yaml  # the mapping was applied
+    monkeypatch.setenv("GENREQ_TAXONOMY", str(yaml_file))
+    assert [r["genre"] for r in export_json()] == ["Rock", "Rock", "Hip-Hop"]
+
+
+def test_bad_taxonomy_is_a_usage_error_naming_the_file(library, tmp_path, monkeypatch):
     bad = tmp_path / "bad.toml"
     bad.write_text("[genres]\nrock = 1\n")
-    result = invoke("export", "--taxonomy", str(bad), code=1)
-    assert result.stderr == (
-        f"Error: {bad}: [genres] values must be non-empty strings: rock\n")
+    result = invoke("export", "--taxonomy", str(bad), code=2)
+    assert result.stderr.endswith(
+        f"Error: Invalid value for '--taxonomy': {bad}: [genres] values must be non-empty "
+        "strings: rock\n")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("genres:\n  hiphop: [Hip-Hop\n  rock: Rock\n")
+    result = invoke("status", "--taxonomy", str(bad_yaml), code=2)
+    assert result.stderr.endswith(
+        f"Error: Invalid value for '--taxonomy': {bad_yaml}: not valid YAML (expected ',' or "
+        "']', but got ':' at line 3, column 7)\n")
+    assert result.stdout == ""
+    monkeypatch.setenv("GENREQ_TAXONOMY", str(bad_yaml))
+    result = invoke("export", code=2)
+    assert f"Error: Invalid value for GENREQ_TAXONOMY: {bad_yaml}: not valid YAML" \
+        in result.stderr
+    odd = tmp_path / "genres.json"
+    odd.write_text("{}")
+    result = invoke("tag", "--taxonomy", str(odd), "--dry-run", code=2)
+    assert result.stderr.endswith(f"Error: Invalid value for '--taxonomy': {odd}: unknown "
+                                  "taxonomy format '.json'; name the file .toml, .yaml or "
+                                  ".yml\n")
 
 
 def test_status_under_taxonomy_and_threshold(library, taxonomy_file):

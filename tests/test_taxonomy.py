@@ -1,4 +1,4 @@
-"""The taxonomy module alone: parsing the TOML file, summing members' probabilities,
+"""The taxonomy module alone: parsing the TOML or YAML file, summing members' probabilities,
 labelling below a threshold, and the errors that name the file."""
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ hiphop = "Hip-Hop"
 metal = "Rock"
 rock = "Rock"
 '''
+YAML = """
+genres:
+  hiphop: Hip-Hop
+  metal: Rock
+  rock: "Rock"
+"""
 PROBS = {"jazz": 0.4, "metal": 0.3, "rock": 0.25, "hiphop": 0.05}
 
 
@@ -22,6 +28,11 @@ def test_parse_maps_several_model_genres_to_one():
     assert tax.user_genre("metal") == "Rock"
     assert tax.user_genre("jazz") == "jazz"  # unnamed genres keep their name
     assert tax.user_genres(["jazz", "metal", "rock", "hiphop"]) == ["Hip-Hop", "Rock", "jazz"]
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".yml", ".YAML"])
+def test_yaml_reads_as_the_same_mapping(suffix):
+    assert taxonomy.parse(YAML, suffix=suffix).mapping == taxonomy.parse(TOML).mapping
 
 
 def test_map_probs_sums_members_and_sorts():
@@ -69,6 +80,42 @@ def test_bad_files_name_the_file_and_reason(tmp_path, text, reason):
         taxonomy.load(path)
     assert str(info.value).startswith(f"{path}: ")
     assert reason in str(info.value)
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("genres:\n  hiphop: [Hip\n", ("not valid YAML (expected ',' or ']', but got '<stream end>'"
+                                  " at line 3, column 1)")),
+    ("genres:\n hiphop: a\n  x: b\n", ("not valid YAML (mapping values are not allowed here "
+                                      "at line 3, column 4)")),
+    ("", "no genres: table (e.g. genres: {hiphop: Hip-Hop})"),
+    ("- hiphop\n- rock\n", "no genres: table"),
+    ("genres: Rock\n", "no genres: table"),
+    ("genres:\n  rock: 3\n", "genres: values must be non-empty strings: rock"),
+    ("genres:\n  rock:\n", "genres: values must be non-empty strings: rock"),
+    # unquoted `no` is YAML 1.1's false: name the key rather than map a genre called False
+    ("genres:\n  no: Rock\n", "genres: keys must be model genre names (quote them): False"),
+    ("genres:\n  noise: unknown\n", "'unknown' is reserved"),
+    # safe_load only: a tag that would construct a Python object is an error, not a call
+    ("genres: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
+])
+def test_bad_yaml_files_name_the_file_and_reason(tmp_path, text, reason):
+    path = tmp_path / "genres.yml"
+    path.write_text(text)
+    with pytest.raises(TaxonomyError) as info:
+        taxonomy.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+    assert reason in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["genres.json", "genres"])
+def test_unknown_suffix_names_the_file_and_the_formats(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("[genres]\nrock = 'Rock'\n")
+    with pytest.raises(TaxonomyError) as info:
+        taxonomy.load(path)
+    assert str(info.value) == (f"{path}: unknown taxonomy format "
+                               f"{path.suffix or '(no suffix)'!r}; name the file .toml, "
+                               ".yaml or .yml")
 
 
 def test_missing_file(tmp_path):
