@@ -1,15 +1,21 @@
-"""genreq report: the HTML parses, every image it shows is a PNG file beside it, and the
-tables say what the database holds (least confident first, failures grouped by reason)."""
+"""genreq report: the HTML parses, every image it shows is a PNG file beside it, a real
+headless browser loads every image, and the tables say what the database holds (least
+confident first, failures grouped by reason)."""
 from __future__ import annotations
 
+import html as html_module
+import json
+import re
+import shutil
 import struct
+import subprocess
 import zlib
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import add_track
+from conftest import add_track, genreq
 from test_cli import invoke
 
 from genreq.cli import report
@@ -164,3 +170,63 @@ def test_report_progress_on_stderr(library, tmp_path, monkeypatch):
     assert [line.split(" · ")[0] for line in lines] == [f"checked {n}" for n in range(1, 31)]
     assert lines[-1].startswith("checked 30 · reading the library · ")
     assert result.stdout == f"{tmp_path / 'report' / 'index.html'}\n"
+
+
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_TIMEOUT_S = 60
+# Appended to a copy of the page: once everything has loaded, it writes into the DOM how
+# many images there are and which did not decode (naturalWidth 0), for --dump-dom to show.
+IMAGE_CHECK = """<script>
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const broken = images.filter(i => !(i.complete && i.naturalWidth > 0));
+  const out = document.createElement("pre");
+  out.id = "image-check";
+  out.textContent = JSON.stringify({
+    images: images.length,
+    loaded: images.length - broken.length,
+    broken: broken.map(i => i.getAttribute("src")),
+    sizes: images.map(i => [i.naturalWidth, i.naturalHeight]),
+  });
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def browser_image_check(page: Path) -> dict:
+    """Open `page` in headless chromium and return what IMAGE_CHECK wrote."""
+    result = subprocess.run(
+        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={page.parent / '.chromium-profile'}",
+         "--virtual-time-budget=10000", "--dump-dom", page.as_uri()],
+        check=False, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    found = re.search(r'<pre id="image-check">(.*?)</pre>', result.stdout, re.DOTALL)
+    assert found, f"{BROWSER} exited {result.returncode}, no check in its DOM:\n" \
+                  f"{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    return json.loads(html_module.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no chromium or chromium-browser on PATH "
+                                            "(apt-get install chromium)")
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_report_images_load_in_a_headless_browser(library, tmp_path):
+    out = tmp_path / "report"
+    genreq("report", "-o", out)
+    original = (out / "index.html").read_text(encoding="utf-8")
+    assert original.count("</body>") == 1
+    # Copies beside the original, so the page's relative image paths resolve the same.
+    checked = out / "browser-check.html"
+    checked.write_text(original.replace("</body>", IMAGE_CHECK + "</body>"), encoding="utf-8")
+    seen = browser_image_check(checked)
+    assert seen["images"] == len(parse(out / "index.html").images) == 3
+    assert (seen["loaded"], seen["broken"]) == (3, []), seen
+    assert all(w > 100 and h > 100 for w, h in seen["sizes"]), seen
+    # The check can fail: the same page with one image whose file is missing says so.
+    broken = out / "browser-check-broken.html"
+    broken.write_text(original.replace(
+        "</body>", '<img src="missing.png" alt="x">' + IMAGE_CHECK + "</body>"),
+        encoding="utf-8")
+    seen = browser_image_check(broken)
+    assert (seen["images"], seen["loaded"], seen["broken"]) == (4, 3, ["missing.png"]), seen
