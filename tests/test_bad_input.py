@@ -12,6 +12,8 @@ import pytest
 from bad_input import write_corpus
 from conftest import genreq, wait_until_finished
 
+from genreq.worker.app import CLASSIFY_BATCH_TASK, TASK_BATCH_SPREAD
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
@@ -23,9 +25,18 @@ def rows_by_path() -> dict[str, dict]:
     return rows
 
 
-def test_corpus_every_file_accounted_for(tmp_path, start_worker):
+@pytest.mark.parametrize("batched", [False, True], ids=["one-per-message", "batched"])
+def test_corpus_every_file_accounted_for(tmp_path, start_worker, batched):
     lib = tmp_path / "library"
     expected = write_corpus(lib)
+    if batched:
+        # Enough valid tracks beside the corpus that enqueue sends several per message.
+        # Walked last, they make the single-track tail (task_batches), so every corpus
+        # file travels in a batch.
+        for i in range(2 * TASK_BATCH_SPREAD):
+            padding = lib / f"zz padding {i:02d}.wav"
+            shutil.copyfile(lib / "digital silence.wav", padding)
+            expected[padding] = ("done", None)
     # A directory whose name ends in .wav is walked into, not classified.
     (lib / "album.wav").mkdir()
     inside = lib / "album.wav" / "track 01.wav"
@@ -44,6 +55,8 @@ def test_corpus_every_file_accounted_for(tmp_path, start_worker):
 
     worker = start_worker(concurrency=1)
     status = wait_until_finished(len(expected), timeout_s=300, worker=worker)
+    batch_tasks = worker.log().count(CLASSIFY_BATCH_TASK)
+    assert batch_tasks > 0 if batched else batch_tasks == 0
     assert status["done"] + status["failed"] == len(expected)
 
     rows = rows_by_path()

@@ -180,9 +180,9 @@ def test_batch_transient_error_propagates_and_loses_nothing(sqlite_url, stub, ha
 @pytest.mark.parametrize(("n", "sizes"), [
     (0, []),
     (5, [1] * 5),  # few tracks: one per message, so every worker gets some
-    (40, [2] * 20),
-    (130, [8] * 16 + [2]),
-    (500, [8] * 62 + [4]),
+    (40, [2] * 12 + [1] * 16),  # and the last 16 alone, so that workers finish together
+    (130, [8] * 14 + [2] + [1] * 16),
+    (500, [8] * 60 + [4] + [1] * 16),
 ])
 def test_task_batches(n, sizes):
     ids = list(range(100, 100 + n))
@@ -213,7 +213,7 @@ class RecordingApp:
 
 def test_send_classify_batches_and_single_ids(monkeypatch):
     celery_app = RecordingApp()
-    assert worker_app.send_classify(list(range(40)), None, celery_app) == 20
+    assert worker_app.send_classify(list(range(40)), None, celery_app) == 28
     name, args, options = celery_app.sent[0]
     assert (name, args) == (worker_app.CLASSIFY_BATCH_TASK, [[0, 1]])
     assert options == {"soft_time_limit": 2 * worker_app.TASK_SOFT_TIME_LIMIT_S,
