@@ -15,6 +15,9 @@ from genreq.db.models import State, Track, utcnow
 PAGE_SIZE = 1000
 # Throughput is measured over the tracks finished in this last window.
 THROUGHPUT_WINDOW_S = 120.0
+# Work pending but no track finished for this long: no worker is taken to be running,
+# and no throughput or ETA is shown (rather than a rate decaying over the window).
+STALLED_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -314,15 +317,18 @@ def _as_utc(value: datetime) -> datetime:
 
 
 def throughput(session: Session, scope: Iterable = (), now: datetime | None = None) -> float | None:
-    """Tracks finished per second over the last THROUGHPUT_WINDOW_S seconds."""
+    """Tracks finished per second over the last THROUGHPUT_WINDOW_S seconds; None when
+    none finished in the last STALLED_AFTER_S."""
     now = now or utcnow()
     since = now - timedelta(seconds=THROUGHPUT_WINDOW_S)
-    count, first_start = session.execute(
-        select(func.count(), func.min(Track.started_at)).where(
+    count, first_start, last_finish = session.execute(
+        select(func.count(), func.min(Track.started_at), func.max(Track.finished_at)).where(
             Track.finished_at >= since, *scope
         )
     ).one()
     if not count or first_start is None:
+        return None
+    if (now - _as_utc(last_finish)).total_seconds() > STALLED_AFTER_S:
         return None
     span_s = (now - max(_as_utc(first_start), since)).total_seconds()
     return count / span_s if span_s > 0 else None

@@ -135,6 +135,19 @@ def test_status_counts_genres_and_eta(db_url):
         assert [t.path for t in queries.failures(s)] == ["/bad.mp3"]
 
 
+def test_no_throughput_once_workers_stopped(db_url):
+    """A run interrupted a minute ago: work is pending, nothing finishes any more."""
+    now = utcnow()
+    with session_scope(db_url) as s:
+        add_track(s, "/a.mp3", "done", "rock", started_at=now - timedelta(seconds=90),
+                  finished_at=now - timedelta(seconds=60))
+        add_track(s, "/b.mp3")
+    with session_scope(db_url) as s:
+        assert queries.throughput(s, now=now - timedelta(seconds=55)) is not None
+        status = queries.status(s)
+        assert (status.pending, status.throughput_per_s, status.eta_s) == (1, None, None)
+
+
 def test_no_throughput_when_idle(db_url):
     with session_scope(db_url) as s:
         add_track(s, "/a.mp3", "done", "rock", started_at=utcnow(), finished_at=utcnow())
