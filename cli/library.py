@@ -89,3 +89,50 @@ class LibraryWalk:
                 else:
                     yield from self._file(Path(entry.path), entry_info)
             stack.extend(reversed(subdirs))
+
+
+def count_audio_files(paths: Iterable[str | Path]) -> int:
+    """How many files LibraryWalk(paths) will yield, found faster: no sorting, no stat of
+    regular files (a directory entry's type says file or directory), no warnings (the
+    walk gives those). The total that enqueue's progress and ETA count to."""
+    count = 0
+    seen_dirs: set[tuple[int, int]] = set()
+    stack: list[str] = []
+    for path in paths:
+        path = os.path.abspath(os.fspath(path))
+        if os.path.isdir(path):
+            stack.append(path)
+        elif os.path.isfile(path) and _countable(path):
+            count += 1
+    while stack:
+        directory = stack.pop()
+        try:
+            info = os.stat(directory)
+            key = (info.st_dev, info.st_ino)
+            if key in seen_dirs:
+                continue
+            seen_dirs.add(key)
+            with os.scandir(directory) as scan:
+                for entry in scan:
+                    if entry.name.startswith("."):
+                        continue
+                    try:
+                        if entry.is_dir():  # follows symlinks, as the walk does
+                            stack.append(entry.path)
+                        elif entry.is_file() and _countable(entry.path):
+                            count += 1
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    return count
+
+
+def _countable(path: str) -> bool:
+    if not is_audio(path):
+        return False
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # the walk skips these
+        return False
+    return True

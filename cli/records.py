@@ -10,7 +10,7 @@ below a threshold, top K), as export, tag, status and show use it. Streams throu
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -35,9 +35,11 @@ class TrackFilter:
     sort: str = "id"  # one of queries.SORTS
 
 
-def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller
+def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller,
+                    on_track: Callable[[int], None] | None = None
                     ) -> Iterator[tuple[Track, dict]]:
-    """(track, record) for every done track the filter keeps.
+    """(track, record) for every done track the filter keeps. `on_track(n)` is called as
+    the n-th track is read, kept or not: n counts to `count_tracks(session, flt, labeller)`.
 
     Without a taxonomy or threshold, genre and confidence filters run in SQL; with one, a
     track's genre and confidence are its label's (a user genre's probability is the sum
@@ -52,7 +54,9 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller
         flt.min_confidence if in_sql else None,
         path_glob=flt.path_glob, since=flt.since, model=flt.model, sort=flt.sort,
     )
-    for track in tracks:
+    for n, track in enumerate(tracks, 1):
+        if on_track:
+            on_track(n)
         record = track_record(track, labeller)
         if not in_sql:
             if flt.genres and record["genre"] not in flt.genres:
@@ -66,19 +70,53 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller
 SORT_RUN = 10_000
 
 
-def records(session: Session, flt: TrackFilter, labeller: Labeller) -> Iterator[dict]:
-    """Exported records in the filter's order. Under a taxonomy, a user genre's
-    confidence is not a stored column, so `confidence` order is an external merge sort
-    (sorted runs spilled to temporary files): memory stays bounded by SORT_RUN."""
+def records(session: Session, flt: TrackFilter, labeller: Labeller,
+            on_track: Callable[[int], None] | None = None) -> Iterator[dict]:
+    """Exported records in the filter's order (`on_track` as in labelled_tracks). Under a
+    taxonomy, a user genre's confidence is not a stored column, so `confidence` order is
+    an external merge sort (sorted runs spilled to temporary files): memory stays bounded
+    by SORT_RUN."""
     if flt.sort == "confidence" and labeller.taxonomy.mapping:
         by_id = TrackFilter(flt.genres, flt.min_confidence, flt.path_glob, flt.since,
                             flt.model, "id")
         keyed = (((-record["confidence"], track.id), record)
-                 for track, record in labelled_tracks(session, by_id, labeller))
+                 for track, record in labelled_tracks(session, by_id, labeller, on_track))
         yield from external_sort(keyed, SORT_RUN)
         return
-    for _track, record in labelled_tracks(session, flt, labeller):
+    for _track, record in labelled_tracks(session, flt, labeller, on_track):
         yield record
+
+
+def count_tracks(session: Session, flt: TrackFilter, labeller: Labeller) -> int:
+    """How many tracks labelled_tracks reads for this filter: the done tracks its SQL and
+    glob keep (a taxonomy's genre and confidence filters then apply to these). The total
+    that export's and tag's progress counts to. One COUNT; with a glob, one pass over the
+    candidate paths only, since LIKE only narrows what fnmatch decides.
+
+    It repeats queries.done_tracks' conditions, which has no count of its own; the tests
+    hold the two together."""
+    import fnmatch
+
+    from sqlalchemy import func, select
+
+    from genreq.db.models import State, Track
+
+    in_sql = labeller.is_identity
+    where = [Track.state == State.done]
+    if in_sql and flt.genres:
+        where.append(Track.genre.in_(flt.genres))
+    if in_sql and flt.min_confidence is not None:
+        where.append(Track.confidence >= flt.min_confidence)
+    if flt.since is not None:
+        where.append(Track.finished_at >= queries._to_utc(flt.since))
+    if flt.model is not None:
+        where.append(Track.model_name == flt.model)
+    if flt.path_glob is None:
+        return session.scalar(select(func.count()).select_from(Track).where(*where))
+    where.append(Track.path.like(queries.glob_to_like(flt.path_glob), escape="\\"))
+    paths = session.scalars(select(Track.path).where(*where)
+                            .execution_options(yield_per=queries.PAGE_SIZE))
+    return sum(fnmatch.fnmatchcase(path, flt.path_glob) for path in paths)
 
 
 def external_sort(items: Iterable[tuple[tuple, dict]], run: int) -> Iterator[dict]:

@@ -227,15 +227,17 @@ class TagSummary:
 
 def tag_library(session: Session, flt: TrackFilter, labeller: Labeller, *,
                 field: str = DEFAULT_FIELD, overwrite: bool = False, dry_run: bool = False,
-                summary: TagSummary | None = None) -> Iterator[TagChange]:
+                summary: TagSummary | None = None,
+                on_track: Callable[[int], None] | None = None) -> Iterator[TagChange]:
     """Tag every done track the filter keeps with its labelled genre; yields what
     happened to each file. Rows of written files get the files' new size and mtime,
-    each in its own short transaction (workers may be writing too)."""
+    each in its own short transaction (workers may be writing too). `on_track` as in
+    records.labelled_tracks."""
     from genreq.db import queries
     from genreq.db.session import session_scope
 
     summary = summary if summary is not None else TagSummary()
-    for track, record in labelled_tracks(session, flt, labeller):
+    for track, record in labelled_tracks(session, flt, labeller, on_track):
         if record["genre"] == UNKNOWN:
             summary.skipped += 1
             yield TagChange(track.path, SKIP, reason="below --unknown-below: genre unknown")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,32 @@ def test_enqueue_then_stop_embedded_broker(genreq_home, audio_library):
         f"queued 0 · still pending {n_files} (sent again) · already known 0 · ignored 1"
     )
     genreq("stop")
+
+
+def test_enqueue_progress_has_a_total_rate_and_eta(tmp_path, sqlite_url, redis_url,
+                                                   monkeypatch):
+    """enqueue counts the files first, so its progress lines (stderr, one per batch of
+    500 here) say how far it got of how many, how fast and how long is left."""
+    monkeypatch.setenv("GENREQ_BROKER_URL", redis_url)
+    monkeypatch.setenv("GENREQ_PROGRESS_EVERY_S", "0")
+    music = tmp_path / "music"
+    for disc in range(3):
+        (music / f"disc{disc}").mkdir(parents=True)
+        for n in range(400):  # enqueue only stats files: empty ones will do
+            (music / f"disc{disc}" / f"{n:03d}.mp3").touch()
+    (music / "cover.jpg").touch()
+    result = genreq("enqueue", music)
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 5, lines
+    for line, done in zip(lines, (500, 1000), strict=False):
+        assert re.fullmatch(rf"\[[#-]{{24}}\] {done}/1200  \d+\.\d files/s  "
+                            rf"ETA \d:\d\d:\d\d  queued {done} · already known 0", line), line
+    assert re.fullmatch(r"\[#{24}\] 1200/1200  \d+\.\d files/s  ETA --  queued 1200 · "
+                        r"already known 0", lines[2])
+    assert re.fullmatch(r"\[#{24}\] 1200/1200  \d+\.\d files/s  in \d:\d\d:\d\d  "
+                        r"queued 1200 · already known 0", lines[3])
+    assert lines[4] == "queued 1200 · already known 0 · ignored 1"
 
 
 def test_run_without_a_usable_model_fails_clearly(genreq_home, audio_library, tmp_path,

@@ -4,12 +4,15 @@ unknown below a threshold, taxonomies (option and environment), the filters
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 
 import pytest
-from conftest import add_track
+from conftest import add_track, genreq
 from test_cli import invoke
 
+from genreq.cli import records
+from genreq.cli.taxonomy import Labeller, load
 from genreq.db import queries
 from genreq.db.session import session_scope
 
@@ -264,3 +267,41 @@ def test_external_sort_is_stable_on_ties_and_closes_runs():
     items = [((-(i % 3) / 10, i), {"i": i}) for i in range(10)]
     for run in (1, 3, 100):
         assert [d["i"] for d in external_sort(iter(items), run)] == [2, 5, 8, 1, 4, 7, 0, 3, 6, 9]
+
+
+def test_export_progress_on_stderr_and_only_data_on_stdout(library, taxonomy_file, monkeypatch):
+    expected = invoke("export", "--format", "csv").stdout  # quick: no progress at all
+    monkeypatch.setenv("GENREQ_PROGRESS_EVERY_S", "0")  # a line per track, not per 5 s
+    result = genreq("export", "--format", "csv")  # the installed command; stderr a pipe
+    assert result.stdout == expected
+    lines = result.stderr.splitlines()
+    assert len(lines) == 4
+    for n, line in enumerate(lines[:2], 1):
+        assert re.fullmatch(rf"\[[#-]{{24}}\] {n}/3  \d+\.\d tracks/s  ETA \d:\d\d:\d\d",
+                            line), line
+    assert re.fullmatch(r"\[#{24}\] 3/3  \d+\.\d tracks/s  ETA --", lines[2])
+    assert re.fullmatch(r"\[#{24}\] 3/3  \d+\.\d tracks/s  in \d:\d\d:\d\d", lines[3])
+    # A taxonomy's genre filter runs after the query: all 3 tracks are read, 2 written.
+    result = genreq("export", "--taxonomy", taxonomy_file, "-g", "Rock", "--format", "ndjson")
+    assert [json.loads(r)["path"] for r in result.stdout.splitlines()] == [
+        "/m/Jazz/a.flac", "/m/Rock/b.mp3"]
+    assert result.stderr.splitlines()[-1].startswith("[########################] 3/3  ")
+
+
+@pytest.mark.parametrize("flt, taxonomy", [
+    (records.TrackFilter(), False),
+    (records.TrackFilter(genres=("rock", "hiphop"), min_confidence=0.75), False),
+    (records.TrackFilter(genres=("Rock",), min_confidence=0.75), True),
+    (records.TrackFilter(path_glob="*/R*/*"), False),
+    (records.TrackFilter(path_glob="*/r*/*"), False),  # LIKE ignores case on SQLite
+    (records.TrackFilter(path_glob="*/[JR]a*/*", since=at(5)), True),
+    (records.TrackFilter(model="vgg-msd"), False),
+    (records.TrackFilter(since=at(10, 13), sort="confidence"), True),
+])
+def test_count_is_what_the_export_reads(library, taxonomy_file, flt, taxonomy):
+    labeller = Labeller(load(taxonomy_file)) if taxonomy else Labeller()
+    with session_scope() as session:
+        read: list[int] = []
+        rows = list(records.records(session, flt, labeller, on_track=read.append))
+        assert read == list(range(1, len(read) + 1))
+        assert records.count_tracks(session, flt, labeller) == len(read) >= len(rows)

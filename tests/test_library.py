@@ -1,11 +1,12 @@
-"""The library walk: sorted, streaming, extension filter, unreadable dirs, symlink loops."""
+"""The library walk: sorted, streaming, extension filter, unreadable dirs, symlink loops;
+and the fast count of what it will yield (enqueue's progress total)."""
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
 
-from genreq.cli.library import LibraryWalk, is_audio
+from genreq.cli.library import LibraryWalk, count_audio_files, is_audio
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -105,3 +106,29 @@ def test_walk_streams(tmp_path):
     touch(tmp_path / "b" / "2.mp3")
     walk = iter(LibraryWalk([tmp_path]))
     assert next(walk).path == str(tmp_path / "a" / "1.mp3")  # before "b" is even listed
+
+
+def test_count_is_what_the_walk_yields(tmp_path, monkeypatch):
+    for rel in ("b/2.mp3", "b/1.FLAC", "a.wav", "c/d/e.ogg", "c/cover.jpg", "z.txt",
+                ".hidden/h.mp3", "c/._resource.mp3", "locked/l.mp3", "one.opus"):
+        touch(tmp_path / "music" / rel)
+    music = tmp_path / "music"
+    (music / "c" / "d" / "loop").symlink_to(music)
+    (music / "alias").symlink_to(music / "b")
+    (music / "b" / "alias.mp3").symlink_to(music / "a.wav")  # a file link counts, as walked
+    (music / "dangling.mp3").symlink_to(tmp_path / "nowhere.mp3")
+    os.mkfifo(music / "pipe.mp3")  # not a regular file: neither walked nor counted
+    (music / os.fsdecode(b"bad-\xff.mp3")).write_bytes(b"x")  # not UTF-8: skipped by both
+    real_scandir = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    arguments = [music, music / "one.opus", tmp_path / "missing", music / "z.txt"]
+    expected = walked(*arguments)
+    assert len(expected) == 7  # a, b/1, b/2, b/alias, c/d/e, one, and one.opus again
+    assert count_audio_files(arguments) == len(expected)
+    assert count_audio_files([]) == 0

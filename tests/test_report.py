@@ -162,14 +162,18 @@ def test_failure_reason():
 
 
 def test_report_progress_on_stderr(library, tmp_path, monkeypatch):
-    from genreq.cli.main import Ticker
-
-    monkeypatch.setattr(Ticker, "PLAIN_EVERY_S", 0.0)
-    result = invoke("report", "-o", str(tmp_path / "report"))
-    lines = result.stderr.splitlines()
-    assert [line.split(" · ")[0] for line in lines] == [f"checked {n}" for n in range(1, 31)]
-    assert lines[-1].startswith("checked 30 · reading the library · ")
+    monkeypatch.setenv("GENREQ_PROGRESS_EVERY_S", "0")  # a line per track, not per 5 s
+    result = genreq("report", "-o", tmp_path / "report")  # stderr is a pipe: plain lines
     assert result.stdout == f"{tmp_path / 'report' / 'index.html'}\n"
+    lines = result.stderr.splitlines()
+    assert len(lines) == 31
+    for n, line in enumerate(lines[:-2], 1):
+        assert re.fullmatch(rf"\[[#-]{{24}}\] {n}/30  \d+\.\d tracks/s  ETA \d:\d\d:\d\d",
+                            line), line
+    assert re.fullmatch(r"\[#{24}\] 30/30  \d+\.\d tracks/s  ETA --", lines[-2])  # none left
+    assert re.fullmatch(r"\[#{24}\] 30/30  \d+\.\d tracks/s  in \d:\d\d:\d\d", lines[-1])
+    monkeypatch.delenv("GENREQ_PROGRESS_EVERY_S")  # a quick report shows no progress
+    assert genreq("report", "-o", tmp_path / "again").stderr == ""
 
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -3,6 +3,7 @@ decoded audio identical before and after, user genres kept unless --overwrite, g
 own tags updated, dry runs write nothing, and a tag write never re-queues the file."""
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import add_track
+from conftest import add_track, genreq
 from test_cli import invoke
 
 from genreq.cli import tagging
@@ -234,14 +235,20 @@ def test_taxonomy_threshold_and_filters(sqlite_url, tmp_path):
 
 
 def test_progress_lines_on_stderr_when_not_a_terminal(sqlite_url, tmp_path, monkeypatch):
-    from genreq.cli.main import Ticker
-
-    monkeypatch.setattr(Ticker, "PLAIN_EVERY_S", 0.0)
-    paths = [classified(make_audio(tmp_path / f"{name}.flac")) for name in ("a", "b")]
-    result = invoke("tag")
+    monkeypatch.setenv("GENREQ_PROGRESS_EVERY_S", "0")  # a line per track, not per 5 s
+    paths = [classified(make_audio(tmp_path / f"{name}.flac")) for name in ("a", "b", "c")]
+    other = tmp_path / "other.flac"  # filtered out: not counted in the total
+    classified(make_audio(other))
+    result = genreq("tag", "--path-glob", f"{tmp_path}/[abc].flac")  # the installed command
     assert result.stdout == "".join(f"wrote\t{p}\tGENRE: (none) -> jazz\n" for p in paths)
     progress = result.stderr.splitlines()
-    assert [line.split(" · ")[0] for line in progress[:-1]] == ["checked 1", "checked 2"]
-    assert progress[0].startswith("checked 1 · wrote 1 · already tagged 0")
-    assert progress[0].endswith(" files/s")
-    assert progress[-1] == "wrote 2 · already tagged 0 · kept (set by you) 0 · skipped 0"
+    assert len(progress) == 5
+    # the n-th line is shown as the n-th track is read, before it is tagged
+    for n, line in enumerate(progress[:2], 1):
+        assert re.fullmatch(rf"\[[#-]{{24}}\] {n}/3  \d+\.\d tracks/s  ETA \d:\d\d:\d\d  "
+                            rf"wrote {n - 1} · already tagged 0 · kept \(set by you\) 0 · "
+                            r"skipped 0", line), line
+    assert progress[2].startswith("[########################] 3/3  ")
+    assert re.fullmatch(r"\[#{24}\] 3/3  \d+\.\d tracks/s  in \d:\d\d:\d\d  wrote 3 · "
+                        r"already tagged 0 · kept \(set by you\) 0 · skipped 0", progress[3])
+    assert progress[4] == "wrote 3 · already tagged 0 · kept (set by you) 0 · skipped 0"
