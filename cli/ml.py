@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-# genreq.train.RECIPES (trained from scratch) and HEAD_ARCHS (pretrained ears, a genre
-# head fitted on them); kept here so that the CLI imports no torch.
-ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn", "musicnn-msd", "vgg-msd")
+# genreq.train.RECIPES (trained from scratch), HEAD_ARCHS (pretrained ears, a genre
+# head fitted on them) and GRU_ARCHS (pretrained ears, a GRU head trained on their chunk
+# embeddings); kept here so that the CLI imports no torch.
+ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn", "musicnn-msd", "vgg-msd", "musicnn-msd-gru", "vgg-msd-gru")
 
 
 @click.command()
@@ -34,6 +35,8 @@ def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | 
     \b
     musicnn-msd and vgg-msd keep their pretrained ears frozen and fit only a genre head
     (seconds per clip to embed, no epochs): the quickest way to your own genre names.
+    vgg-msd-gru and musicnn-msd-gru train a GRU over those ears' chunk embeddings
+    (embedded once, then a minute of epochs).
 
     \b
     Examples:

@@ -30,7 +30,7 @@ def train_directory(
     training-curve PNG beside it; return the checkpoint's metrics.
 
     `input_kind` "mfcc" swaps the CRNNs' log-mel input for `n_mfcc` MFCCs."""
-    trainable = (*train.RECIPES, *train.HEAD_ARCHS)
+    trainable = (*train.RECIPES, *train.HEAD_ARCHS, *train.GRU_ARCHS)
     if arch not in trainable:
         raise GenreqError(f"{arch!r} cannot be trained here; choose from {', '.join(trainable)}")
     tracks, genres = dataset.scan(data_dir)
@@ -47,6 +47,9 @@ def train_directory(
     if arch in train.HEAD_ARCHS:
         return _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
                            val_fraction, seed)
+    if arch in train.GRU_ARCHS:
+        return _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
+                          val_fraction, seed, epochs)
     recipe = train.with_epochs(train.RECIPES[arch], epochs)
     result = train.fit(
         arch,
@@ -103,6 +106,36 @@ def _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_
     recipe = {"head": f"logistic regression (C={train.HEAD_C}, L-BFGS) on the standardised mean of "
                       "each track's frozen chunk embeddings", "data": Path(data_dir).name}
     checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
+    return run_metrics
+
+
+def _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
+               val_fraction, seed, epochs) -> dict:
+    """train_directory for a transfer CRNN: the frozen tagger embeds every chunk once,
+    then only the GRU head trains, on those embeddings."""
+    tagger = models.build(arch, len(genres), spec)
+    seqs = train.chunk_embeddings(tagger, feats, spec)
+    recipe = train.with_epochs(train.GRU_RECIPE, epochs)
+    result = train.fit_gru_head(
+        arch, [seqs[i] for i in train_idx], labels[train_idx], len(genres), recipe,
+        val_seqs=[seqs[i] for i in val_idx] or None, val_labels=labels[val_idx] if val_idx else None,
+        seed=seed,
+    )
+    run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
+                               val_fraction, seed)
+    run_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history), history=result.history)
+    recipe_record = {
+        "head": f"bidirectional GRU ({result.model.dims.hidden // 2} units each way) over the standardised "
+                "frozen chunk embeddings, mean of its states, linear softmax",
+        **train.recipe_dict(recipe),
+        "run_chunks": list(recipe.run_chunks),
+        "base": result.model.base,  # whose shipped weights/<base>.pt holds the tagger
+        "base_tagger_sha256": train.tagger_digest(result.model),
+        "data": Path(data_dir).name,
+    }
+    out = Path(out)
+    checkpoint.save(out, result.model, arch, genres, spec, run_metrics, recipe_record)
+    plots.training_curve(result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}")
     return run_metrics
 
 

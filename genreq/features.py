@@ -168,13 +168,16 @@ def extract(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     return audio[np.newaxis, :].astype(np.float32)
 
 
+def chunk_indices(n: int, max_chunks: int | None = MAX_CHUNKS) -> np.ndarray:
+    """Which of N consecutive chunks are analysed: all, or `max_chunks` spread evenly."""
+    if max_chunks is not None and n > max_chunks:
+        return np.linspace(0, n - 1, max_chunks).round().astype(int)
+    return np.arange(n)
+
+
 def chunk_starts(width: int, chunk: int, max_chunks: int | None = MAX_CHUNKS) -> np.ndarray:
     """Starts of non-overlapping chunks, at most `max_chunks`, spread evenly across `width`."""
-    n = max(1, width // chunk)
-    starts = np.arange(n) * chunk
-    if max_chunks is not None and n > max_chunks:
-        starts = starts[np.linspace(0, n - 1, max_chunks).round().astype(int)]
-    return starts
+    return chunk_indices(max(1, width // chunk), max_chunks) * chunk
 
 
 def fit_width(feature: np.ndarray, width: int) -> np.ndarray:

@@ -9,20 +9,28 @@
   pooling, a bidirectional GRU and attention pooling over time.
 - `musicnn-msd`, `vgg-msd`: the pretrained musicnn taggers (genreq.pretrained), frozen,
   with a linear genre head on their per-chunk embedding; 16 kHz "musicnn" features.
+- `musicnn-msd-gru`, `vgg-msd-gru`: the transfer CRNN, the same frozen taggers with a
+  bidirectional GRU over the sequence of a track's chunk embeddings; their checkpoints
+  hold the GRU head only and take the tagger from the base model's shipped weights.
 
 Every model takes (batch, 1, n_bins, width) chunks of features in their natural
 units (dB, or samples for raw) and returns logits; it normalises its input with the
-mean and standard deviation of the training features, kept as buffers.
+mean and standard deviation of the training features, kept as buffers. A model with
+`per_track = True` reads that batch as the ordered chunks of one track and returns one
+row of logits for the track (the mean of one row is that row, so callers that average
+chunk probabilities need not know).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from genreq.errors import ModelError
 from genreq.features import FeatureSpec
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # pretrained weights shipped in the package
@@ -58,7 +66,9 @@ class GenreModel(nn.Module):
     """Shared plumbing: input normalisation buffers and the default feature spec."""
 
     default_channels: tuple[int, ...] = ()
+    default_dims: ClassVar[dict] = {}  # ModelDims fields that differ from the dataclass defaults
     feature_kind = "mel"
+    per_track = False  # True: forward maps one track's chunks to one row of logits
 
     def __init__(self, dims: ModelDims):
         super().__init__()
@@ -211,13 +221,24 @@ class RawCNN(GenreModel):
         return self.head(self.dense(torch.cat([h.mean(-1), h.amax(-1)], dim=1)))
 
 
-def _freeze_as_buffers(module: nn.Module) -> None:
-    """Turn every parameter of MODULE into a buffer of the same name: the weights stay in
-    the state_dict and move with .to(), but are no parameters an optimiser could train."""
+def _freeze_as_buffers(module: nn.Module, persistent: bool = True) -> None:
+    """Turn every parameter of MODULE into a buffer of the same name: the weights move
+    with .to(), but are no parameters an optimiser could train. With persistent=False
+    its buffers (batch-norm statistics included) also leave the state_dict, so a
+    checkpoint of the model does not carry them."""
     for sub in module.modules():
-        for name, param in list(sub.named_parameters(recurse=False)):
-            del sub._parameters[name]
-            sub.register_buffer(name, param.detach())
+        tensors = list(sub.named_parameters(recurse=False))
+        if not persistent:
+            tensors += list(sub.named_buffers(recurse=False))
+        for name, tensor in tensors:
+            sub._parameters.pop(name, None)
+            sub._buffers.pop(name, None)
+            sub.register_buffer(name, tensor.detach(), persistent=persistent)
+        if not persistent and isinstance(sub, nn.modules.batchnorm._BatchNorm):
+            # Otherwise loading a state_dict without version metadata (genreq's format)
+            # adds a num_batches_tracked key that is unexpected here. Evaluation still
+            # uses the running statistics, which are never updated (the tagger stays in eval).
+            sub.track_running_stats = False
 
 
 class PretrainedTagger(GenreModel):
@@ -231,6 +252,9 @@ class PretrainedTagger(GenreModel):
     feature_kind = "musicnn"
     name = ""  # the registry name
     tagger_arch = ""
+    # The registry model whose shipped checkpoint genreq/weights/<base>.pt holds the
+    # tagger's weights; "" for the model itself, whose checkpoints carry them.
+    base = ""
 
     @classmethod
     def default_features(cls) -> FeatureSpec:
@@ -243,18 +267,25 @@ class PretrainedTagger(GenreModel):
         from genreq.pretrained import convert, musicnn
 
         self.tagger = musicnn.build(musicnn.MusicnnDims(arch=self.tagger_arch, n_mels=dims.n_bins))
-        state = convert.tagger_state(self.name, WEIGHTS_DIR)  # a checkpoint being loaded overwrites it
-        if state is None:
-            log.warning("%s: no pretrained tagger weights found; run `genreq models convert-musicnn`", self.name)
-        else:
+        source = self.base or self.name
+        state = convert.tagger_state(source, WEIGHTS_DIR)  # a checkpoint being loaded overwrites it
+        if state is not None:
             self.tagger.load_state_dict(state)
-        _freeze_as_buffers(self.tagger)
+        elif self.base:  # its checkpoints carry no tagger: random ears would pass silently
+            raise ModelError(f"{self.name}: no pretrained {source} tagger weights found "
+                             f"(genreq/weights/{source}.pt); run `genreq models convert-musicnn`")
+        else:
+            log.warning("%s: no pretrained tagger weights found; run `genreq models convert-musicnn`", self.name)
+        _freeze_as_buffers(self.tagger, persistent=not self.base)
         self.tagger.eval()
         n_embed = self.tagger.out.in_features  # the tag layer reads the embedding
         self.register_buffer("embedding_mean", torch.zeros(n_embed))
         self.register_buffer("embedding_std", torch.ones(n_embed))
         self.dropout = nn.Dropout(dims.dropout)
-        self.head = nn.Linear(n_embed, dims.n_classes)
+        self.build_head(n_embed)
+
+    def build_head(self, n_embed: int) -> None:
+        self.head = nn.Linear(n_embed, self.dims.n_classes)
 
     def train(self, mode: bool = True) -> PretrainedTagger:
         super().train(mode)
@@ -282,6 +313,40 @@ class VggMSD(PretrainedTagger):
     name, tagger_arch = "vgg-msd", "vgg"
 
 
+class PretrainedGRU(PretrainedTagger):
+    """The transfer CRNN: a frozen pretrained tagger embeds each 3-s chunk, and a
+    bidirectional GRU (dims.hidden // 2 units each way) reads the track's sequence of
+    standardised embeddings; the mean of its states goes to a linear softmax layer.
+    Dropout acts on the embeddings and on the pooled state. forward() takes one track's
+    chunks in time order; trainers call classify_embeddings on batches of sequences.
+    The tagger's weights come from the base model's shipped checkpoint and are not
+    saved with this model's."""
+
+    per_track = True
+    default_dims: ClassVar[dict] = {"hidden": 128, "dropout": 0.3}
+
+    def build_head(self, n_embed: int) -> None:
+        self.gru = nn.GRU(n_embed, self.dims.hidden // 2, batch_first=True, bidirectional=True)
+        self.out = nn.Linear(self.dims.hidden, self.dims.n_classes)
+
+    def classify_embeddings(self, seq: torch.Tensor) -> torch.Tensor:
+        """(batch, chunks, n_embed) standardised embeddings -> (batch, n_classes) logits."""
+        states, _ = self.gru(self.dropout(seq))
+        return self.out(self.dropout(states.mean(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(chunks, 1, n_mels, frames) of one track, in time order -> (1, n_classes)."""
+        return self.classify_embeddings(self.embed(x)[None])
+
+
+class MusicnnMSDGRU(PretrainedGRU):
+    name, tagger_arch, base = "musicnn-msd-gru", "musicnn", "musicnn-msd"
+
+
+class VggMSDGRU(PretrainedGRU):
+    name, tagger_arch, base = "vgg-msd-gru", "vgg", "vgg-msd"
+
+
 ARCHITECTURES: dict[str, type[GenreModel]] = {
     "raw": RawCNN,
     "stft-cnn": StftCNN,
@@ -289,6 +354,8 @@ ARCHITECTURES: dict[str, type[GenreModel]] = {
     "crnn": CRNN,
     "musicnn-msd": MusicnnMSD,
     "vgg-msd": VggMSD,
+    "musicnn-msd-gru": MusicnnMSDGRU,
+    "vgg-msd-gru": VggMSDGRU,
 }
 
 
@@ -304,7 +371,7 @@ def build(arch: str, n_classes: int, features: FeatureSpec | None = None, **over
         n_bins=features.n_bins,
         width=features.chunk_width,
         channels=tuple(overrides.pop("channels", cls.default_channels)),
-        **overrides,
+        **{**cls.default_dims, **overrides},
     )
     return cls(dims)
 

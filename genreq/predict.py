@@ -68,7 +68,8 @@ class Classifier:
         return cls(network, ckpt, path)
 
     def chunk_probs(self, x: np.ndarray) -> np.ndarray:
-        """Softmax probabilities of a batch of chunks (n, 1, bins, width) → (n, genres)."""
+        """Softmax probabilities of a track's chunks (n, 1, bins, width) → (n, genres), or
+        (1, genres) for a model that reads the chunks as one sequence (`per_track`)."""
         with torch.inference_mode():
             return torch.softmax(self.model(torch.from_numpy(np.ascontiguousarray(x))), dim=-1).numpy()
 

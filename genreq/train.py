@@ -7,6 +7,7 @@ validation decodes the audio once, and on any torch device.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 import sys
 import time
@@ -236,14 +237,21 @@ class HeadResult:
     val_metrics: dict | None
 
 
-def track_embeddings(model: models.GenreModel, feats: list[np.ndarray], spec: F.FeatureSpec) -> np.ndarray:
-    """(tracks, n_embed) raw tagger embeddings, each the mean over all the track's chunks."""
+def chunk_embeddings(model: models.PretrainedTagger, feats: list[np.ndarray],
+                     spec: F.FeatureSpec) -> list[np.ndarray]:
+    """Per track, the (chunks, n_embed) raw tagger embeddings of all its chunks in time
+    order: the frozen ears run once, and heads train on these."""
     out = []
     with torch.inference_mode():
         for feat in feats:
             x = torch.from_numpy(F.chunks(feat, spec, max_chunks=None))
-            out.append(model.tagger.embed(x[:, 0].transpose(1, 2).contiguous()).mean(0).numpy())
-    return np.stack(out)
+            out.append(model.tagger.embed(x[:, 0].transpose(1, 2).contiguous()).numpy())
+    return out
+
+
+def track_embeddings(model: models.PretrainedTagger, feats: list[np.ndarray], spec: F.FeatureSpec) -> np.ndarray:
+    """(tracks, n_embed) raw tagger embeddings, each the mean over all the track's chunks."""
+    return np.stack([e.mean(0) for e in chunk_embeddings(model, feats, spec)])
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = HEAD_C) -> tuple[np.ndarray, np.ndarray]:
@@ -295,3 +303,141 @@ def fit_head(
         val_acc = float((pred == val_labels).mean())
         val_metrics = metrics.summarise(val_labels, pred, [str(i) for i in range(n_classes)])
     return HeadResult(model=model, train_accuracy=train_acc, val_accuracy=val_acc, val_metrics=val_metrics)
+
+
+# --- the transfer CRNN: a GRU head on frozen pretrained ears --------------------------
+
+# What bench/transfer_gru.py cross-validates: a bidirectional GRU over the sequence of a
+# track's frozen chunk embeddings (models.PretrainedGRU), trained on embeddings computed
+# once, so an epoch costs milliseconds rather than a pass of the tagger.
+GRU_ARCHS = ("musicnn-msd-gru", "vgg-msd-gru")
+
+
+@dataclass(frozen=True)
+class SequenceRecipe:
+    """How a GRU head is trained on cached chunk embeddings. Stored in the checkpoint."""
+
+    epochs: int = 150
+    batch_size: int = 32
+    lr: float = 3e-3  # AdamW, constant
+    weight_decay: float = 1e-2
+    # A training example is a random run of this many consecutive chunks (one length
+    # per batch); the model's dropout (dims.dropout) acts on the embeddings.
+    run_chunks: tuple[int, int] = (3, 5)
+    label_smoothing: float = 0.1
+
+
+GRU_RECIPE = SequenceRecipe()
+
+
+def embedding_stats(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and standard deviation over every chunk of every track."""
+    chunks = np.concatenate(seqs)
+    return chunks.mean(0), chunks.std(0) + 1e-6
+
+
+def _run_batch(seqs: list[torch.Tensor], idx: np.ndarray, recipe: SequenceRecipe,
+               rng: np.random.Generator) -> torch.Tensor:
+    """(batch, length, n_embed): a random run of consecutive chunks from each track."""
+    length = int(rng.integers(recipe.run_chunks[0], recipe.run_chunks[1] + 1))
+    runs = []
+    for i in idx:
+        start = int(rng.integers(0, max(1, len(seqs[i]) - length + 1)))
+        runs.append(seqs[i][start : start + length])
+    shortest = min(len(r) for r in runs)  # a short track has fewer chunks
+    return torch.stack([r[:shortest] for r in runs])
+
+
+def sequence_probs(model: models.PretrainedGRU, seqs: list[np.ndarray],
+                   max_chunks: int | None = F.MAX_CHUNKS) -> np.ndarray:
+    """(tracks, genres) probabilities from raw chunk embeddings (chunk_embeddings), each
+    track read on the chunks classification picks (F.chunk_indices): what the model
+    gives for the track's features, without running the tagger again."""
+    model.eval()
+    mean, std = model.embedding_mean.numpy(), model.embedding_std.numpy()
+    out = []
+    with torch.inference_mode():
+        for seq in seqs:
+            x = (seq[F.chunk_indices(len(seq), max_chunks)] - mean) / std
+            out.append(torch.softmax(model.classify_embeddings(torch.from_numpy(x).float()[None]), -1)[0].numpy())
+    return np.stack(out)
+
+
+def fit_gru_head(
+    arch: str,
+    seqs: list[np.ndarray],
+    labels: np.ndarray,
+    n_classes: int,
+    recipe: SequenceRecipe = GRU_RECIPE,
+    val_seqs: list[np.ndarray] | None = None,
+    val_labels: np.ndarray | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainResult:
+    """A GRU_ARCHS model whose GRU head is trained on raw chunk embeddings SEQS (one
+    (chunks, n_embed) array per track, from chunk_embeddings with the same tagger).
+    Standardisation comes from the training chunks. With validation data, the epoch
+    with the best validation accuracy (lowest loss among ties) is kept, as in fit;
+    otherwise the last."""
+    if arch not in GRU_ARCHS:
+        raise ValueError(f"{arch!r} has no GRU head; choose from {', '.join(GRU_ARCHS)}")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = models.build(arch, n_classes)
+    mean, std = embedding_stats(seqs)
+    with torch.no_grad():
+        model.embedding_mean.copy_(torch.from_numpy(mean))
+        model.embedding_std.copy_(torch.from_numpy(std))
+    standard = [torch.from_numpy((s - mean) / std).float() for s in seqs]
+    targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    opt = torch.optim.AdamW(model.parameters(), recipe.lr, weight_decay=recipe.weight_decay)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+
+    history: list[dict] = []
+    best = (-1.0, float("inf"))
+    best_state, best_epoch, best_metrics = None, 0, None
+    for epoch in range(1, recipe.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(seqs))
+        total, steps = 0.0, 0
+        for start in range(0, len(order), recipe.batch_size):
+            idx = order[start : start + recipe.batch_size]
+            loss = loss_fn(model.classify_embeddings(_run_batch(standard, idx, recipe, rng)), targets[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total, steps = total + loss.item(), steps + 1
+        row = {"epoch": epoch, "train_loss": round(total / steps, 4),
+               "seconds": round(time.perf_counter() - started, 3)}
+        if val_seqs:
+            probs = sequence_probs(model, val_seqs)
+            pred = probs.argmax(1)
+            acc = float((pred == val_labels).mean())
+            val_loss = float(-np.log(probs[np.arange(len(val_labels)), val_labels] + 1e-9).mean())
+            row.update(val_accuracy=round(acc, 4), val_loss=round(val_loss, 4))
+            if (acc, -val_loss) > (best[0], -best[1]):
+                best = (acc, val_loss)
+                best_state = copy.deepcopy(model.state_dict())
+                best_epoch = epoch
+                best_metrics = metrics.summarise(val_labels, pred, [str(i) for i in range(n_classes)])
+        history.append(row)
+        if progress and (epoch % 10 == 0 or epoch == recipe.epochs):
+            print(f"epoch {epoch}/{recipe.epochs} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
+                  file=sys.stderr, flush=True)
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = len(history)
+    model.eval()
+    return TrainResult(model=model, history=history, best_epoch=best_epoch, val_metrics=best_metrics)
+
+
+def tagger_digest(model: models.PretrainedTagger) -> str:
+    """Short sha256 of the frozen tagger's weights: names the exact ears a head was
+    trained on (a GRU checkpoint does not carry them)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.tagger.named_buffers()):
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()[:12]

@@ -199,3 +199,50 @@ def test_registry_model_has_frozen_pretrained_ears(arch: str, name: str, tmp_pat
     loaded, _ = checkpoint.load(path)
     with torch.no_grad():
         torch.testing.assert_close(loaded(chunks), model(chunks))
+
+
+def test_the_transfer_crnn_reads_a_track_as_one_sequence_on_the_bases_ears(tmp_path: Path):
+    """vgg-msd-gru: vgg-msd's frozen tagger, a BiGRU over the chunk embeddings; its
+    checkpoint holds the GRU head only and loads with weights_only."""
+    from genreq.predict import Classifier
+
+    torch.manual_seed(0)
+    model = models.build("vgg-msd-gru", n_classes=3).eval()
+    assert {n.split(".")[0] for n, _ in model.named_parameters()} == {"gru", "out"}
+    assert 120_000 < models.count_parameters(model) < 130_000  # 2 × GRU(256 → 64) + linear
+    base = models.build("vgg-msd", n_classes=3).eval()
+    chunks = torch.from_numpy(musicnn.parity_patches()).transpose(1, 2)[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed(chunks), base.embed(chunks))  # the same ears
+        logits = model(chunks)
+        assert logits.shape == (1, 3)  # one row for the track, whatever its chunk count
+        assert not torch.allclose(model(chunks.flip(0)), logits)  # the order of chunks counts
+        model.out.bias.copy_(torch.tensor([0.0, 1.0, -1.0]))
+        model.embedding_mean.fill_(0.5)
+
+    path = tmp_path / "gru.pt"
+    checkpoint.save(path, model, "vgg-msd-gru", ["a", "b", "c"], model.default_features())
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    assert not any(k.startswith("tagger.") for k in saved["state_dict"])
+    assert path.stat().st_size < 1_000_000  # the 2.4 MB tagger stays in vgg-msd.pt
+    loaded, _ = checkpoint.load(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(chunks), model(chunks))
+
+    clf = Classifier.load(path)
+    assert (clf.name, clf.genres) == ("vgg-msd-gru", ["a", "b", "c"])
+    prediction = clf.classify_audio(musicnn.parity_clip(10.0))  # 16 kHz: 3 chunks
+    assert sum(prediction.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(features.chunks(
+            features.extract(musicnn.parity_clip(10.0), clf.features), clf.features))), -1)[0]
+    np.testing.assert_allclose(list(prediction.probs.values()), expected.numpy(), atol=1e-5)
+
+
+def test_the_transfer_crnn_refuses_to_run_without_its_bases_tagger(tmp_path: Path, monkeypatch):
+    from genreq.errors import ModelError
+
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(convert, "default_out_dir", lambda: tmp_path / "converted")
+    with pytest.raises(ModelError, match="no pretrained vgg-msd tagger"):
+        models.build("vgg-msd-gru", n_classes=2)

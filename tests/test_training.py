@@ -139,7 +139,7 @@ def test_the_cli_lists_every_trainable_architecture():
     from genreq import train
     from genreq.cli.ml import ARCH_NAMES
 
-    assert set(ARCH_NAMES) == set(train.RECIPES) | set(train.HEAD_ARCHS)
+    assert set(ARCH_NAMES) == set(train.RECIPES) | set(train.HEAD_ARCHS) | set(train.GRU_ARCHS)
 
 
 def test_logistic_head_matches_sklearn():
@@ -191,3 +191,55 @@ def test_distillation_follows_the_teacher(tmp_path):
     result = train.fit("crnn", feats, labels, 2, spec, recipe, progress=False, soft_targets=swapped)
     pred = train.track_probs(result.model, feats, spec, torch.device("cpu")).argmax(1)
     assert (pred == 1 - labels).mean() >= 0.9
+
+
+def test_train_fits_a_transfer_crnn_that_classify_uses(tmp_path):
+    """genreq train --arch vgg-msd-gru end to end on 10-s clips (3 chunks each): the
+    checkpoint names its base and holds no tagger, and classify/evaluate use it."""
+    import torch
+
+    train_dir = write_labelled(tmp_path / "train", per_genre=6, seconds=10.0, seed=3)
+    test_dir = write_labelled(tmp_path / "test", per_genre=3, seconds=10.0, seed=4)
+    ckpt = tmp_path / "gru.pt"
+    result = CliRunner().invoke(cli, ["train", str(train_dir), "--arch", "vgg-msd-gru", "--epochs", "30",
+                                      "--val-fraction", "0.3", "--out", str(ckpt)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output.splitlines()[-1])
+    assert summary["n_val"] >= 2 and 1 <= summary["best_epoch"] <= 30
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert saved["arch"] == "vgg-msd-gru" and saved["recipe"]["base"] == "vgg-msd"
+    assert saved["recipe"]["run_chunks"] == [3, 5] and saved["recipe"]["epochs"] == 30
+    assert not any(k.startswith("tagger.") for k in saved["state_dict"])
+    assert len(saved["metrics"]["history"]) == 30
+
+    result = CliRunner().invoke(cli, ["classify", *map(str, sorted(test_dir.rglob("*.wav"))),
+                                      "--model", str(ckpt), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert len(rows) == 6 and {r["model"] for r in rows} == {"vgg-msd-gru"}
+    report = evaluate_directory(test_dir, ckpt)
+    assert report["n"] == 6 and report["accuracy"] >= 0.8, report["confusion"]
+
+
+def test_gru_head_scoring_on_cached_embeddings_matches_the_classifier(tmp_path):
+    """sequence_probs (validation and cross-validation, from embeddings computed once)
+    gives what the model gives on the chunks classification picks."""
+    import torch
+
+    from genreq import features, models, train
+
+    tracks, genres = dataset.scan(write_labelled(tmp_path / "d", per_genre=2, seconds=22.0, seed=6))
+    spec = models.ARCHITECTURES["vgg-msd-gru"].default_features()
+    feats = dataset.load_features(tracks, spec, progress=False)
+    model = models.build("vgg-msd-gru", len(genres), spec)
+    seqs = train.chunk_embeddings(model, feats, spec)
+    assert [len(s) for s in seqs] == [7] * 4  # 22 s of 16 kHz audio: 7 chunks of 3 s
+    recipe = train.with_epochs(train.GRU_RECIPE, 3)
+    labels = np.array([genres.index(t.genre) for t in tracks])
+    fitted = train.fit_gru_head("vgg-msd-gru", seqs, labels, len(genres), recipe, progress=False).model
+    cached = train.sequence_probs(fitted, seqs)  # 5 of the 7 chunks, as classification reads them
+    with torch.inference_mode():
+        direct = np.stack([torch.softmax(fitted(torch.from_numpy(features.chunks(f, spec))), -1)[0].numpy()
+                           for f in feats])
+    np.testing.assert_allclose(cached, direct, atol=1e-5)
+    assert not np.allclose(train.sequence_probs(fitted, seqs, max_chunks=None), cached, atol=1e-5)
