@@ -78,6 +78,11 @@ def _enqueue_summary_line(summary) -> str:
     return " · ".join(parts)
 
 
+def _enqueue_progress_detail(summary) -> str:
+    pending = f" · still pending {summary.pending}" if summary.pending else ""
+    return f"queued {summary.queued}{pending} · already known {summary.known}"
+
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 def enqueue(paths: tuple[Path, ...]) -> None:
@@ -101,7 +106,7 @@ def enqueue(paths: tuple[Path, ...]) -> None:
     # Counting first costs about 0.2 s per 100k files (warm cache), a sixth of the walk.
     progress = ProgressLine("files", count_audio_files(paths))
     summary = pipeline.enqueue(paths, on_batch=lambda batch: progress.update(
-        batch.sent + batch.known, f"queued {batch.queued} · already known {batch.known}"))
+        batch.sent + batch.known, _enqueue_progress_detail(batch)))
     progress.close()
     click.echo(_enqueue_summary_line(summary), err=True)
 
