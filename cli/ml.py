@@ -36,7 +36,7 @@ def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | 
     musicnn-msd and vgg-msd keep their pretrained ears frozen and fit only a genre head
     (seconds per clip to embed, no epochs): the quickest way to your own genre names.
     vgg-msd-gru and musicnn-msd-gru train a GRU over those ears' chunk embeddings
-    (embedded once, then a minute of epochs).
+    (embedded once, then seconds of epochs per few hundred clips).
 
     \b
     Examples:

@@ -246,3 +246,19 @@ def test_the_transfer_crnn_refuses_to_run_without_its_bases_tagger(tmp_path: Pat
     monkeypatch.setattr(convert, "default_out_dir", lambda: tmp_path / "converted")
     with pytest.raises(ModelError, match="no pretrained vgg-msd tagger"):
         models.build("vgg-msd-gru", n_classes=2)
+
+
+def test_the_shipped_transfer_crnn_was_trained_on_the_shipped_ears():
+    """vgg-msd-gru.pt carries no tagger: the vgg-msd.pt it loads its ears from must be
+    the one it was trained on (same fingerprint), and it must stay a small head."""
+    from genreq import train
+    from genreq.predict import Classifier
+
+    path = WEIGHTS / "vgg-msd-gru.pt"
+    assert path.stat().st_size < 1_000_000
+    clf = Classifier.load("vgg-msd-gru")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    assert clf.name == "vgg-msd-gru" and len(clf.genres) == 10
+    assert saved["recipe"]["base"] == "vgg-msd" and saved["metrics"]["n_train"] == 257
+    assert saved["recipe"]["base_tagger_sha256"] == train.tagger_digest(clf.model)
+    assert train.tagger_digest(clf.model) == train.tagger_digest(models.build("vgg-msd", 10))
