@@ -48,12 +48,7 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller,
     label's.
     """
     in_sql = labeller.is_identity
-    tracks = queries.done_tracks(
-        session,
-        flt.genres if in_sql else (),
-        flt.min_confidence if in_sql else None,
-        path_glob=flt.path_glob, since=flt.since, model=flt.model, sort=flt.sort,
-    )
+    tracks = queries.done_tracks(session, **_sql_filters(flt, labeller), sort=flt.sort)
     for n, track in enumerate(tracks, 1):
         if on_track:
             on_track(n)
@@ -87,36 +82,19 @@ def records(session: Session, flt: TrackFilter, labeller: Labeller,
         yield record
 
 
-def count_tracks(session: Session, flt: TrackFilter, labeller: Labeller) -> int:
-    """How many tracks labelled_tracks reads for this filter: the done tracks its SQL and
-    glob keep (a taxonomy's genre and confidence filters then apply to these). The total
-    that export's and tag's progress counts to. One COUNT; with a glob, one pass over the
-    candidate paths only, since LIKE only narrows what fnmatch decides.
-
-    It repeats queries.done_tracks' conditions, which has no count of its own; the tests
-    hold the two together."""
-    import fnmatch
-
-    from sqlalchemy import func, select
-
-    from genreq.db.models import State, Track
-
+def _sql_filters(flt: TrackFilter, labeller: Labeller) -> dict:
+    """The part of `flt` the database applies: genre and confidence only without a
+    taxonomy or threshold (see labelled_tracks)."""
     in_sql = labeller.is_identity
-    where = [Track.state == State.done]
-    if in_sql and flt.genres:
-        where.append(Track.genre.in_(flt.genres))
-    if in_sql and flt.min_confidence is not None:
-        where.append(Track.confidence >= flt.min_confidence)
-    if flt.since is not None:
-        where.append(Track.finished_at >= queries._to_utc(flt.since))
-    if flt.model is not None:
-        where.append(Track.model_name == flt.model)
-    if flt.path_glob is None:
-        return session.scalar(select(func.count()).select_from(Track).where(*where))
-    where.append(Track.path.like(queries.glob_to_like(flt.path_glob), escape="\\"))
-    paths = session.scalars(select(Track.path).where(*where)
-                            .execution_options(yield_per=queries.PAGE_SIZE))
-    return sum(fnmatch.fnmatchcase(path, flt.path_glob) for path in paths)
+    return {"genres": flt.genres if in_sql else (),
+            "min_confidence": flt.min_confidence if in_sql else None,
+            "path_glob": flt.path_glob, "since": flt.since, "model": flt.model}
+
+
+def count_tracks(session: Session, flt: TrackFilter, labeller: Labeller) -> int:
+    """How many tracks labelled_tracks reads for this filter (a taxonomy's genre and
+    confidence filters then apply to these): what export's and tag's progress counts to."""
+    return queries.count_done_tracks(session, **_sql_filters(flt, labeller))
 
 
 def external_sort(items: Iterable[tuple[tuple, dict]], run: int) -> Iterator[dict]:

@@ -355,6 +355,30 @@ def known_genres(session: Session) -> list[str]:
     return sorted(genres)
 
 
+def _done_where(
+    genres: Sequence[str] = (),
+    min_confidence: float | None = None,
+    since: datetime | None = None,
+    model: str | None = None,
+    path_glob: str | None = None,
+) -> list:
+    """The SQL conditions of done_tracks and count_done_tracks. A glob only narrows
+    here: LIKE portably (SQLite's GLOB is not PostgreSQL's), and fnmatchcase decides
+    exactly afterwards, since LIKE ignores case on SQLite and has no [...] classes."""
+    where = [Track.state == State.done]
+    if genres:
+        where.append(Track.genre.in_(genres))
+    if min_confidence is not None:
+        where.append(Track.confidence >= min_confidence)
+    if since is not None:
+        where.append(Track.finished_at >= _to_utc(since))
+    if model is not None:
+        where.append(Track.model_name == model)
+    if path_glob is not None:
+        where.append(Track.path.like(glob_to_like(path_glob), escape="\\"))
+    return where
+
+
 def done_tracks(
     session: Session,
     genres: Sequence[str] = (),
@@ -369,24 +393,29 @@ def done_tracks(
     matching a glob (`*` also matches `/`), finished at or after `since`, classified by
     the model named `model`. `sort` is one of SORTS: enqueue order (id), most confident
     first (confidence), or path."""
-    query = select(Track).where(Track.state == State.done)
-    if genres:
-        query = query.where(Track.genre.in_(genres))
-    if min_confidence is not None:
-        query = query.where(Track.confidence >= min_confidence)
-    if since is not None:
-        query = query.where(Track.finished_at >= _to_utc(since))
-    if model is not None:
-        query = query.where(Track.model_name == model)
-    if path_glob is None:
-        yield from _paged_sorted(session, query, sort)
-        return
-    # LIKE narrows the rows portably (SQLite's GLOB is not PostgreSQL's); fnmatchcase
-    # decides exactly, since LIKE ignores case on SQLite and has no [...] classes.
-    query = query.where(Track.path.like(glob_to_like(path_glob), escape="\\"))
+    query = select(Track).where(*_done_where(genres, min_confidence, since, model, path_glob))
     for track in _paged_sorted(session, query, sort):
-        if fnmatch.fnmatchcase(track.path, path_glob):
+        if path_glob is None or fnmatch.fnmatchcase(track.path, path_glob):
             yield track
+
+
+def count_done_tracks(
+    session: Session,
+    genres: Sequence[str] = (),
+    min_confidence: float | None = None,
+    *,
+    path_glob: str | None = None,
+    since: datetime | None = None,
+    model: str | None = None,
+) -> int:
+    """How many tracks done_tracks yields for the same filters: one COUNT, or with a
+    glob one pass over the candidate paths (not the rows)."""
+    where = _done_where(genres, min_confidence, since, model, path_glob)
+    if path_glob is None:
+        return session.scalar(select(func.count()).select_from(Track).where(*where))
+    paths = session.scalars(select(Track.path).where(*where)
+                            .execution_options(yield_per=PAGE_SIZE))
+    return sum(fnmatch.fnmatchcase(path, path_glob) for path in paths)
 
 
 def _paged(session: Session, query) -> Iterator[Track]:
