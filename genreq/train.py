@@ -111,6 +111,41 @@ def input_stats(feats: list[np.ndarray]) -> tuple[float, float]:
     return float(sample.mean()), float(sample.std() + 1e-6)
 
 
+class BestEpoch:
+    """Keeps the model state of the epoch with the best validation accuracy (lowest
+    validation loss among ties), and what that epoch scored."""
+
+    def __init__(self, val_labels: np.ndarray | None, n_classes: int):
+        self.val_labels = val_labels
+        self.n_classes = n_classes
+        self.score = (-1.0, float("inf"))  # accuracy, loss
+        self.state: dict | None = None
+        self.epoch = 0
+        self.metrics = None
+
+    def offer(self, epoch: int, model: nn.Module, probs: np.ndarray) -> dict:
+        """Score the epoch's validation probabilities; keep the model's state if best.
+        Returns the epoch's validation figures for the history."""
+        labels = self.val_labels
+        pred = probs.argmax(1)
+        acc = float((pred == labels).mean())
+        loss = float(-np.log(probs[np.arange(len(labels)), labels] + 1e-9).mean())
+        if (acc, -loss) > (self.score[0], -self.score[1]):
+            self.score = (acc, loss)
+            self.state = copy.deepcopy(model.state_dict())
+            self.epoch = epoch
+            self.metrics = metrics.summarise(labels, pred, [str(i) for i in range(self.n_classes)])
+        return {"val_accuracy": round(acc, 4), "val_loss": round(loss, 4)}
+
+    def restore(self, model: nn.Module, epochs_run: int) -> int:
+        """Load the best state into `model` (no validation: the last epoch's stays);
+        the epoch it came from."""
+        if self.state is None:
+            return epochs_run
+        model.load_state_dict(self.state)
+        return self.epoch
+
+
 def fit(
     arch: str,
     feats: list[np.ndarray],
@@ -159,8 +194,7 @@ def fit(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
     history: list[dict] = []
-    best = (-1.0, float("inf"))
-    best_state, best_epoch, best_metrics = None, 0, None
+    best = BestEpoch(val_labels, n_classes)
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -189,28 +223,16 @@ def fit(
         row = {"epoch": epoch, "train_loss": round(total / steps_per_epoch, 4),
                "seconds": round(time.perf_counter() - started, 2)}
         if val_feats:
-            probs = track_probs(model, val_feats, spec, device)
-            pred = probs.argmax(1)
-            acc = float((pred == val_labels).mean())
-            val_loss = float(-np.log(probs[np.arange(len(val_labels)), val_labels] + 1e-9).mean())
-            row.update(val_accuracy=round(acc, 4), val_loss=round(val_loss, 4))
-            if (acc, -val_loss) > (best[0], -best[1]):
-                best = (acc, val_loss)
-                best_state = copy.deepcopy(model.state_dict())
-                best_epoch = epoch
-                best_metrics = metrics.summarise(val_labels, pred, [str(i) for i in range(n_classes)])
+            row.update(best.offer(epoch, model, track_probs(model, val_feats, spec, device)))
         history.append(row)
         if progress:
             print(f"epoch {epoch}/{recipe.epochs} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
                   file=sys.stderr, flush=True)
-        if val_feats and recipe.patience and epoch - best_epoch >= recipe.patience:
+        if val_feats and recipe.patience and epoch - best.epoch >= recipe.patience:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        best_epoch = len(history)
+    best_epoch = best.restore(model, len(history))
     model.eval()
-    return TrainResult(model=model.cpu(), history=history, best_epoch=best_epoch, val_metrics=best_metrics)
+    return TrainResult(model=model.cpu(), history=history, best_epoch=best_epoch, val_metrics=best.metrics)
 
 
 def with_epochs(recipe: Recipe, epochs: int | None) -> Recipe:
@@ -394,8 +416,7 @@ def fit_gru_head(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
     history: list[dict] = []
-    best = (-1.0, float("inf"))
-    best_state, best_epoch, best_metrics = None, 0, None
+    best = BestEpoch(val_labels, n_classes)
     for epoch in range(1, recipe.epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -411,26 +432,14 @@ def fit_gru_head(
         row = {"epoch": epoch, "train_loss": round(total / steps, 4),
                "seconds": round(time.perf_counter() - started, 3)}
         if val_seqs:
-            probs = sequence_probs(model, val_seqs)
-            pred = probs.argmax(1)
-            acc = float((pred == val_labels).mean())
-            val_loss = float(-np.log(probs[np.arange(len(val_labels)), val_labels] + 1e-9).mean())
-            row.update(val_accuracy=round(acc, 4), val_loss=round(val_loss, 4))
-            if (acc, -val_loss) > (best[0], -best[1]):
-                best = (acc, val_loss)
-                best_state = copy.deepcopy(model.state_dict())
-                best_epoch = epoch
-                best_metrics = metrics.summarise(val_labels, pred, [str(i) for i in range(n_classes)])
+            row.update(best.offer(epoch, model, sequence_probs(model, val_seqs)))
         history.append(row)
         if progress and (epoch % 10 == 0 or epoch == recipe.epochs):
             print(f"epoch {epoch}/{recipe.epochs} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
                   file=sys.stderr, flush=True)
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        best_epoch = len(history)
+    best_epoch = best.restore(model, len(history))
     model.eval()
-    return TrainResult(model=model, history=history, best_epoch=best_epoch, val_metrics=best_metrics)
+    return TrainResult(model=model, history=history, best_epoch=best_epoch, val_metrics=best.metrics)
 
 
 def tagger_digest(model: models.PretrainedTagger) -> str:

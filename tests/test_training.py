@@ -243,3 +243,29 @@ def test_gru_head_scoring_on_cached_embeddings_matches_the_classifier(tmp_path):
                            for f in feats])
     np.testing.assert_allclose(cached, direct, atol=1e-5)
     assert not np.allclose(train.sequence_probs(fitted, seqs, max_chunks=None), cached, atol=1e-5)
+
+
+def test_best_epoch_keeps_the_most_accurate_state_lowest_loss_on_ties():
+    import torch
+
+    from genreq.train import BestEpoch
+
+    labels = np.array([0, 1, 1])
+    model = torch.nn.Linear(1, 2)
+    best = BestEpoch(labels, n_classes=2)
+
+    def epoch(n: int, probs_of_truth: list[float]) -> dict:
+        with torch.no_grad():
+            model.bias.fill_(n)  # a state that tells the epochs apart
+        p = np.array(probs_of_truth)
+        probs = np.where(np.eye(2)[labels] == 1, p[:, None], (1 - p)[:, None])
+        return best.offer(n, model, probs)
+
+    assert epoch(1, [0.9, 0.4, 0.4]) == {"val_accuracy": 0.3333, "val_loss": 0.646}
+    epoch(2, [0.6, 0.6, 0.4])   # 2/3 right
+    epoch(3, [0.9, 0.9, 0.45])  # 2/3 right, lower loss: the best
+    epoch(4, [0.4, 0.9, 0.9])   # 2/3 right, higher loss
+    assert (best.epoch, best.score[0]) == (3, pytest.approx(2 / 3))
+    assert best.restore(model, epochs_run=4) == 3
+    assert model.bias.tolist() == [3.0, 3.0]
+    assert BestEpoch(None, 2).restore(model, epochs_run=7) == 7  # no validation: the last
