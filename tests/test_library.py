@@ -61,19 +61,24 @@ def test_hidden_entries_skipped(tmp_path):
     assert walked(tmp_path) == [str(tmp_path / "ok.mp3")]
 
 
-def test_unreadable_directory_warns_and_goes_on(tmp_path, monkeypatch, caplog):
-    touch(tmp_path / "a" / "1.mp3")
-    touch(tmp_path / "locked" / "2.mp3")
-    touch(tmp_path / "z" / "3.mp3")
+def lock_directories_named(name: str, monkeypatch) -> None:
+    """Make os.scandir refuse directories called `name`. The tests may run as root, for
+    whom chmod 000 locks nothing: fake the refusal."""
     real_scandir = os.scandir
 
-    # The tests may run as root, for whom chmod 000 locks nothing: fake the refusal.
     def scandir(path):
-        if Path(path).name == "locked":
+        if Path(path).name == name:
             raise PermissionError(13, "Permission denied", str(path))
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_unreadable_directory_warns_and_goes_on(tmp_path, monkeypatch, caplog):
+    touch(tmp_path / "a" / "1.mp3")
+    touch(tmp_path / "locked" / "2.mp3")
+    touch(tmp_path / "z" / "3.mp3")
+    lock_directories_named("locked", monkeypatch)
     walk = LibraryWalk([tmp_path])
     with caplog.at_level(logging.WARNING):
         paths = [s.path for s in walk]
@@ -119,14 +124,7 @@ def test_count_is_what_the_walk_yields(tmp_path, monkeypatch):
     (music / "dangling.mp3").symlink_to(tmp_path / "nowhere.mp3")
     os.mkfifo(music / "pipe.mp3")  # not a regular file: neither walked nor counted
     (music / os.fsdecode(b"bad-\xff.mp3")).write_bytes(b"x")  # not UTF-8: skipped by both
-    real_scandir = os.scandir
-
-    def scandir(path):
-        if Path(path).name == "locked":
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_scandir(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    lock_directories_named("locked", monkeypatch)
     arguments = [music, music / "one.opus", tmp_path / "missing", music / "z.txt"]
     expected = walked(*arguments)
     assert len(expected) == 7  # a, b/1, b/2, b/alias, c/d/e, one, and one.opus again
