@@ -66,23 +66,14 @@ def test_label_of_empty_probs_is_unknown():
     assert Labeller().label({}).genre == UNKNOWN
 
 
-@pytest.mark.parametrize("text, reason", [
+TOML_CASES = [
     ("[genres\n", "not valid TOML"),
     ("hiphop = 'Hip-Hop'\n", "no [genres] table"),
     ("[genres]\nrock = 3\n", "values must be non-empty strings: rock"),
     ("[genres]\nrock = ' '\n", "values must be non-empty strings: rock"),
     ("[genres]\nnoise = 'unknown'\n", "'unknown' is reserved"),
-])
-def test_bad_files_name_the_file_and_reason(tmp_path, text, reason):
-    path = tmp_path / "genres.toml"
-    path.write_text(text)
-    with pytest.raises(TaxonomyError) as info:
-        taxonomy.load(path)
-    assert str(info.value).startswith(f"{path}: ")
-    assert reason in str(info.value)
-
-
-@pytest.mark.parametrize("text, reason", [
+]
+YAML_CASES = [
     ("genres:\n  hiphop: [Hip\n", ("not valid YAML (expected ',' or ']', but got '<stream end>'"
                                   " at line 3, column 1)")),
     ("genres:\n hiphop: a\n  x: b\n", ("not valid YAML (mapping values are not allowed here "
@@ -97,9 +88,15 @@ def test_bad_files_name_the_file_and_reason(tmp_path, text, reason):
     ("genres:\n  noise: unknown\n", "'unknown' is reserved"),
     # safe_load only: a tag that would construct a Python object is an error, not a call
     ("genres: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
+]
+
+
+@pytest.mark.parametrize("name, text, reason", [
+    *(("genres.toml", text, reason) for text, reason in TOML_CASES),
+    *(("genres.yml", text, reason) for text, reason in YAML_CASES),
 ])
-def test_bad_yaml_files_name_the_file_and_reason(tmp_path, text, reason):
-    path = tmp_path / "genres.yml"
+def test_bad_files_name_the_file_and_reason(tmp_path, name, text, reason):
+    path = tmp_path / name
     path.write_text(text)
     with pytest.raises(TaxonomyError) as info:
         taxonomy.load(path)
