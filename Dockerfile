@@ -12,6 +12,7 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorc
 WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
 COPY genreq genreq
+COPY app app
 COPY cli cli
 COPY worker worker
 COPY db db

@@ -515,7 +515,7 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
 
     The database stage is the worker's, batch by batch as enqueue cuts them: one claim
     and one result write per batch, shared by its tracks."""
-    from genreq.cli.library import LibraryWalk
+    from genreq.app.walk import LibraryWalk
     from genreq.db import migrate, queries
     from genreq.db.session import session_scope, transaction
     from genreq.worker.app import task_batches

@@ -1,4 +1,4 @@
-"""The `genreq` command group. Each command is a few lines over genreq.cli.pipeline and
+"""The `genreq` command group. Each command is a few lines over genreq.app.pipeline and
 genreq.db.queries; data goes to stdout, progress and logs to stderr."""
 from __future__ import annotations
 
@@ -98,8 +98,8 @@ def enqueue(paths: tuple[Path, ...]) -> None:
       genreq enqueue ~/Music /mnt/nas/music
       queued 1520 · already known 0 · ignored 34
     """
-    from genreq.cli import pipeline
-    from genreq.cli.library import count_audio_files
+    from genreq.app import pipeline
+    from genreq.app.walk import count_audio_files
 
     pipeline.prepare()
     # A 100k-file library takes a minute or two: say how far it got and how long is left.
@@ -140,7 +140,7 @@ def worker(concurrency: int | None, loglevel: str) -> None:
     Example:
       genreq worker --concurrency 4
     """
-    from genreq.cli import pipeline
+    from genreq.app import pipeline
 
     sys.exit(pipeline.serve_worker(concurrency, loglevel))
 
@@ -183,7 +183,7 @@ def run(paths: tuple[Path, ...], workers: int | None) -> None:
       genreq run ~/Music --workers 4
       genreq run ~/Music --model vgg-msd    # slower, more accurate pretrained model
     """
-    from genreq.cli import pipeline
+    from genreq.app import pipeline
     from genreq.db import queries
     from genreq.db.session import session_scope
 
@@ -226,7 +226,7 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
        "genres": {"classical": 85, ...}, "throughput_per_s": null, "eta_s": null}
       genreq status --taxonomy genres.toml --unknown-below 0.5
     """
-    from genreq.cli import pipeline, records
+    from genreq.app import library as records, pipeline
     from genreq.db import queries
     from genreq.db.session import session_scope
 
@@ -288,7 +288,7 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
       genreq export --path-glob '*/Incoming/*' --since 2026-11-01 --sort confidence
       genreq export --split-by-genre playlists/ --relative
     """
-    from genreq.cli import pipeline, records
+    from genreq.app import library as records, pipeline
     from genreq.cli.output import write_records, write_split_m3u
     from genreq.db.session import session_scope
 
@@ -351,7 +351,7 @@ def requeue(stale: bool, older_than_s: float | None, failed: bool) -> None:
       genreq requeue --stale
       genreq requeue --failed      # e.g. after installing ffmpeg
     """
-    from genreq.cli import pipeline
+    from genreq.app import pipeline
     from genreq.worker.app import TASK_HARD_TIME_LIMIT_S
 
     if older_than_s is not None and not stale:
@@ -373,7 +373,7 @@ def stop() -> None:
     Example:
       genreq stop
     """
-    from genreq.cli import pipeline
+    from genreq.app import pipeline
 
     workers, broker_stopped = pipeline.stop()
     click.echo(f"stopped {_plural(workers, 'worker')}; embedded broker "
@@ -418,7 +418,7 @@ def show(path: Path, as_json: bool, taxonomy: str | None, unknown_below: float |
       genreq show ~/Music/song.flac
       genreq show ~/Music/song.flac --json --taxonomy genres.toml
     """
-    from genreq.cli import pipeline, records
+    from genreq.app import library as records, pipeline
     from genreq.db.session import session_scope
 
     labeller = make_labeller(taxonomy, unknown_below)
@@ -453,7 +453,7 @@ def tag(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | 
       genreq tag --dry-run --taxonomy genres.toml --min-confidence 0.6
       genreq tag --genre-field STYLE --path-glob '*/Incoming/*'
     """
-    from genreq.cli import pipeline, records, tagging
+    from genreq.app import library as records, pipeline, tagging
     from genreq.db.session import session_scope
 
     if not field.strip() or "=" in field or "~" in field:
@@ -494,8 +494,8 @@ def report(out_dir: str, least: int, taxonomy: str | None, unknown_below: float 
     Example:
       genreq report -o ~/genreq-report --taxonomy genres.toml && xdg-open ~/genreq-report/index.html
     """
-    from genreq.cli import pipeline
-    from genreq.cli.report import write_report
+    from genreq.app import pipeline
+    from genreq.app.report import write_report
     from genreq.db import queries
     from genreq.db.session import session_scope
 

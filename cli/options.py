@@ -67,7 +67,7 @@ def filter_options(command: Callable) -> Callable:
 def make_labeller(taxonomy: str | None, unknown_below: float | None, top_k: int = 3):
     """The labeller of --taxonomy (or GENREQ_TAXONOMY) and --unknown-below. A taxonomy
     file that cannot be used is a usage error (exit status 2) naming the file and why."""
-    from genreq.cli import taxonomy as taxonomy_module
+    from genreq.app import taxonomy as taxonomy_module
 
     try:
         mapping = taxonomy_module.resolve(taxonomy)

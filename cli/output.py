@@ -11,7 +11,7 @@ from typing import IO, TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:  # SQLAlchemy stays out of `genreq --help`
-    from genreq.cli.taxonomy import Labeller
+    from genreq.app.taxonomy import Labeller
     from genreq.db.models import Track
 
 FORMATS = ("csv", "json", "ndjson", "table", "m3u")

@@ -32,7 +32,7 @@ def genreq_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     yield home
     # Whatever a failing test left running under this home: workers, embedded broker.
     if home.exists():
-        from genreq.cli import pipeline
+        from genreq.app import pipeline
 
         pipeline.stop()
 

@@ -11,8 +11,8 @@ import pytest
 from conftest import add_track, genreq
 from test_cli import invoke
 
-from genreq.cli import records
-from genreq.cli.taxonomy import Labeller, load
+from genreq.app import library as records
+from genreq.app.taxonomy import Labeller, load
 from genreq.db import queries
 from genreq.db.session import session_scope
 
@@ -243,7 +243,7 @@ def test_show_failed_and_unknown(library):
 
 @pytest.mark.parametrize("run", [1, 2, 1000])
 def test_sort_by_user_genre_confidence_under_taxonomy(library, taxonomy_file, monkeypatch, run):
-    from genreq.cli import records
+    from genreq.app import library as records
 
     monkeypatch.setattr(records, "SORT_RUN", run)  # 1, 2: spilled runs merged from disk
     with session_scope() as s:
@@ -262,7 +262,7 @@ def test_sort_by_user_genre_confidence_under_taxonomy(library, taxonomy_file, mo
 
 
 def test_external_sort_is_stable_on_ties_and_closes_runs():
-    from genreq.cli.records import external_sort
+    from genreq.app.library import external_sort
 
     items = [((-(i % 3) / 10, i), {"i": i}) for i in range(10)]
     for run in (1, 3, 100):

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from genreq.cli.library import LibraryWalk, count_audio_files, is_audio
+from genreq.app.walk import LibraryWalk, count_audio_files, is_audio
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:

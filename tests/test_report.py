@@ -18,7 +18,7 @@ import pytest
 from conftest import add_track, genreq
 from test_cli import invoke
 
-from genreq.cli import report
+from genreq.app import report
 from genreq.db.session import session_scope
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

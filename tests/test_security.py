@@ -23,7 +23,7 @@ class Payload:
 @pytest.mark.e2e
 @pytest.mark.slow
 def test_worker_refuses_pickled_messages(tmp_path, genreq_home, start_worker):
-    from genreq.cli import pipeline
+    from genreq.app import pipeline
     from genreq.db import queries
     from genreq.db.models import State, Track
     from genreq.db.session import session_scope

@@ -14,8 +14,8 @@ import soundfile
 from conftest import add_track, genreq
 from test_cli import invoke
 
-from genreq.cli import tagging
-from genreq.cli.library import LibraryWalk
+from genreq.app import tagging
+from genreq.app.walk import LibraryWalk
 from genreq.db import queries
 from genreq.db.models import Track
 from genreq.db.session import session_scope

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from genreq.cli import taxonomy
-from genreq.cli.taxonomy import UNKNOWN, Labeller, Taxonomy, TaxonomyError
+from genreq.app import taxonomy
+from genreq.app.taxonomy import UNKNOWN, Labeller, Taxonomy, TaxonomyError
 
 TOML = '''
 [genres]

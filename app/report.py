@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genreq.cli.records import TrackFilter, labelled_tracks
-from genreq.cli.taxonomy import Labeller
+from genreq.app.library import TrackFilter, labelled_tracks
+from genreq.app.taxonomy import Labeller
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

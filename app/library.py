@@ -1,8 +1,8 @@
 """The library as the user sees it: done tracks filtered and labelled (taxonomy, unknown
 below a threshold, top K), as export, tag, status and show use it. Streams throughout.
 
-    from genreq.cli.records import TrackFilter, records
-    from genreq.cli.taxonomy import Labeller, load
+    from genreq.app.library import TrackFilter, records
+    from genreq.app.taxonomy import Labeller, load
     with session_scope() as session:
         for r in records(session, TrackFilter(genres=("Rock",)), Labeller(load("genres.toml"))):
             print(r["path"], r["genre"], r["confidence"])
@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from genreq.cli.output import track_record
-from genreq.cli.taxonomy import UNKNOWN, Labeller
+from genreq.app.taxonomy import UNKNOWN, Labeller
 from genreq.db import queries
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genreq import config
-from genreq.cli.library import LibraryWalk
+from genreq.app.walk import LibraryWalk
 from genreq.db import queries
 from genreq.db.migrate import ensure_schema
 from genreq.db.session import session_scope

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from genreq.cli.records import TrackFilter, labelled_tracks
-from genreq.cli.taxonomy import UNKNOWN, Labeller
+from genreq.app.library import TrackFilter, labelled_tracks
+from genreq.app.taxonomy import UNKNOWN, Labeller
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
