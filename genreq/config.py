@@ -23,6 +23,11 @@ AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif", ".au"}
 )
 
+# What genreq shows unless told otherwise; one home each, for the CLI, the library layer
+# and the database alike.
+TOP_K = 3  # genres listed with their probabilities per track (export --top, classify --top)
+SORTS = ("id", "confidence", "path")  # export --sort: enqueue order, most confident first, path
+
 
 def home() -> Path:
     """GENREQ_HOME, or the per-user data directory. Created on first use."""

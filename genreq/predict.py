@@ -3,14 +3,13 @@ chunks' probabilities. No queue, no database: the worker and `genreq classify` b
 call this."""
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from genreq import audio, checkpoint, features
+from genreq import audio, checkpoint, config, features
 from genreq.errors import AudioError, ModelError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -24,8 +23,8 @@ def shipped_models() -> list[str]:
 
 def resolve_model(model: str | Path | None = None) -> Path:
     """A checkpoint path from a path, a shipped model's name, or None for $GENREQ_MODEL
-    (itself a path or a name) and else the shipped default."""
-    model = model or os.environ.get("GENREQ_MODEL") or DEFAULT_MODEL
+    (itself a path or a name, read by genreq.config) and else the shipped default."""
+    model = model or config.model() or DEFAULT_MODEL
     path = Path(model).expanduser()
     if path.is_file() or path.suffix or len(path.parts) > 1:
         return path
@@ -42,7 +41,7 @@ class Prediction:
     probs: dict[str, float]  # every genre the model knows → probability
     duration_s: float  # of the whole file (from its header when known)
 
-    def top(self, k: int = 3) -> list[tuple[str, float]]:
+    def top(self, k: int = config.TOP_K) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
 
 
