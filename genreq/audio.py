@@ -33,8 +33,9 @@ def _resample(audio: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
 
 def _check(path: Path, audio: np.ndarray, rate: int) -> np.ndarray:
     if audio.size < MIN_DURATION_S * rate:
+        seconds = audio.size / rate
         raise AudioError(
-            path, f"too short to classify ({audio.size / rate:.3f} s; at least {MIN_DURATION_S:g} s needed)"
+            path, f"too short to classify ({seconds:.3f} s; at least {MIN_DURATION_S:g} s needed)"
         )
     if not np.all(np.isfinite(audio)):
         # Rare, but a NaN would poison every feature downstream.
@@ -46,12 +47,14 @@ def duration_s(path: str | Path) -> float | None:
     """Duration from the file header, or None when soundfile cannot read the header."""
     try:
         info = sf.info(str(path))
-    except Exception:  # noqa: BLE001 - header probe only; decoding reports the real error
+    except Exception:  # a header probe only: decoding the file reports the real error
         return None
     return info.frames / info.samplerate if info.samplerate else None
 
 
-def _read_soundfile(path: Path, windows_s: list[tuple[float, float]] | None) -> tuple[list[np.ndarray], int]:
+def _read_soundfile(
+    path: Path, windows_s: list[tuple[float, float]] | None
+) -> tuple[list[np.ndarray], int]:
     with sf.SoundFile(str(path)) as f:
         rate = f.samplerate
         if windows_s is None:
@@ -66,7 +69,9 @@ def _read_soundfile(path: Path, windows_s: list[tuple[float, float]] | None) -> 
 def _read_ffmpeg(path: Path, rate: int, window_s: tuple[float, float] | None = None) -> np.ndarray:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
-        raise AudioError(path, "this format needs ffmpeg to decode; install ffmpeg (e.g. apt-get install ffmpeg)")
+        raise AudioError(
+            path, "this format needs ffmpeg to decode; install ffmpeg (e.g. apt-get install ffmpeg)"
+        )
     # -ss/-t before -i: ffmpeg seeks in the container instead of decoding up to the window.
     seek = ["-ss", f"{window_s[0]:.3f}", "-t", f"{window_s[1]:.3f}"] if window_s else []
     cmd = [ffmpeg, "-nostdin", "-v", "error", *seek, "-i", str(path),
@@ -77,7 +82,8 @@ def _read_ffmpeg(path: Path, rate: int, window_s: tuple[float, float] | None = N
         raise AudioError(path, f"ffmpeg did not finish within {FFMPEG_TIMEOUT_S} s") from None
     if out.returncode != 0:
         message = out.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise AudioError(path, f"not decodable audio (ffmpeg: {message[-1] if message else 'failed'})")
+        reason = message[-1] if message else "failed"
+        raise AudioError(path, f"not decodable audio (ffmpeg: {reason})")
     return np.frombuffer(out.stdout, dtype=np.float32).copy()
 
 
@@ -109,5 +115,7 @@ def load_windows(
             parts = [_read_ffmpeg(path, rate)]
         else:
             parts = [_read_ffmpeg(path, rate, w) for w in windows_s]
-    return [_check(path, p, rate) for p in parts] if windows_s is None else [p for p in parts if p.size]
+    if windows_s is None:
+        return [_check(path, p, rate) for p in parts]
+    return [p for p in parts if p.size]
 

@@ -52,8 +52,9 @@ def load(path: str | Path, expected_features: FeatureSpec | None = None) -> tupl
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ModelError(f"{path}: not a genreq checkpoint ({exc.__class__.__name__}: {exc})") from None
+    except Exception as exc:  # torch raises many kinds of exception for a bad file
+        reason = f"{exc.__class__.__name__}: {exc}"
+        raise ModelError(f"{path}: not a genreq checkpoint ({reason})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_VERSION:
         raise ModelError(f"{path}: not a genreq checkpoint (format {FORMAT_VERSION} expected)")
     arch = ckpt["arch"]
@@ -62,7 +63,8 @@ def load(path: str | Path, expected_features: FeatureSpec | None = None) -> tupl
     features = FeatureSpec(**ckpt["features"])
     if expected_features is not None and features != expected_features:
         raise ModelError(
-            f"{path}: trained on features {features.to_dict()}, but {expected_features.to_dict()} were given"
+            f"{path}: trained on features {features.to_dict()}, "
+            f"but {expected_features.to_dict()} were given"
         )
     dims = ModelDims.from_dict(ckpt["dims"])
     if (dims.n_bins, dims.width) != (features.n_bins, features.chunk_width):

@@ -95,7 +95,8 @@ _MEL_LOG_STEP = np.log(6.4) / 27.0
 def _hz_to_mel(hz):
     hz = np.asarray(hz, dtype=np.float64)
     linear = hz / _MEL_HZ_PER_MEL
-    log = _MEL_BREAK_HZ / _MEL_HZ_PER_MEL + np.log(np.maximum(hz, 1e-10) / _MEL_BREAK_HZ) / _MEL_LOG_STEP
+    octaves = np.log(np.maximum(hz, 1e-10) / _MEL_BREAK_HZ)
+    log = _MEL_BREAK_HZ / _MEL_HZ_PER_MEL + octaves / _MEL_LOG_STEP
     return np.where(hz >= _MEL_BREAK_HZ, log, linear)
 
 
@@ -188,7 +189,9 @@ def fit_width(feature: np.ndarray, width: int) -> np.ndarray:
     return np.tile(feature, (1, reps))[:, :width]
 
 
-def chunks(feature: np.ndarray, spec: FeatureSpec, max_chunks: int | None = MAX_CHUNKS) -> np.ndarray:
+def chunks(
+    feature: np.ndarray, spec: FeatureSpec, max_chunks: int | None = MAX_CHUNKS
+) -> np.ndarray:
     """Cut a feature matrix into network inputs, shape (n, 1, n_bins, chunk_width)."""
     width = spec.chunk_width
     feature = fit_width(feature, width)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, fields
+from itertools import pairwise
 from pathlib import Path
 from typing import ClassVar
 
@@ -107,7 +108,7 @@ class PaperCRNN(GenreModel):
         super().__init__(dims)
         chans = (1, *dims.channels)
         self.convs = nn.Sequential(
-            *[conv_block(chans[i], chans[i + 1], (2, 2), dims.dropout) for i in range(len(chans) - 1)]
+            *[conv_block(c_in, c_out, (2, 2), dims.dropout) for c_in, c_out in pairwise(chans)]
         )
         freq_out = dims.n_bins // 2 ** (len(chans) - 1)
         self.gru = nn.GRU(chans[-1] * freq_out, dims.hidden, batch_first=True)
@@ -142,7 +143,9 @@ class CRNN(GenreModel):
             *[conv_block(chans[i], chans[i + 1], p, dims.dropout / 2) for i, p in enumerate(pools)]
         )
         freq_out = freq
-        self.gru = nn.GRU(chans[-1] * freq_out, dims.hidden // 2, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(
+            chans[-1] * freq_out, dims.hidden // 2, batch_first=True, bidirectional=True
+        )
         self.attention = nn.Linear(dims.hidden, 1)
         self.dropout = nn.Dropout(dims.dropout)
         self.head = nn.Linear(dims.hidden, dims.n_classes)
@@ -172,7 +175,10 @@ class StftCNN(GenreModel):
         # The STFT has 257 bins: pool frequency 4× in the first block to keep cost sane.
         pools = [(4, 2)] + [(2, 2)] * (len(chans) - 2)
         self.convs = nn.Sequential(
-            *[conv_block(chans[i], chans[i + 1], pools[i], dims.dropout / 2) for i in range(len(chans) - 1)]
+            *[
+                conv_block(c_in, c_out, pool, dims.dropout / 2)
+                for (c_in, c_out), pool in zip(pairwise(chans), pools, strict=True)
+            ]
         )
         self.dense = nn.Sequential(
             nn.Linear(2 * chans[-1], dims.hidden), nn.ReLU(inplace=True), nn.Dropout(dims.dropout)
@@ -199,7 +205,7 @@ class RawCNN(GenreModel):
             nn.ReLU(inplace=True),
             nn.MaxPool1d(3),  # 22,050 Hz → ~2.45 kHz of frames before the costly stages
         ]
-        for c_in, c_out in zip(dims.channels[:-1], dims.channels[1:]):
+        for c_in, c_out in pairwise(dims.channels):
             layers += [
                 nn.Conv1d(c_in, c_out, 3, padding=1, bias=False),
                 nn.BatchNorm1d(c_out),
@@ -208,7 +214,9 @@ class RawCNN(GenreModel):
             ]
         self.convs = nn.Sequential(*layers)
         self.dense = nn.Sequential(
-            nn.Linear(2 * dims.channels[-1], dims.hidden), nn.ReLU(inplace=True), nn.Dropout(dims.dropout)
+            nn.Linear(2 * dims.channels[-1], dims.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dims.dropout),
         )
         self.head = nn.Linear(dims.hidden, dims.n_classes)
 
@@ -275,7 +283,10 @@ class PretrainedTagger(GenreModel):
             raise ModelError(f"{self.name}: no pretrained {source} tagger weights found "
                              f"(genreq/weights/{source}.pt); run `genreq models convert-musicnn`")
         else:
-            log.warning("%s: no pretrained tagger weights found; run `genreq models convert-musicnn`", self.name)
+            log.warning(
+                "%s: no pretrained tagger weights found; run `genreq models convert-musicnn`",
+                self.name,
+            )
         _freeze_as_buffers(self.tagger, persistent=not self.base)
         self.tagger.eval()
         n_embed = self.tagger.out.in_features  # the tag layer reads the embedding
@@ -359,12 +370,15 @@ ARCHITECTURES: dict[str, type[GenreModel]] = {
 }
 
 
-def build(arch: str, n_classes: int, features: FeatureSpec | None = None, **overrides) -> GenreModel:
+def build(
+    arch: str, n_classes: int, features: FeatureSpec | None = None, **overrides
+) -> GenreModel:
     """A fresh, untrained model of a registered architecture."""
     try:
         cls = ARCHITECTURES[arch]
     except KeyError:
-        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}") from None
+        known = ", ".join(ARCHITECTURES)
+        raise ValueError(f"unknown architecture {arch!r}; choose from {known}") from None
     features = features or cls.default_features()
     dims = ModelDims(
         n_classes=n_classes,

@@ -17,7 +17,8 @@ def training_curve(history: list[dict], path: str | Path, title: str) -> None:
     if "val_loss" in history[0]:
         ax.plot(epochs, [h["val_loss"] for h in history], label="validation loss (track)")
         ax2 = ax.twinx()
-        ax2.plot(epochs, [h["val_accuracy"] for h in history], color="tab:green", label="validation accuracy")
+        accuracy = [h["val_accuracy"] for h in history]
+        ax2.plot(epochs, accuracy, color="tab:green", label="validation accuracy")
         ax2.set_ylabel("accuracy")
         ax2.set_ylim(0, 1)
         ax2.legend(loc="upper right")

@@ -74,11 +74,12 @@ def write_reference(wheel: str, patches_npy: str, out: str) -> None:
         zipfile.ZipFile(wheel).extractall(tmp)
         for name, nodes in MODELS.items():
             probs, embedding = _tf_outputs(f"{tmp}/musicnn/{name}/", nodes, x)
+            flat = embedding.reshape(len(x), -1)
             result["models"][name] = {
                 "probs": np.round(probs.astype(np.float64), 8).tolist(),
                 # the embeddings are long; a few summary numbers catch a wrong layer
-                "embedding_sum": np.round(embedding.reshape(len(x), -1).sum(1).astype(np.float64), 5).tolist(),
-                "embedding_head": np.round(embedding.reshape(len(x), -1)[:, :8].astype(np.float64), 6).tolist(),
+                "embedding_sum": np.round(flat.sum(1).astype(np.float64), 5).tolist(),
+                "embedding_head": np.round(flat[:, :8].astype(np.float64), 6).tolist(),
             }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1) + "\n")

@@ -97,13 +97,16 @@ def _licence(wheel: Path, sha256: str) -> str:
         f"checkpoints in `{wheel.name}` (PyPI, sha256\n`{sha256}`)\n"
         "by `genreq models convert-musicnn` (tools/convert_musicnn.py): same numbers, PyTorch\n"
         "layout. Models: J. Pons and X. Serra, \"musicnn: pre-trained convolutional neural\n"
-        "networks for music audio tagging\", ISMIR 2019 LBD, trained on Million Song Dataset tags.\n"
+        "networks for music audio tagging\", ISMIR 2019 LBD, trained on Million Song Dataset "
+        "tags.\n"
         "The original licence (ISC) applies to them:\n\n"
         f"{notice}\n"
     )
 
 
-def convert(wheel: Path, out_dir: Path | None = None, checkpoints: tuple[str, ...] = tuple(MODELS)) -> list[Path]:
+def convert(
+    wheel: Path, out_dir: Path | None = None, checkpoints: tuple[str, ...] = tuple(MODELS)
+) -> list[Path]:
     """Write OUT_DIR/<name>-tagger.pt for each checkpoint and the licence notice beside them."""
     out_dir = out_dir or default_out_dir()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +116,8 @@ def convert(wheel: Path, out_dir: Path | None = None, checkpoints: tuple[str, ..
         filename, _, tags = MODELS[name]
         model = load_from_wheel(wheel, name)
         path = out_dir / filename
-        torch.save(musicnn.checkpoint(model, tags, f"{wheel.name}:musicnn/{name} sha256={sha256}"), path)
+        source = f"{wheel.name}:musicnn/{name} sha256={sha256}"
+        torch.save(musicnn.checkpoint(model, tags, source), path)
         written.append(path)
     licence = out_dir / LICENSE_FILE
     licence.write_text(_licence(wheel, sha256))

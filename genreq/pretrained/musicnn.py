@@ -70,8 +70,11 @@ def patches(mel: np.ndarray, max_patches: int | None = None) -> np.ndarray:
 def parity_clip(seconds: float = 3.2) -> np.ndarray:
     """A deterministic 16 kHz test clip: three harmonic notes over a click track."""
     t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    notes = sum(0.15 / k * np.sin(2 * np.pi * k * f0 * t) for f0 in (220.0, 277.2, 329.6) for k in (1, 2, 3))
-    clicks = np.where((np.arange(t.size) % (SAMPLE_RATE // 2)) < 64, 0.5, 0.0) * np.sin(2 * np.pi * 3000 * t)
+    notes = sum(
+        0.15 / k * np.sin(2 * np.pi * k * f0 * t) for f0 in (220.0, 277.2, 329.6) for k in (1, 2, 3)
+    )
+    click_gate = np.where((np.arange(t.size) % (SAMPLE_RATE // 2)) < 64, 0.5, 0.0)
+    clicks = click_gate * np.sin(2 * np.pi * 3000 * t)
     return (notes + clicks).astype(np.float32)
 
 
@@ -200,8 +203,10 @@ class Vgg(nn.Module):
         self.dims = dims
         c = dims.vgg_filters
         self.input_bn = _bn2d(1)
-        self.convs = nn.ModuleList([nn.Conv2d(1 if i == 0 else c, c, 3, padding=1) for i in range(5)])
-        self.bns = nn.ModuleList([_bn2d(c) for _ in range(5)])
+        self.convs = nn.ModuleList(
+            [nn.Conv2d(1 if i == 0 else c, c, 3, padding=1) for i in range(len(self.POOLS))]
+        )
+        self.bns = nn.ModuleList([_bn2d(c) for _ in self.POOLS])
         t, f = PATCH_FRAMES, dims.n_mels
         for pt, pf in self.POOLS:
             t, f = t // pt, f // pf
@@ -210,7 +215,7 @@ class Vgg(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time, mel) -> (batch, time' * mel' * channels) flattened last pool."""
         x = self.input_bn(x.unsqueeze(1))
-        for conv, bn, pool in zip(self.convs, self.bns, self.POOLS):
+        for conv, bn, pool in zip(self.convs, self.bns, self.POOLS, strict=True):
             x = nn.functional.max_pool2d(bn(torch.relu(conv(x))), pool)
         return x.permute(0, 2, 3, 1).flatten(1)  # TF flattens NHWC: time, mel, channel
 
@@ -272,7 +277,9 @@ def state_dict_from_tf(tf: dict[str, np.ndarray], arch: str) -> dict[str, torch.
             sd.update(_bn_state(f"bns.{i}", tf, f"batch_normalization_{i + 1}"))
         sd["out.weight"], sd["out.bias"] = tf["dense/kernel"].T, tf["dense/bias"]
     else:
-        raise ValueError(f"unknown musicnn architecture {arch!r}; expected one of {tuple(ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown musicnn architecture {arch!r}; expected one of {tuple(ARCHITECTURES)}"
+        )
     state = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in sd.items()}
     for k in list(state):
         if k.endswith(".running_var"):

@@ -112,7 +112,8 @@ def read_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
         table = index_path.read_bytes()
     except OSError as exc:
         raise CheckpointError(f"{index_path}: {exc.strerror or exc}") from exc
-    if len(table) < FOOTER_BYTES or struct.unpack_from("<Q", table, len(table) - 8)[0] != TABLE_MAGIC:
+    too_short = len(table) < FOOTER_BYTES
+    if too_short or struct.unpack_from("<Q", table, len(table) - 8)[0] != TABLE_MAGIC:
         raise CheckpointError(f"{index_path}: not a TensorFlow checkpoint index")
     footer = table[-FOOTER_BYTES:]
     _, pos = _varint(footer, 0)  # metaindex handle: offset,
@@ -130,7 +131,8 @@ def read_checkpoint(prefix: str | Path) -> dict[str, np.ndarray]:
         if dtype not in DTYPES:
             continue  # strings and other non-numeric entries carry no weights
         if shard not in shards:
-            n_shards = next((v for f, _, v in _proto_fields(dict(entries).get(b"", b"")) if f == 1), 1)
+            header = _proto_fields(dict(entries).get(b"", b""))
+            n_shards = next((v for f, _, v in header if f == 1), 1)
             data_path = Path(f"{prefix}.data-{shard:05d}-of-{n_shards:05d}")
             try:
                 shards[shard] = data_path.read_bytes()
