@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from bad_input import write_corpus
-from conftest import genreq, wait_until_finished
+from helpers import genreq, wait_until_finished
 
 from genreq.worker.app import CLASSIFY_BATCH_TASK, TASK_BATCH_SPREAD
 

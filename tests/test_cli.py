@@ -7,7 +7,7 @@ import json
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import add_track
+from helpers import add_track
 
 from genreq.cli.main import cli
 from genreq.db.session import session_scope

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import genreq, wait_until_finished
+from helpers import genreq, wait_until_finished
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from conftest import add_track, genreq
+from helpers import add_track, genreq
 from test_cli import invoke
 
 from genreq.app import library as records

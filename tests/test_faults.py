@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import GENREQ, genreq, wait_until_finished
+from helpers import GENREQ, genreq, wait_until_finished
 
 from genreq.worker.app import task_batches
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 from genreq import audio
 

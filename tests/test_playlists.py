@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import add_track
+from helpers import add_track
 from test_cli import invoke
 
 from genreq.db.session import session_scope

@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from conftest import add_track, genreq
+from helpers import add_track, genreq
 from test_cli import invoke
 
 from genreq.app import report

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import REPO, wait_until_finished
+from helpers import REPO, wait_until_finished
 
 from genreq.errors import ModelError
 

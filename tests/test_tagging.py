@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
-from conftest import add_track, genreq
+from helpers import add_track, genreq
 from test_cli import invoke
 
 from genreq.app import tagging

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
-from conftest import add_track
+from helpers import add_track
 
 from genreq import config
 from genreq.db.models import State, Track
