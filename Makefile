@@ -7,7 +7,7 @@ WORKERS ?=
 DEMO_LIBRARY := demo-library
 STAMP := $(VENV)/.genreq-setup
 
-.PHONY: setup run test lint clean-demo
+.PHONY: setup run test test-fast lint clean-demo
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ endif
 
 test: setup
 	$(VENV)/bin/pytest -q
+
+# The inner loop: everything but the tests marked slow (many-epoch training, real
+# worker processes, fault injection); `make test` and CI still run those.
+test-fast: setup
+	$(VENV)/bin/pytest -q -m "not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

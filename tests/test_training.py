@@ -23,6 +23,7 @@ def trained(tmp_path_factory):
     return {"ckpt": ckpt, "test": test_dir, "report": report}
 
 
+@pytest.mark.slow
 def test_training_writes_a_checkpoint_and_a_curve(trained):
     assert trained["ckpt"].exists()
     assert trained["ckpt"].with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -31,12 +32,14 @@ def test_training_writes_a_checkpoint_and_a_curve(trained):
     assert len(report["history"]) == 12
 
 
+@pytest.mark.slow
 def test_a_tiny_run_learns_tones_from_noise(trained):
     report = evaluate_directory(trained["test"], trained["ckpt"])
     assert report["n"] == 12
     assert report["accuracy"] >= 0.9, report["confusion"]
 
 
+@pytest.mark.slow
 def test_evaluate_confusion_sums_to_n(trained, tmp_path):
     result = CliRunner().invoke(
         cli, ["evaluate", str(trained["test"]), "--model", str(trained["ckpt"]), "--json",
@@ -49,6 +52,7 @@ def test_evaluate_confusion_sums_to_n(trained, tmp_path):
     assert (tmp_path / "cm.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_classify_prints_genre_and_top_k(trained):
     clip = min((trained["test"] / "tone").iterdir())
     result = CliRunner().invoke(cli, ["classify", str(clip), "--model", str(trained["ckpt"]), "--json", "--top", "2"])
@@ -58,6 +62,7 @@ def test_classify_prints_genre_and_top_k(trained):
     assert row["top"][0]["genre"] == "tone" and len(row["top"]) == 2
 
 
+@pytest.mark.slow
 def test_classify_names_a_corrupt_file_and_exits_non_zero(trained, tmp_path):
     bad = tmp_path / "cover.mp3"
     bad.write_bytes(b"\xff\xd8\xff\xe0 JFIF image, not audio" * 50)
@@ -68,6 +73,7 @@ def test_classify_names_a_corrupt_file_and_exits_non_zero(trained, tmp_path):
     assert "noise" in result.stdout  # the good file is still classified
 
 
+@pytest.mark.slow
 def test_classifier_reads_a_long_track_from_excerpts(trained, tmp_path):
     import soundfile as sf
     from audio_synth import RATE, tone
@@ -109,6 +115,7 @@ def test_summary_scores_each_genre():
     assert report["confusion"] == [[1, 1], [0, 2]]
 
 
+@pytest.mark.slow
 def test_the_crnn_can_learn_from_mfcc_instead_of_log_mel(tmp_path):
     data = write_labelled(tmp_path / "train", per_genre=6, seed=3)
     ckpt = tmp_path / "mfcc.pt"
@@ -155,6 +162,7 @@ def test_logistic_head_matches_sklearn():
     np.testing.assert_allclose(bias, reference.intercept_, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_train_fits_a_head_on_pretrained_ears(tmp_path):
     train_dir = write_labelled(tmp_path / "train", per_genre=6, seed=3)
     test_dir = write_labelled(tmp_path / "test", per_genre=4, seed=4)
@@ -171,6 +179,7 @@ def test_train_fits_a_head_on_pretrained_ears(tmp_path):
     assert report["accuracy"] >= 0.9, report["confusion"]
 
 
+@pytest.mark.slow
 def test_distillation_follows_the_teacher(tmp_path):
     """With distill=1 the labels are ignored: a teacher that swaps the two genres is
     what the student learns."""
@@ -193,6 +202,7 @@ def test_distillation_follows_the_teacher(tmp_path):
     assert (pred == 1 - labels).mean() >= 0.9
 
 
+@pytest.mark.slow
 def test_train_fits_a_transfer_crnn_that_classify_uses(tmp_path):
     """genreq train --arch vgg-msd-gru end to end on 10-s clips (3 chunks each): the
     checkpoint names its base and holds no tagger, and classify/evaluate use it."""
@@ -221,6 +231,7 @@ def test_train_fits_a_transfer_crnn_that_classify_uses(tmp_path):
     assert report["n"] == 6 and report["accuracy"] >= 0.8, report["confusion"]
 
 
+@pytest.mark.slow
 def test_gru_head_scoring_on_cached_embeddings_matches_the_classifier(tmp_path):
     """sequence_probs (validation and cross-validation, from embeddings computed once)
     gives what the model gives on the chunks classification picks."""
