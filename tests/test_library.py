@@ -110,7 +110,12 @@ def test_walk_streams(tmp_path):
     touch(tmp_path / "a" / "1.mp3")
     touch(tmp_path / "b" / "2.mp3")
     walk = iter(LibraryWalk([tmp_path]))
-    assert next(walk).path == str(tmp_path / "a" / "1.mp3")  # before "b" is even listed
+    assert next(walk).path == str(tmp_path / "a" / "1.mp3")
+    # "b" is listed only now, when the walk gets there: a walk that read the whole tree
+    # before its first file would still yield 2.mp3 and never see 3.mp3
+    (tmp_path / "b" / "2.mp3").unlink()
+    touch(tmp_path / "b" / "3.mp3")
+    assert [stat.path for stat in walk] == [str(tmp_path / "b" / "3.mp3")]
 
 
 def test_count_is_what_the_walk_yields(tmp_path, monkeypatch):
