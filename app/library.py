@@ -1,28 +1,58 @@
 """The library as the user sees it: done tracks filtered and labelled (taxonomy, unknown
 below a threshold, top K), as export, tag, status and show use it. Streams throughout.
 
-    from genreq.app.library import TrackFilter, records
-    from genreq.app.taxonomy import Labeller, load
-    with session_scope() as session:
-        for r in records(session, TrackFilter(genres=("Rock",)), Labeller(load("genres.toml"))):
-            print(r["path"], r["genre"], r["confidence"])
+The functions without a `session` argument are the Python API (re-exported by
+genreq.app): each opens its own session on the configured database, migrating the
+embedded default first. The ones taking a session are their building blocks.
+
+    from genreq import app
+    for track in app.tracks(app.TrackFilter(genres=("Rock",)), app.labeller("genres.toml")):
+        print(track.path, track.genre, track.confidence)
 """
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from genreq.cli.output import track_record
 from genreq.app.taxonomy import UNKNOWN, Labeller
+from genreq.config import SORTS, TOP_K
 from genreq.db import queries
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from genreq.db.models import Track
+
+
+@contextmanager
+def session() -> Iterator[Session]:
+    """A session on the configured database (GENREQ_DATABASE_URL, or the embedded SQLite
+    file, migrated here on first use); commits on success."""
+    from genreq.db.migrate import ensure_schema
+    from genreq.db.session import session_scope
+
+    ensure_schema()
+    with session_scope() as db:
+        yield db
+
+
+def labeller(taxonomy: str | None = None, unknown_below: float | None = None,
+             top_k: int = TOP_K) -> Labeller:
+    """How stored probabilities become what the user sees: `taxonomy` a TOML or YAML file
+    (None: $GENREQ_TAXONOMY, else the model's own genres), `unknown_below` a threshold
+    under which a track is `unknown`, `top_k` genres listed per track. Raises
+    TaxonomyError (a GenreqError) naming the file when it cannot be used."""
+    from genreq.app import taxonomy as taxonomy_module
+
+    return Labeller(taxonomy_module.resolve(taxonomy), unknown_below, top_k)
+
+
+def _identity(labeller: Labeller | None) -> Labeller:
+    return labeller if labeller is not None else Labeller()
 
 
 @dataclass(frozen=True)
@@ -32,7 +62,45 @@ class TrackFilter:
     path_glob: str | None = None
     since: datetime | None = None  # finished at or after
     model: str | None = None  # model name, e.g. crnn
-    sort: str = "id"  # one of queries.SORTS
+    sort: str = "id"  # one of genreq.config.SORTS
+
+    def __post_init__(self) -> None:
+        if self.sort not in SORTS:
+            raise ValueError(f"sort must be one of {SORTS}, not {self.sort!r}")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One classified track as exported: its (labelled) genre and confidence, the top
+    genres with their probabilities, duration and the model that classified it."""
+
+    path: str
+    genre: str
+    confidence: float
+    top: list[dict] = field(default_factory=list)  # [{"genre": ..., "probability": ...}]
+    duration_s: float | None = None
+    model: str | None = None
+    model_version: str | None = None
+
+
+def track_record(track: Track, labeller: Labeller | None = None) -> dict:
+    """The exported view of a done track (the keys of Record, export's --format json):
+    its stored genre and confidence, or with a labeller, the user's genre names
+    (taxonomy), `unknown` below a threshold, top K."""
+    if labeller is None:
+        genre, confidence, top = track.genre, track.confidence, track.top(TOP_K)
+    else:
+        label = labeller.label(track.probs or {})
+        genre, confidence, top = label.genre, label.confidence, label.top
+    return {
+        "path": track.path,
+        "genre": genre,
+        "confidence": round(confidence, 4),
+        "top": [{"genre": g, "probability": round(p, 4)} for g, p in top],
+        "duration_s": round(track.duration_s, 2) if track.duration_s is not None else None,
+        "model": track.model_name,
+        "model_version": track.model_version,
+    }
 
 
 def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller,
@@ -157,7 +225,9 @@ def genre_counts(session: Session, labeller: Labeller) -> dict[str, int]:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return queries._to_utc(value).isoformat() if value is not None else None
+    from genreq.db.models import as_utc
+
+    return as_utc(value).isoformat() if value is not None else None
 
 
 def track_detail(session: Session, path: str, labeller: Labeller) -> dict:
@@ -197,32 +267,73 @@ def track_detail(session: Session, path: str, labeller: Labeller) -> dict:
     return detail
 
 
-def format_detail(detail: dict) -> str:
-    """The text view of track_detail: one `field  value` line each, then the vectors."""
-    def number(value, digits):
-        return "-" if value is None else f"{value:.{digits}f}"
+# --- the Python API: each call opens its own session ---------------------------------
 
-    lines = [f"{'path':<13}{detail['path']}", f"{'state':<13}{detail['state']}"]
-    if detail["genre"] is not None:
-        lines.append(f"{'genre':<13}{detail['genre']} ({detail['confidence']:.4f})")
-    if "label" in detail:
-        lines.append(f"{'label':<13}{detail['label']['genre']} "
-                     f"({detail['label']['confidence']:.4f})")
-    if detail["model"]:
-        lines.append(f"{'model':<13}{detail['model']} {detail['model_version'] or ''}".rstrip())
-    lines += [
-        f"{'duration_s':<13}{number(detail['duration_s'], 2)}",
-        f"{'elapsed_s':<13}{number(detail['elapsed_s'], 3)}",
-        f"{'attempts':<13}{detail['attempts']}",
-        f"{'queued_at':<13}{detail['queued_at'] or '-'}",
-        f"{'started_at':<13}{detail['started_at'] or '-'}",
-        f"{'finished_at':<13}{detail['finished_at'] or '-'}",
-    ]
-    if detail["error"]:
-        lines.append(f"{'error':<13}{detail['error']}")
-    for title, probs in (("probabilities", detail["probs"]),
-                         ("label probabilities", detail.get("label", {}).get("probs"))):
-        if probs:
-            lines.append(title)
-            lines += [f"  {genre:<14}{p:.4f}" for genre, p in probs.items()]
-    return "\n".join(lines)
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    error: str  # the path and the reason, e.g. "<path>: not decodable audio (...)"
+
+
+def status(labeller: Labeller | None = None, batch_id: str | None = None) -> queries.Status:
+    """Counts by state and by genre (labelled by `labeller`, e.g. under a taxonomy), with
+    throughput and ETA while work is pending: of every track, or of one enqueue batch
+    (`batch_id`, as in run's result). `.as_dict()` is `genreq status --json`."""
+    labeller = _identity(labeller)
+    with session() as db:
+        counts = queries.status(db, batch_id)
+        if not labeller.is_identity and batch_id is None:
+            counts.genres = genre_counts(db, labeller)
+    return counts
+
+
+def failures(batch_id: str | None = None) -> Iterator[Failure]:
+    """The failed tracks (of every batch, or of `batch_id`) in enqueue order, and why."""
+    with session() as db:
+        for track in queries.failures(db, batch_id):
+            yield Failure(track.path, track.error or "unknown error")
+
+
+def export_records(flt: TrackFilter | None = None, labeller: Labeller | None = None,
+                   on_track: Callable[[int], None] | None = None) -> Iterator[dict]:
+    """The done tracks `flt` keeps, as export writes them (dicts with Record's keys), in
+    the filter's order; streamed, so a library of any size fits. `on_track(n)` is called
+    as the n-th candidate is read, up to `count_records(flt, labeller)`."""
+    with session() as db:
+        yield from records(db, flt or TrackFilter(), _identity(labeller), on_track)
+
+
+def tracks(flt: TrackFilter | None = None, labeller: Labeller | None = None
+           ) -> Iterator[Record]:
+    """export_records as Record objects: `for t in tracks(): print(t.path, t.genre)`."""
+    for record in export_records(flt, labeller):
+        yield Record(**record)
+
+
+def count_records(flt: TrackFilter | None = None, labeller: Labeller | None = None) -> int:
+    """How many tracks export_records reads for this filter (what progress counts to)."""
+    with session() as db:
+        return count_tracks(db, flt or TrackFilter(), _identity(labeller))
+
+
+def genres(labeller: Labeller | None = None) -> list[str]:
+    """Every genre a track in this library can be labelled with, sorted."""
+    with session() as db:
+        return known_genres(db, _identity(labeller))
+
+
+def unknown_genres(names: Iterable[str], labeller: Labeller | None = None) -> list[str]:
+    """Those of `names` that no track can be labelled with (empty when all are fine)."""
+    names = tuple(names)
+    if not names:
+        return []
+    with session() as db:
+        return check_genres(db, names, _identity(labeller))
+
+
+def show(path: str, labeller: Labeller | None = None) -> dict:
+    """Everything stored about the track at `path` (`genreq show --json`). Raises
+    GenreqError when it is not in the library."""
+    with session() as db:
+        return track_detail(db, str(path), _identity(labeller))

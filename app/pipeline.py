@@ -1,16 +1,12 @@
-"""The pipeline as a Python API: what `genreq enqueue`, `worker`, `run` and `stop` do,
-callable from a script. Nothing here prints; progress goes through callbacks and logging.
+"""The pipeline: what `genreq enqueue`, `requeue`, `run` and `stop` do, callable from a
+script. Nothing here prints; progress goes through callbacks and logging. The worker
+processes themselves are genreq.app.workers.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import os
-import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -18,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from genreq import config
+from genreq.app import workers as worker_processes
 from genreq.app.walk import LibraryWalk
 from genreq.db import queries
 from genreq.db.migrate import ensure_schema
 from genreq.db.session import session_scope
-from genreq.errors import GenreqError, ModelError
 from genreq.worker import broker
 
 log = logging.getLogger(__name__)
@@ -32,7 +28,6 @@ log = logging.getLogger(__name__)
 ENQUEUE_BATCH = 500
 # Tries of one batch when a concurrent enqueue of the same files wins the insert.
 UPSERT_ATTEMPTS = 3
-WORKER_STOP_TIMEOUT_S = 60.0
 
 
 def prepare(*, start_broker: bool = True) -> bool:
@@ -64,13 +59,17 @@ def enqueue(
     batch_id: str | None = None,
     on_batch: Callable[[EnqueueSummary], None] | None = None,
 ) -> EnqueueSummary:
-    """Walk `paths`, record every audio file, and send the ids of those to classify.
+    """Walk `paths`, record every audio file, and send the ids of those to classify
+    (to workers started by `genreq worker` or `run`). Starts the embedded broker when no
+    GENREQ_BROKER_URL is set, and leaves it running for the workers.
 
-    Streams: ENQUEUE_BATCH files at a time. Pending tracks (queued or running from an
-    earlier call whose work may have been lost) are sent again; the task makes a
-    duplicate a no-op once the track is done.
+    Streams: ENQUEUE_BATCH files at a time; `on_batch(summary)` after each. Pending
+    tracks (queued or running from an earlier call whose work may have been lost) are
+    sent again; the task makes a duplicate a no-op once the track is done.
     """
     from genreq.worker.app import app, send_classify
+
+    prepare()
 
     summary = EnqueueSummary(batch_id=batch_id or uuid.uuid4().hex)
     walk = LibraryWalk(paths)
@@ -127,6 +126,7 @@ def requeue(stale_after_s: float | None = None, failed: bool = False) -> Requeue
     from genreq.db.models import utcnow
     from genreq.worker.app import app, send_classify
 
+    prepare()
     stale_before = None if stale_after_s is None else utcnow() - timedelta(seconds=stale_after_s)
     with session_scope() as session:
         reset = queries.reset_for_requeue(session, stale_before=stale_before, failed=failed)
@@ -145,25 +145,42 @@ POLL_INTERVAL_S = 0.5
 ProgressCallback = Callable[[int, int, float | None, bool], None]
 
 
+@dataclass
+class RunResult:
+    enqueued: EnqueueSummary  # what the walk found and sent
+    status: queries.Status  # of this run's tracks, at the end: done and failed by now
+    elapsed_s: float  # walk, classification and shutdown
+
+    @property
+    def batch_id(self) -> str:
+        """This run's tracks, for status(batch_id=...) and failures(batch_id)."""
+        return self.enqueued.batch_id
+
+
 def run(
     paths: Iterable[str | Path],
     workers: int | None = None,
+    model: str | None = None,
     on_progress: ProgressCallback | None = None,
     on_enqueued: Callable[[EnqueueSummary], None] | None = None,
-) -> tuple[EnqueueSummary, queries.Status, float]:
-    """What `genreq run` does: start local workers, enqueue, wait until every track of
-    this batch is done or failed, stop the workers (and the embedded broker if this
-    call started it). Returns the enqueue summary, the batch's status and the seconds
-    it all took. Raises GenreqError when the workers die."""
+) -> RunResult:
+    """What `genreq run` does: start `workers` local worker processes (default: one per
+    CPU) on `model` (a checkpoint path or a shipped model's name; None: $GENREQ_MODEL
+    or the default), enqueue the audio files under `paths`, wait until every one of
+    them is done or failed, stop the workers (and the embedded broker if this call
+    started it). A file that cannot be classified is a failed track, not an error;
+    raises GenreqError when the workers stop (e.g. the model cannot be loaded)."""
     started = time.monotonic()
     on_progress = on_progress or (lambda *_: None)
     started_broker = prepare()
     log_path = config.logs_dir() / "run-workers.log"
-    # Workers first: they load the model while the walk goes on.
-    process = spawn_worker(workers or os.cpu_count() or 1, log_path)
+    # Workers first: they load the model while the walk goes on. The model is resolved
+    # here and handed down on their command line.
+    process = worker_processes.spawn(workers or os.cpu_count() or 1, log_path,
+                            model or config.model())
     try:
         def batch_status(batch_id: str) -> queries.Status:
-            check_alive(process, log_path)
+            worker_processes.check_alive(process, log_path)
             with session_scope() as session:
                 return queries.status(session, batch_id)
 
@@ -183,140 +200,12 @@ def run(
                 break
             time.sleep(POLL_INTERVAL_S)
     finally:
-        stop_process(process)
+        worker_processes.stop_process(process)
         if started_broker:
             broker.stop()
-    return summary, batch, time.monotonic() - started
-
-
-# --- worker processes --------------------------------------------------------------
-
-
-def _workers_dir() -> Path:
-    path = config.home() / "workers"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def serve_worker(concurrency: int | None = None, loglevel: str = "INFO") -> int:
-    """Run a Celery worker (prefork) in this process until it is told to stop.
-
-    Registers its pid under GENREQ_HOME so that `genreq stop` finds it. Raises
-    ModelError when the pool processes could not load the model.
-    """
-    prepare()
-    from genreq.worker import tasks
-    from genreq.worker.app import QUEUE, app
-
-    pid = os.getpid()
-    pidfile = _workers_dir() / f"{pid}.pid"
-    error_file = _workers_dir() / f"{pid}.error"
-    error_file.unlink(missing_ok=True)
-    tasks.fatal_error_file = str(error_file)
-    pidfile.write_text(str(pid))
-    try:
-        worker = app.Worker(
-            concurrency=concurrency or os.cpu_count() or 1,
-            pool="prefork",
-            queues=[QUEUE],
-            hostname=f"genreq-{pid}@{socket.gethostname()}",
-            loglevel=loglevel,
-            quiet=True,  # no banner on stdout: stdout is for data
-            without_mingle=True,
-            without_gossip=True,
-        )
-        worker.start()
-    finally:
-        pidfile.unlink(missing_ok=True)
-    if error_file.exists():
-        message = error_file.read_text()
-        error_file.unlink()
-        raise ModelError(message)
-    return worker.exitcode or 0
-
-
-def spawn_worker(concurrency: int, log_path: Path) -> subprocess.Popen:
-    """Start `genreq worker` as a child process, its log going to `log_path` (replaced)."""
-    with open(log_path, "wb") as log_file:
-        return subprocess.Popen(
-            [sys.executable, "-m", "genreq.cli", "worker", "--concurrency", str(concurrency)],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            # Own session: a Ctrl-C in the terminal reaches `genreq run`, which then
-            # shuts the worker down in order instead of it dying mid-task.
-            start_new_session=True,
-        )
-
-
-def stop_process(process: subprocess.Popen, timeout_s: float = WORKER_STOP_TIMEOUT_S) -> None:
-    """Warm shutdown (running tasks finish), then kill the process group if it hangs."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("worker %d did not stop in %.0f s; killing it", process.pid, timeout_s)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # pool processes left behind, if any
-    except (ProcessLookupError, PermissionError):
-        pass
-    process.wait()
-
-
-def _is_genreq_worker(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"genreq" in cmdline
-
-
-def stop_workers(timeout_s: float = WORKER_STOP_TIMEOUT_S) -> int:
-    """Stop the workers registered under GENREQ_HOME. Returns how many were running."""
-    stopped = []
-    for pidfile in sorted(_workers_dir().glob("*.pid")):
-        pid = int(pidfile.stem)
-        if _is_genreq_worker(pid):  # not a stale file whose pid was reused
-            os.kill(pid, signal.SIGTERM)
-            stopped.append(pid)
-        else:
-            pidfile.unlink(missing_ok=True)
-    deadline = time.monotonic() + timeout_s
-    for pid in stopped:
-        while _is_genreq_worker(pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if _is_genreq_worker(pid):
-            log.warning("worker %d did not stop in %.0f s; killing it", pid, timeout_s)
-            os.kill(pid, signal.SIGKILL)
-        (_workers_dir() / f"{pid}.pid").unlink(missing_ok=True)
-    return len(stopped)
+    return RunResult(summary, batch, time.monotonic() - started)
 
 
 def stop() -> tuple[int, bool]:
     """Stop the workers and the embedded broker of GENREQ_HOME: (workers, broker)."""
-    workers = stop_workers()
-    return workers, broker.stop()
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-def check_alive(process: subprocess.Popen, log_path: Path) -> None:
-    """Raise when the worker process has exited, with its own error when it gave one."""
-    if process.poll() is None:
-        return
-    last_lines = tail(log_path)
-    # The worker's error boundary said why (e.g. the model cannot be loaded); Celery may
-    # have prefixed its line with a log header.
-    errors = re.findall(r"^(?:\[.*?\] )?Error: (.*)$", last_lines, flags=re.MULTILINE)
-    if errors:
-        raise GenreqError(f"the workers stopped: {errors[-1]} (log: {log_path})")
-    raise GenreqError(
-        f"the workers stopped (exit status {process.returncode}); "
-        f"last lines of {log_path}:\n{last_lines}"
-    )
+    return worker_processes.stop_all(), broker.stop()

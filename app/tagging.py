@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from genreq.app.library import TrackFilter, labelled_tracks
+from genreq.app.library import TrackFilter, labelled_tracks, session
 from genreq.app.taxonomy import UNKNOWN, Labeller
 
 if TYPE_CHECKING:
@@ -230,11 +230,11 @@ def tag_library(session: Session, flt: TrackFilter, labeller: Labeller, *,
                 summary: TagSummary | None = None,
                 on_track: Callable[[int], None] | None = None) -> Iterator[TagChange]:
     """Tag every done track the filter keeps with its labelled genre; yields what
-    happened to each file. Rows of written files get the files' new size and mtime,
-    each in its own short transaction (workers may be writing too). `on_track` as in
-    records.labelled_tracks."""
+    happened to each file. The row of a written file gets the file's new size and mtime
+    through `session`, committed at once: a short write transaction per file, so that
+    workers writing results meanwhile are not held up. `on_track` as in
+    library.labelled_tracks."""
     from genreq.db import queries
-    from genreq.db.session import session_scope
 
     summary = summary if summary is not None else TagSummary()
     for track, record in labelled_tracks(session, flt, labeller, on_track):
@@ -256,10 +256,27 @@ def tag_library(session: Session, flt: TrackFilter, labeller: Labeller, *,
         change = tag_file(track.path, record["genre"], field, overwrite, dry_run)
         if change.action == WRITE and not dry_run:
             after = os.stat(track.path)
-            with session_scope() as writer:
-                queries.record_file_stat(writer, track.id, after.st_size, after.st_mtime_ns)
+            # End the page's read first, so that on SQLite the write waits for the lock
+            # (busy_timeout) instead of failing on a snapshot a worker has moved past.
+            session.commit()
+            queries.record_file_stat(session, track.id, after.st_size, after.st_mtime_ns)
+            session.commit()
         summary.written += change.action == WRITE
         summary.same += change.action == SAME
         summary.kept += change.action == KEEP
         summary.skipped += change.action == SKIP
         yield change
+
+
+def tag(flt: TrackFilter | None = None, labeller: Labeller | None = None, *,
+        field: str = DEFAULT_FIELD, overwrite: bool = False, dry_run: bool = False,
+        summary: TagSummary | None = None,
+        on_track: Callable[[int], None] | None = None) -> Iterator[TagChange]:
+    """Write the labelled genre of every done track `flt` keeps (default: all) into the
+    file's `field` tag (GENRE: the genre tag of its format), unless `dry_run`. Genres
+    the user set are kept unless `overwrite`. Yields a TagChange per file; `summary`
+    (if given) counts them as they go. Audio data is never touched."""
+    with session() as db:
+        yield from tag_library(db, flt or TrackFilter(), labeller or Labeller(), field=field,
+                               overwrite=overwrite, dry_run=dry_run, summary=summary,
+                               on_track=on_track)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genreq.config import TOP_K
 from genreq.errors import GenreqError
 
 TAXONOMY_ENV = "GENREQ_TAXONOMY"
@@ -64,7 +65,8 @@ def _read_toml(text: str, source: str) -> object:
         try:
             import tomli as tomllib
         except ModuleNotFoundError as exc:
-            raise TaxonomyError(source, "reading TOML on Python 3.10 needs `pip install tomli`") from exc
+            raise TaxonomyError(
+                source, "reading TOML on Python 3.10 needs `pip install tomli`") from exc
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -136,7 +138,8 @@ def load(path: str | Path) -> Taxonomy:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TaxonomyError(path, f"cannot read taxonomy ({getattr(exc, 'strerror', None) or exc})") from exc
+        reason = getattr(exc, "strerror", None) or exc
+        raise TaxonomyError(path, f"cannot read taxonomy ({reason})") from exc
     return parse(text, str(path), path.suffix)
 
 
@@ -159,7 +162,7 @@ class Labeller:
 
     taxonomy: Taxonomy = IDENTITY
     unknown_below: float | None = None
-    top_k: int = 3
+    top_k: int = TOP_K
 
     @property
     def is_identity(self) -> bool:

@@ -6,12 +6,22 @@ import logging
 import os
 import stat
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from genreq.config import AUDIO_EXTENSIONS
-from genreq.db.queries import FileStat
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What the walk learns about a file: enqueue's idempotency key (the same path, size
+    and mtime means the same file, not classified again)."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
 
 
 def is_audio(path: str | Path) -> bool:

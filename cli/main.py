@@ -1,18 +1,21 @@
-"""The `genreq` command group. Each command is a few lines over genreq.app.pipeline and
-genreq.db.queries; data goes to stdout, progress and logs to stderr."""
+"""The `genreq` command group. Each command is a few lines over the Python API,
+genreq.app, imported inside the command so that `genreq --help` loads neither
+SQLAlchemy nor torch; data goes to stdout, progress and logs to stderr."""
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 import click
 
-from genreq.cli.options import SORT_CHOICES, filter_options, label_options, make_labeller
+from genreq.cli import ml
+from genreq.cli import models as models_cli
+from genreq.cli.options import filter_options, label_options, make_labeller
 from genreq.cli.output import output_options
 from genreq.cli.progress import ProgressLine, duration
+from genreq.config import SORTS, TOP_K
 from genreq.errors import GenreqError
 
 log = logging.getLogger("genreq")
@@ -98,28 +101,20 @@ def enqueue(paths: tuple[Path, ...]) -> None:
       genreq enqueue ~/Music /mnt/nas/music
       queued 1520 · already known 0 · ignored 34
     """
-    from genreq.app import pipeline
+    from genreq import app
     from genreq.app.walk import count_audio_files
 
-    pipeline.prepare()
     # A 100k-file library takes a minute or two: say how far it got and how long is left.
-    # Counting first costs about 0.2 s per 100k files (warm cache), a sixth of the walk.
+    # Counting first is a fraction of the walk (bench/results).
     progress = ProgressLine("files", count_audio_files(paths))
-    summary = pipeline.enqueue(paths, on_batch=lambda batch: progress.update(
+    summary = app.enqueue(paths, on_batch=lambda batch: progress.update(
         batch.sent + batch.known, _enqueue_progress_detail(batch)))
     progress.close()
     click.echo(_enqueue_summary_line(summary), err=True)
 
 
-def _use_model(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    # Workers read GENREQ_MODEL (genreq.predict.resolve_model); child processes inherit it.
-    if value:
-        os.environ["GENREQ_MODEL"] = value
-    return value
-
-
 model_option = click.option(
-    "--model", default=None, expose_value=False, callback=_use_model,
+    "--model", default=None,
     help="Checkpoint path or shipped model name, e.g. vgg-msd [default: $GENREQ_MODEL or crnn].",
 )
 
@@ -130,23 +125,24 @@ model_option = click.option(
 @model_option
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               default="INFO", show_default=True)
-def worker(concurrency: int | None, loglevel: str) -> None:
+def worker(concurrency: int | None, model: str | None, loglevel: str) -> None:
     """Classify queued tracks until stopped (Ctrl-C, SIGTERM or `genreq stop`).
 
-    Prefork Celery worker: each process loads the model once and uses one torch
-    thread. Run several, on several machines, against the same broker and database.
+    Prefork Celery worker: the model is loaded once, before the pool processes start
+    (each uses one torch thread). Run several, on several machines, against the same
+    broker and database.
 
     \b
     Example:
       genreq worker --concurrency 4
     """
-    from genreq.app import pipeline
+    from genreq import app
 
-    sys.exit(pipeline.serve_worker(concurrency, loglevel))
+    sys.exit(app.serve_worker(concurrency, loglevel, model))
 
 
 class Progress:
-    """run's progress, from pipeline.run's callback: the first state and the end always
+    """run's progress, from app.run's callback: the first state and the end always
     shown, and no closing line (run prints its own summary)."""
 
     def __init__(self) -> None:
@@ -170,7 +166,7 @@ class Progress:
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes to start [default: number of CPUs].")
 @model_option
-def run(paths: tuple[Path, ...], workers: int | None) -> None:
+def run(paths: tuple[Path, ...], workers: int | None, model: str | None) -> None:
     """Classify every audio file under PATHS, start to finish, and print a summary.
 
     Enqueues the files, starts local workers, shows progress on stderr, waits until
@@ -183,26 +179,24 @@ def run(paths: tuple[Path, ...], workers: int | None) -> None:
       genreq run ~/Music --workers 4
       genreq run ~/Music --model vgg-msd    # slower, more accurate pretrained model
     """
-    from genreq.app import pipeline
-    from genreq.db import queries
-    from genreq.db.session import session_scope
+    from genreq import app
 
     progress = Progress()
-    summary, batch, elapsed_s = pipeline.run(
-        paths, workers, on_progress=progress.update,
+    result = app.run(
+        paths, workers, model, on_progress=progress.update,
         on_enqueued=lambda summary: progress.message(_enqueue_summary_line(summary)),
     )
     progress.close()
+    batch = result.status
     _print_genre_table(batch.genres)
     finished = batch.done + batch.failed
-    rate = f" ({finished / elapsed_s:.2f} clips/s)" if finished else ""
+    rate = f" ({finished / result.elapsed_s:.2f} clips/s)" if finished else ""
     click.echo(f"\ndone {batch.done} · failed {batch.failed} · "
-               f"{_plural(finished, 'file')} in {elapsed_s:.1f} s{rate}")
+               f"{_plural(finished, 'file')} in {result.elapsed_s:.1f} s{rate}")
     if batch.failed:
         click.echo("\nfailed:")
-        with session_scope() as session:
-            for track in queries.failures(session, summary.batch_id):
-                click.echo(f"  {track.error}")
+        for failure in app.failures(result.batch_id):
+            click.echo(f"  {failure.error}")
 
 
 def _print_genre_table(genres: dict[str, int]) -> None:
@@ -226,43 +220,35 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
        "genres": {"classical": 85, ...}, "throughput_per_s": null, "eta_s": null}
       genreq status --taxonomy genres.toml --unknown-below 0.5
     """
-    from genreq.app import library as records, pipeline
-    from genreq.db import queries
-    from genreq.db.session import session_scope
+    from genreq import app
 
-    labeller = make_labeller(taxonomy, unknown_below)
-    pipeline.prepare(start_broker=False)
-    with session_scope() as session:
-        counts = queries.status(session)
-        if not labeller.is_identity:
-            counts.genres = records.genre_counts(session, labeller)
-        failures = queries.failures(session) if show_failed else iter(())
-        if as_json:
-            result = counts.as_dict()
-            if show_failed:
-                result["failures"] = [{"path": t.path, "error": t.error} for t in failures]
-            click.echo(json.dumps(result))
-            return
-        for state in ("queued", "running", "done", "failed", "total"):
-            click.echo(f"{state:<14}{getattr(counts, state):>7}")
-        if counts.pending and counts.throughput_per_s:
-            click.echo(f"{'throughput':<14}{counts.throughput_per_s:>7.2f} tracks/s"
-                       f"  ETA {duration(counts.eta_s)}")
-        if counts.genres:
-            click.echo()
-            _print_genre_table(counts.genres)
+    counts = app.status(make_labeller(taxonomy, unknown_below))
+    if as_json:
+        result = counts.as_dict()
         if show_failed:
-            click.echo("\nfailed:")
-            for track in failures:
-                click.echo(f"  {track.error}")
+            result["failures"] = [{"path": f.path, "error": f.error} for f in app.failures()]
+        click.echo(json.dumps(result))
+        return
+    for state in ("queued", "running", "done", "failed", "total"):
+        click.echo(f"{state:<14}{getattr(counts, state):>7}")
+    if counts.pending and counts.throughput_per_s:
+        click.echo(f"{'throughput':<14}{counts.throughput_per_s:>7.2f} tracks/s"
+                   f"  ETA {duration(counts.eta_s)}")
+    if counts.genres:
+        click.echo()
+        _print_genre_table(counts.genres)
+    if show_failed:
+        click.echo("\nfailed:")
+        for failure in app.failures():
+            click.echo(f"  {failure.error}")
 
 
 @cli.command()
 @filter_options
 @label_options
-@click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--top", "top_k", type=click.IntRange(min=1), default=TOP_K, show_default=True,
               metavar="K", help="Genres listed with their probabilities in each record.")
-@click.option("--sort", type=click.Choice(SORT_CHOICES), default="id", show_default=True,
+@click.option("--sort", type=click.Choice(SORTS), default="id", show_default=True,
               help="Order: enqueue order (id), most confident first (under a taxonomy, "
                    "by the user genre's summed probability), or path.")
 @click.option("--relative", is_flag=True,
@@ -288,9 +274,8 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
       genreq export --path-glob '*/Incoming/*' --since 2026-11-01 --sort confidence
       genreq export --split-by-genre playlists/ --relative
     """
-    from genreq.app import library as records, pipeline
+    from genreq import app
     from genreq.cli.output import write_records, write_split_m3u
-    from genreq.db.session import session_scope
 
     ctx = click.get_current_context()
     if split_by_genre is not None:
@@ -304,28 +289,24 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
     elif relative and (fmt != "m3u" or output == "-"):
         raise click.UsageError("--relative needs --format m3u with -o FILE, or --split-by-genre")
     labeller = make_labeller(taxonomy, unknown_below, top_k)
-    flt = records.TrackFilter(genres, min_confidence, path_glob, since, model_name, sort)
-    pipeline.prepare(start_broker=False)
-    with session_scope() as session:
-        if genres:
-            unknown = records.check_genres(session, genres, labeller)
-            if unknown:
-                known = records.known_genres(session, labeller)
-                raise click.BadParameter(
-                    f"unknown genre {', '.join(unknown)}; known genres: "
-                    + (", ".join(known) or "none yet (no track classified)"),
-                    param_hint="--genre",
-                )
-        to_terminal = split_by_genre is None and output == "-" and sys.stdout.isatty()
-        progress = ProgressLine("tracks", records.count_tracks(session, flt, labeller),
-                                enabled=not (to_terminal and sys.stderr.isatty()))
-        rows = records.records(session, flt, labeller, on_track=progress.update)
-        if split_by_genre is None:
-            write_records(rows, fmt, output, top_k=top_k, relative=relative)
-            progress.close()
-            return
-        counts = write_split_m3u(rows, split_by_genre, relative)
+    flt = app.TrackFilter(genres, min_confidence, path_glob, since, model_name, sort)
+    unknown = app.unknown_genres(genres, labeller)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown genre {', '.join(unknown)}; known genres: "
+            + (", ".join(app.genres(labeller)) or "none yet (no track classified)"),
+            param_hint="--genre",
+        )
+    to_terminal = split_by_genre is None and output == "-" and sys.stdout.isatty()
+    progress = ProgressLine("tracks", app.count_records(flt, labeller),
+                            enabled=not (to_terminal and sys.stderr.isatty()))
+    rows = app.export_records(flt, labeller, on_track=progress.update)
+    if split_by_genre is None:
+        write_records(rows, fmt, output, top_k=top_k, relative=relative)
         progress.close()
+        return
+    counts = write_split_m3u(rows, split_by_genre, relative)
+    progress.close()
     click.echo(f"wrote {_plural(len(counts), 'playlist')} to {split_by_genre}: "
                + (", ".join(f"{name} ({n})" for name, n in counts.items()) or "no tracks"),
                err=True)
@@ -351,16 +332,15 @@ def requeue(stale: bool, older_than_s: float | None, failed: bool) -> None:
       genreq requeue --stale
       genreq requeue --failed      # e.g. after installing ffmpeg
     """
-    from genreq.app import pipeline
+    from genreq import app
     from genreq.worker.app import TASK_HARD_TIME_LIMIT_S
 
     if older_than_s is not None and not stale:
         raise click.UsageError("--older-than needs --stale")
-    pipeline.prepare()
     stale_after_s = None
     if stale:
         stale_after_s = TASK_HARD_TIME_LIMIT_S if older_than_s is None else older_than_s
-    summary = pipeline.requeue(stale_after_s, failed)
+    summary = app.requeue(stale_after_s, failed)
     click.echo(f"sent {summary.sent} · stale running requeued {summary.stale}"
                f" · failed requeued {summary.failed}", err=True)
 
@@ -373,9 +353,9 @@ def stop() -> None:
     Example:
       genreq stop
     """
-    from genreq.app import pipeline
+    from genreq import app
 
-    workers, broker_stopped = pipeline.stop()
+    workers, broker_stopped = app.stop()
     click.echo(f"stopped {_plural(workers, 'worker')}; embedded broker "
                + ("stopped" if broker_stopped else "was not running"), err=True)
 
@@ -418,14 +398,11 @@ def show(path: Path, as_json: bool, taxonomy: str | None, unknown_below: float |
       genreq show ~/Music/song.flac
       genreq show ~/Music/song.flac --json --taxonomy genres.toml
     """
-    from genreq.app import library as records, pipeline
-    from genreq.db.session import session_scope
+    from genreq import app
+    from genreq.cli.output import format_detail
 
-    labeller = make_labeller(taxonomy, unknown_below)
-    pipeline.prepare(start_broker=False)
-    with session_scope() as session:
-        detail = records.track_detail(session, str(path), labeller)
-    click.echo(json.dumps(detail) if as_json else records.format_detail(detail))
+    detail = app.show(str(path), make_labeller(taxonomy, unknown_below))
+    click.echo(json.dumps(detail) if as_json else format_detail(detail))
 
 
 @cli.command()
@@ -453,27 +430,25 @@ def tag(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | 
       genreq tag --dry-run --taxonomy genres.toml --min-confidence 0.6
       genreq tag --genre-field STYLE --path-glob '*/Incoming/*'
     """
-    from genreq.app import library as records, pipeline, tagging
-    from genreq.db.session import session_scope
+    from genreq import app
+    from genreq.app.tagging import SAME
 
     if not field.strip() or "=" in field or "~" in field:
         raise click.BadParameter(f"{field!r} is not a usable tag field name",
                                  param_hint="--genre-field")
     labeller = make_labeller(taxonomy, unknown_below)
-    flt = records.TrackFilter(genres, min_confidence, path_glob, since, model_name, "path")
-    summary = tagging.TagSummary()
-    pipeline.prepare(start_broker=False)
-    with session_scope() as session:
-        unknown = records.check_genres(session, genres, labeller) if genres else []
-        if unknown:
-            raise click.BadParameter(f"unknown genre {', '.join(unknown)}", param_hint="--genre")
-        progress = ProgressLine("tracks", records.count_tracks(session, flt, labeller))
-        for change in tagging.tag_library(
-                session, flt, labeller, field=field, overwrite=overwrite, dry_run=dry_run,
-                summary=summary, on_track=lambda n: progress.update(n, summary.line(dry_run))):
-            if change.action != tagging.SAME:
-                progress.data(change.line(dry_run, field))
-        progress.close(detail=summary.line(dry_run))
+    flt = app.TrackFilter(genres, min_confidence, path_glob, since, model_name, "path")
+    unknown = app.unknown_genres(genres, labeller)
+    if unknown:
+        raise click.BadParameter(f"unknown genre {', '.join(unknown)}", param_hint="--genre")
+    summary = app.TagSummary()
+    progress = ProgressLine("tracks", app.count_records(flt, labeller))
+    for change in app.tag(flt, labeller, field=field, overwrite=overwrite, dry_run=dry_run,
+                          summary=summary,
+                          on_track=lambda n: progress.update(n, summary.line(dry_run))):
+        if change.action != SAME:
+            progress.data(change.line(dry_run, field))
+    progress.close(detail=summary.line(dry_run))
     click.echo(summary.line(dry_run), err=True)
 
 
@@ -494,25 +469,14 @@ def report(out_dir: str, least: int, taxonomy: str | None, unknown_below: float 
     Example:
       genreq report -o ~/genreq-report --taxonomy genres.toml && xdg-open ~/genreq-report/index.html
     """
-    from genreq.app import pipeline
-    from genreq.app.report import write_report
-    from genreq.db import queries
-    from genreq.db.session import session_scope
+    from genreq import app
 
     labeller = make_labeller(taxonomy, unknown_below)
-    pipeline.prepare(start_broker=False)
-    with session_scope() as session:
-        progress = ProgressLine("tracks", queries.status(session).done)
-        index = write_report(session, out_dir, labeller, least,
-                             on_track=progress.update)
+    progress = ProgressLine("tracks", app.status().done)
+    index = app.report(out_dir, labeller, least, on_track=progress.update)
     progress.close()
     click.echo(str(index))
 
 
-from genreq.cli import ml  # the model commands register themselves on `cli`
-
-ml.register(cli)
-
-from genreq.cli import models as models_cli  # `genreq models ...`: pretrained taggers
-
-models_cli.register(cli)
+ml.register(cli)  # train, evaluate, classify
+models_cli.register(cli)  # `genreq models ...`: pretrained taggers

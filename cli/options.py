@@ -8,7 +8,7 @@ from datetime import datetime
 
 import click
 
-SORT_CHOICES = ("id", "confidence", "path")
+from genreq.config import TOP_K
 
 
 class IsoDateTime(click.ParamType):
@@ -64,7 +64,7 @@ def filter_options(command: Callable) -> Callable:
     return command
 
 
-def make_labeller(taxonomy: str | None, unknown_below: float | None, top_k: int = 3):
+def make_labeller(taxonomy: str | None, unknown_below: float | None, top_k: int = TOP_K):
     """The labeller of --taxonomy (or GENREQ_TAXONOMY) and --unknown-below. A taxonomy
     file that cannot be used is a usage error (exit status 2) naming the file and why."""
     from genreq.app import taxonomy as taxonomy_module

@@ -1,21 +1,21 @@
-"""Output formats shared by the commands that print tracks. Every writer streams: rows
+"""Output formats shared by the commands that print tracks, and the text view of `show`.
+Every writer streams: rows
 arrive from a paged query and leave one at a time."""
 from __future__ import annotations
 
 import csv
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
-from typing import IO, TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from typing import IO
 
 import click
 
-if TYPE_CHECKING:  # SQLAlchemy stays out of `genreq --help`
-    from genreq.app.taxonomy import Labeller
-    from genreq.db.models import Track
+from genreq.config import TOP_K
 
 FORMATS = ("csv", "json", "ndjson", "table", "m3u")
-CSV_COLUMNS = ("path", "genre", "confidence", "top3", "duration_s", "model", "model_version")
+# "top" is headed top<K>: top3 by default.
+CSV_COLUMNS = ("path", "genre", "confidence", "top", "duration_s", "model", "model_version")
 
 
 def output_options(command: Callable) -> Callable:
@@ -26,41 +26,19 @@ def output_options(command: Callable) -> Callable:
                         show_default=True, help="Output format.")(command)
 
 
-def track_record(track: Track, labeller: Labeller | None = None) -> dict:
-    """The exported view of a done track: its stored genre and confidence, or with a
-    labeller, the user's genre names (taxonomy), `unknown` below a threshold, top K."""
-    from genreq.db.models import TOP_K
-
-    if labeller is None:
-        genre, confidence, top = track.genre, track.confidence, track.top(TOP_K)
-    else:
-        label = labeller.label(track.probs or {})
-        genre, confidence, top = label.genre, label.confidence, label.top
-    return {
-        "path": track.path,
-        "genre": genre,
-        "confidence": round(confidence, 4),
-        "top": [{"genre": g, "probability": round(p, 4)} for g, p in top],
-        "duration_s": round(track.duration_s, 2) if track.duration_s is not None else None,
-        "model": track.model_name,
-        "model_version": track.model_version,
-    }
-
-
 def _top_text(record: dict) -> str:
     return " ".join(f"{t['genre']}={t['probability']:.3f}" for t in record["top"])
 
 
-def write_csv(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
+def write_csv(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None:
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS if top_k == 3 else [f"top{top_k}" if c == "top3" else c
-                                                    for c in CSV_COLUMNS])
+    writer.writerow([f"top{top_k}" if c == "top" else c for c in CSV_COLUMNS])
     for r in records:
         writer.writerow([r["path"], r["genre"], f"{r['confidence']:.4f}", _top_text(r),
                          r["duration_s"], r["model"], r["model_version"]])
 
 
-def write_json(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
+def write_json(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None:
     # One array, written element by element so the library never sits in memory.
     out.write("[")
     for i, r in enumerate(records):
@@ -68,12 +46,12 @@ def write_json(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
     out.write("\n]\n")
 
 
-def write_ndjson(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
+def write_ndjson(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None:
     for r in records:
         out.write(json.dumps(r) + "\n")
 
 
-def write_table(records: Iterable[dict], out: IO[str], top_k: int = 3) -> None:
+def write_table(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None:
     # Fixed widths instead of measuring every row: measuring would need all rows at once.
     top_width = max(44, 15 * top_k - 1)
     out.write(f"{'genre':<12} {'conf':>5}  {f'top {top_k}':<{top_width}} {'dur_s':>6}  path\n")
@@ -127,7 +105,7 @@ def m3u_entries(records: Iterable[dict], out: IO[str], relative_to: str | None =
     return n
 
 
-def write_m3u(records: Iterable[dict], out: IO[str], top_k: int = 3,
+def write_m3u(records: Iterable[dict], out: IO[str], top_k: int = TOP_K,
               relative_to: str | None = None) -> None:
     """Extended M3U: `#EXTM3U`, then `#EXTINF:<seconds>,<title>` and the path per track."""
     out.write("#EXTM3U\n")
@@ -143,7 +121,7 @@ WRITERS: dict[str, Callable[..., None]] = {
 }
 
 
-def write_records(records: Iterable[dict], fmt: str, output: str, *, top_k: int = 3,
+def write_records(records: Iterable[dict], fmt: str, output: str, *, top_k: int = TOP_K,
                   relative: bool = False) -> None:
     """Write records in `fmt` to `output` (a file, written atomically, or - for stdout).
     `relative` (m3u only) writes paths relative to the output file's folder."""
@@ -154,17 +132,14 @@ def write_records(records: Iterable[dict], fmt: str, output: str, *, top_k: int 
         WRITERS[fmt](records, out, **kwargs)
 
 
-def write_tracks(tracks: Iterator[Track], fmt: str, output: str) -> None:
-    write_records((track_record(t) for t in tracks), fmt, output)
-
-
 def playlist_name(genre: str) -> str:
     """A file name for a genre's playlist: path separators and a leading dot replaced."""
     name = "".join("_" if c in "/\\\0" else c for c in genre).strip() or "_"
     return ("_" + name[1:] if name.startswith(".") else name) + ".m3u"
 
 
-def write_split_m3u(records: Iterable[dict], directory: str, relative: bool = False) -> dict[str, int]:
+def write_split_m3u(records: Iterable[dict], directory: str,
+                    relative: bool = False) -> dict[str, int]:
     """One extended M3U per genre, `<genre>.m3u` in `directory`; returns tracks per
     file name. Streams: one open file per genre, each moved into place when complete."""
     import tempfile
@@ -196,3 +171,36 @@ def write_split_m3u(records: Iterable[dict], directory: str, relative: bool = Fa
             if os.path.exists(tmp_path):
                 os.unlink(tmp_path)
     return dict(sorted(counts.items()))
+
+
+def format_detail(detail: dict) -> str:
+    """The text view of `genreq show` (genreq.app.show's dict): one `field  value` line
+    each, then the probability vectors."""
+
+    def number(value, digits):
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    lines = [f"{'path':<13}{detail['path']}", f"{'state':<13}{detail['state']}"]
+    if detail["genre"] is not None:
+        lines.append(f"{'genre':<13}{detail['genre']} ({detail['confidence']:.4f})")
+    if "label" in detail:
+        lines.append(f"{'label':<13}{detail['label']['genre']} "
+                     f"({detail['label']['confidence']:.4f})")
+    if detail["model"]:
+        lines.append(f"{'model':<13}{detail['model']} {detail['model_version'] or ''}".rstrip())
+    lines += [
+        f"{'duration_s':<13}{number(detail['duration_s'], 2)}",
+        f"{'elapsed_s':<13}{number(detail['elapsed_s'], 3)}",
+        f"{'attempts':<13}{detail['attempts']}",
+        f"{'queued_at':<13}{detail['queued_at'] or '-'}",
+        f"{'started_at':<13}{detail['started_at'] or '-'}",
+        f"{'finished_at':<13}{detail['finished_at'] or '-'}",
+    ]
+    if detail["error"]:
+        lines.append(f"{'error':<13}{detail['error']}")
+    for title, probs in (("probabilities", detail["probs"]),
+                         ("label probabilities", detail.get("label", {}).get("probs"))):
+        if probs:
+            lines.append(title)
+            lines += [f"  {genre:<14}{p:.4f}" for genre, p in probs.items()]
+    return "\n".join(lines)

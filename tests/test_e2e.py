@@ -105,7 +105,7 @@ def test_run_embedded_default(genreq_home, audio_library, classifier):
     assert f"{audio_library['corrupt']}: " in result.stdout
     assert f"queued {n_files} · already known 0 · ignored 1" in result.stderr
     assert not broker.is_running(genreq_home), "run must stop the broker it started"
-    assert not list((genreq_home / "workers").glob("*.pid"))
+    assert not list((genreq_home / "workers").glob("*.json"))
 
     status = json.loads(genreq("status", "--json").stdout)
     assert_classified(audio_library, classifier, status)
@@ -188,7 +188,7 @@ def test_stop_stops_registered_workers_and_broker(genreq_home, start_worker):
 
     worker = start_worker(concurrency=1)
     deadline = time.monotonic() + 60
-    while not list((genreq_home / "workers").glob("*.pid")):
+    while not list((genreq_home / "workers").glob("*.json")):
         assert worker.process.poll() is None, worker.log()
         assert time.monotonic() < deadline, "worker never registered"
         time.sleep(0.1)
@@ -196,4 +196,4 @@ def test_stop_stops_registered_workers_and_broker(genreq_home, start_worker):
     assert result.stderr.strip() == "stopped 1 worker; embedded broker stopped"
     assert worker.process.wait(30) == 0, worker.log()
     assert not broker.is_running(genreq_home)
-    assert not list((genreq_home / "workers").glob("*.pid"))
+    assert not list((genreq_home / "workers").glob("*.json"))

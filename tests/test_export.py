@@ -207,6 +207,7 @@ def test_glob_to_like():
 
 
 def test_show_text_and_json(library, taxonomy_file):
+    queued_at = json.loads(invoke("show", "/m/Rock/b.mp3", "--json").stdout)["queued_at"]
     assert invoke("show", "/m/Rock/b.mp3").stdout == (
         "path         /m/Rock/b.mp3\n"
         "state        done\n"
@@ -215,7 +216,7 @@ def test_show_text_and_json(library, taxonomy_file):
         "duration_s   30.00\n"
         "elapsed_s    -\n"
         "attempts     0\n"
-        f"queued_at    {json.loads(invoke('show', '/m/Rock/b.mp3', '--json').stdout)['queued_at']}\n"
+        f"queued_at    {queued_at}\n"
         "started_at   -\n"
         "finished_at  2026-11-10T12:00:00+00:00\n"
         "probabilities\n"
@@ -236,9 +237,11 @@ def test_show_failed_and_unknown(library):
     detail = json.loads(invoke("show", "/m/Rap/d.ogg", "--json").stdout)
     assert (detail["state"], detail["error"], detail["probs"]) == (
         "failed", "/m/Rap/d.ogg: not decodable audio", {})
-    assert "error        /m/Rap/d.ogg: not decodable audio\n" in invoke("show", "/m/Rap/d.ogg").stdout
+    text = invoke("show", "/m/Rap/d.ogg").stdout
+    assert "error        /m/Rap/d.ogg: not decodable audio\n" in text
     result = invoke("show", "/m/nope.mp3", code=1)
-    assert result.stderr == "Error: /m/nope.mp3: not in the library (add it with `genreq enqueue`)\n"
+    assert result.stderr == (
+        "Error: /m/nope.mp3: not in the library (add it with `genreq enqueue`)\n")
 
 
 @pytest.mark.parametrize("run", [1, 2, 1000])

@@ -156,7 +156,7 @@ def test_ctrl_c_during_run_then_run_again(tmp_path, genreq_home):
             run.kill()
     assert run.returncode != 0
     assert "Traceback" not in err, err
-    assert not list((genreq_home / "workers").glob("*.pid")), "workers left behind"
+    assert not list((genreq_home / "workers").glob("*.json")), "workers left behind"
     finished = dict(query(genreq_home, "SELECT path, finished_at FROM tracks WHERE state = 'done'"))
     assert done_before <= len(finished) < TRACKS
 

@@ -22,7 +22,7 @@ def parse_m3u(path: Path) -> list[tuple[int, str, Path]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "#EXTM3U"
     entries = []
-    for info, location in zip(lines[1::2], lines[2::2]):
+    for info, location in zip(lines[1::2], lines[2::2], strict=True):
         assert info.startswith("#EXTINF:"), info
         seconds, title = info[len("#EXTINF:"):].split(",", 1)
         assert not location.startswith("#")

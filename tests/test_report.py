@@ -18,7 +18,7 @@ import pytest
 from helpers import add_track, genreq
 from test_cli import invoke
 
-from genreq.app import report
+from genreq.app import reporting as report
 from genreq.db.session import session_scope
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -197,8 +197,8 @@ def test_batch_task_options():
     assert sqlalchemy.exc.OperationalError in task.autoretry_for and task.retry_backoff
     # A batch's hard limit (per-track limit times its length) stays below the time
     # after which Redis redelivers an unacknowledged message.
-    assert (worker_app.TASK_HARD_TIME_LIMIT_S * config.MAX_TASK_BATCH
-            < conf.broker_transport_options["visibility_timeout"])
+    assert (conf.broker_transport_options["visibility_timeout"]
+            > worker_app.TASK_HARD_TIME_LIMIT_S * config.MAX_TASK_BATCH)
 
 
 class RecordingApp:

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import redis
@@ -134,11 +134,9 @@ def stop(home: Path | None = None) -> bool:
         if not is_running(home):
             return False
         sock = socket_path(home)
-        try:
-            # SHUTDOWN flushes the append-only file; the server closes the connection.
+        # SHUTDOWN flushes the append-only file; the server closes the connection.
+        with suppress(redis.ConnectionError, OSError):
             _client(sock).shutdown()
-        except (redis.ConnectionError, OSError):
-            pass
         deadline = time.monotonic() + STOP_TIMEOUT_S
         while is_running(home) or sock.exists():
             if time.monotonic() > deadline:

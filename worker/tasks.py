@@ -4,14 +4,13 @@
 statement and written in one, so the queue and the database cost per message rather
 than per track. `classify_track` takes one track: for tracks a batch could not claim
 (left running by a worker that died with them), so that a file that kills its worker
-is retried alone. The model is loaded once per worker process (worker_process_init),
-never per task.
+is retried alone. The model is loaded once, by the worker's main process before its
+pool forks (load_classifier), never per task.
 """
 from __future__ import annotations
 
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,43 +44,39 @@ RETRY_BACKOFF_MAX_S = 60
 # limit, out of memory) would otherwise be redelivered forever (reject_on_worker_lost).
 MAX_ATTEMPTS = 5
 
-# Set by `genreq worker` in the main process; pool processes inherit it through fork
-# and write the reason there when the model cannot be loaded.
-fatal_error_file: str | None = None
-
 _classifier = None
 
 
-def classifier():
-    """This process's classifier, loaded on first use."""
+def load_classifier(model: str | None = None):
+    """Load this process's classifier: `model` a checkpoint path or a shipped model's
+    name, None for $GENREQ_MODEL or the default. Raises ModelError with the reason.
+
+    `genreq worker` calls it in its main process before the pool forks, so every pool
+    process inherits the loaded model (and a model that cannot be loaded stops the
+    worker before it takes a task, instead of failing every track)."""
     global _classifier
-    if _classifier is None:
-        import torch
+    import torch
 
-        from genreq import config
-        from genreq.predict import Classifier, resolve_model
+    from genreq.predict import Classifier
 
-        # Processes give the parallelism; threads inside each would only contend.
-        torch.set_num_threads(1)
-        _classifier = Classifier.load(resolve_model(config.model()))
-        log.info("loaded model %s@%s in process %d", _classifier.name, _classifier.version,
-                 os.getpid())
+    # Processes give the parallelism; threads inside each would only contend. Set
+    # before the model is built, so no thread pool exists when the pool forks.
+    torch.set_num_threads(1)
+    _classifier = Classifier.load(model)
+    log.info("loaded model %s@%s in process %d", _classifier.name, _classifier.version,
+             os.getpid())
     return _classifier
+
+
+def classifier():
+    """This process's classifier: the one inherited from the worker's main process, or
+    loaded on first use."""
+    return _classifier if _classifier is not None else load_classifier()
 
 
 @worker_process_init.connect
 def _init_worker_process(**_kwargs) -> None:
     dispose_engines()
-    try:
-        classifier()
-    except ModelError as exc:
-        # Every task would fail the same way: stop the whole worker instead of
-        # marking tracks failed for a problem that is not theirs.
-        log.critical("cannot load the model: %s", exc)
-        if fatal_error_file:
-            with open(fatal_error_file, "w") as out:
-                out.write(str(exc))
-        os.kill(os.getppid(), signal.SIGTERM)
 
 
 # Both tasks: what is not the file's fault is retried with exponential backoff.

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genreq.app.library import TrackFilter, labelled_tracks
+from genreq.app.library import TrackFilter, labelled_tracks, session
 from genreq.app.taxonomy import Labeller
 
 if TYPE_CHECKING:
@@ -226,3 +226,11 @@ def write_report(session: Session, out_dir: str | Path, labeller: Labeller,
     tmp.write_text(render(summary, images), encoding="utf-8")
     os.replace(tmp, index)
     return index
+
+
+def report(out_dir: str | Path, labeller: Labeller | None = None,
+           least: int = LEAST_CONFIDENT, on_track: Callable[[int], None] | None = None) -> Path:
+    """Write the library's report (index.html and its PNG plots) into `out_dir`, created;
+    returns the path of index.html. `on_track(n)` as each of the done tracks is read."""
+    with session() as db:
+        return write_report(db, out_dir, labeller or Labeller(), least, on_track)
