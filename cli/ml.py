@@ -14,6 +14,22 @@ import click
 ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn", "musicnn-msd", "vgg-msd", "musicnn-msd-gru", "vgg-msd-gru")
 
 
+GROUPS_HELP = ("Groups from a labels file, FILE:COLUMN (the file relative to the working directory, "
+               "with a `path` column), e.g. labels.csv:artist_split; files in group `excluded` are dropped.")
+
+
+def _check_groups(spec: str | None) -> None:
+    """A labels file or column that cannot give groups is a usage error (exit 2)."""
+    if spec is None:
+        return
+    from genreq.dataset import GroupsError, read_groups
+
+    try:
+        read_groups(spec)
+    except GroupsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--groups") from None
+
+
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--arch", type=click.Choice(ARCH_NAMES), default="crnn", show_default=True)
@@ -22,14 +38,19 @@ ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn", "musicnn-msd", "vgg-msd",
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Checkpoint path [default: ARCH.pt].")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
-              help="Share of each genre held out (whole artist groups) for early stopping; 0 trains on all.")
+              help="Share of each genre held out (whole groups, see --groups) for early stopping; "
+                   "0 trains on all.")
+@click.option("--groups", default=None, metavar="FILE:COLUMN",
+              help=GROUPS_HELP + " The validation split takes whole groups, so no artist straddles it; "
+                   "without --groups every file is its own group.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--features", "input_kind", type=click.Choice(["mel", "mfcc"]), default=None,
               help="Input of the CRNNs: log-mel (default) or MFCC.")
 @click.option("--n-mfcc", type=click.IntRange(min=8, max=128), default=20, show_default=True,
               help="MFCCs per frame with --features mfcc.")
 def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | None,
-          val_fraction: float, device: str, input_kind: str | None, n_mfcc: int) -> None:
+          val_fraction: float, groups: str | None, device: str, input_kind: str | None,
+          n_mfcc: int) -> None:
     """Train a genre model on DATA_DIR, one folder per genre.
 
     \b
@@ -40,15 +61,17 @@ def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | 
 
     \b
     Examples:
-      genreq train ../shared/data/gtzan --arch crnn --seed 0 --out crnn.pt
+      genreq train ../shared/data/gtzan --arch crnn --seed 0 --out crnn.pt \\
+          --groups ../shared/data/gtzan/labels.csv:artist_split
       genreq train ~/labelled-music --arch vgg-msd --out my-genres.pt
     """
     from genreq.experiment import train_directory
 
+    _check_groups(groups)
     out = out or Path(f"{arch}.pt")
     report = train_directory(data_dir, arch, out, epochs=epochs, seed=seed, val_fraction=val_fraction,
-                             device=device, input_kind=input_kind, n_mfcc=n_mfcc)
-    summary = {k: report[k] for k in ("split", "n_train", "n_val", "best_epoch", "parameters")}
+                             device=device, input_kind=input_kind, n_mfcc=n_mfcc, groups=groups)
+    summary = {k: report[k] for k in ("split", "groups", "n_train", "n_val", "best_epoch", "parameters")}
     if "validation" in report:
         summary.update(val_accuracy=report["validation"]["accuracy"], val_ci95=report["validation"]["ci95"])
     click.echo(json.dumps({"checkpoint": str(out), **summary}))
@@ -62,25 +85,39 @@ def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | 
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also draw the confusion matrix to this PNG.")
-def evaluate(data_dir: Path, model_path: str | None, as_json: bool, confusion_png: Path | None) -> None:
+@click.option("--groups", default=None, metavar="FILE:COLUMN",
+              help=GROUPS_HELP + " Adds each group's accuracy to the report.")
+@click.option("--group", "only_groups", multiple=True, metavar="NAME",
+              help="Evaluate only the files in this group of --groups (repeatable), e.g. test.")
+def evaluate(data_dir: Path, model_path: str | None, as_json: bool, confusion_png: Path | None,
+             groups: str | None, only_groups: tuple[str, ...]) -> None:
     """Track-level accuracy of a model on DATA_DIR (one folder per genre).
 
     Use data the model never saw in training.
 
     \b
-    Example:
+    Examples:
       genreq evaluate ~/held-out-clips --json
+      genreq evaluate ../shared/data/gtzan --model my.pt \\
+          --groups ../shared/data/gtzan/labels.csv:artist_split --group test
     """
     from genreq.experiment import evaluate_directory
 
-    report = evaluate_directory(data_dir, model_path, confusion_png)
+    if only_groups and not groups:
+        raise click.UsageError("--group needs --groups FILE:COLUMN")
+    _check_groups(groups)
+    report = evaluate_directory(data_dir, model_path, confusion_png, groups, only_groups)
     if as_json:
         click.echo(json.dumps(report))
         return
     low, high = report["ci95"]
     click.echo(f"model {report['model']} ({report['model_version']})")
     click.echo(f"accuracy {report['accuracy']:.1%} (95% CI {low:.1%}–{high:.1%}), n={report['n']}, "
-               f"balanced accuracy {report['balanced_accuracy']:.1%}")
+               f"balanced accuracy {report['balanced_accuracy']:.1%}, "
+               f"ECE {report['ece']:.3f} ({report['ece_bins']} bins)")
+    for g, s in report.get("per_group", {}).items():
+        g_low, g_high = s["ci95"]
+        click.echo(f"group {g}: accuracy {s['accuracy']:.1%} (95% CI {g_low:.1%}–{g_high:.1%}), n={s['n']}")
     click.echo(f"{'genre':<12}{'precision':>10}{'recall':>8}{'f1':>8}{'n':>5}")
     for g, s in report["per_genre"].items():
         click.echo(f"{g:<12}{s['precision']:>10.2f}{s['recall']:>8.2f}{s['f1']:>8.2f}{s['support']:>5}")

@@ -25,15 +25,23 @@ def train_directory(
     device: str = "cpu",
     input_kind: str | None = None,
     n_mfcc: int = F.N_MFCC,
+    groups: str | None = None,
 ) -> dict:
     """Train `arch` on DATA_DIR/<genre>/ files, save the checkpoint at `out` and a
     training-curve PNG beside it; return the checkpoint's metrics.
 
+    `groups` ("labels.csv:artist_split", see dataset.read_groups) gives each file its
+    group: the validation split for early stopping takes whole groups (per genre, about
+    `val_fraction` of its tracks), so no artist straddles it, and files in group
+    `excluded` are not trained on. Without it every file is its own group.
     `input_kind` "mfcc" swaps the CRNNs' log-mel input for `n_mfcc` MFCCs."""
     trainable = (*train.RECIPES, *train.HEAD_ARCHS, *train.GRU_ARCHS)
     if arch not in trainable:
         raise GenreqError(f"{arch!r} cannot be trained here; choose from {', '.join(trainable)}")
     tracks, genres = dataset.scan(data_dir)
+    tracks, dropped = dataset.apply_groups(tracks, dataset.read_groups(groups) if groups else None)
+    if dropped:
+        log.info("not trained on: %s", dropped)
     spec = models.ARCHITECTURES[arch].default_features()
     if input_kind and input_kind != spec.kind:
         if {input_kind, spec.kind} != {"mel", "mfcc"}:
@@ -44,12 +52,13 @@ def train_directory(
     tracks, feats = [tracks[i] for i in keep], [feats[i] for i in keep]
     labels = np.array([genres.index(t.genre) for t in tracks])
     train_idx, val_idx = dataset.group_split(tracks, val_fraction, seed)
+    split = {"groups": groups, "dropped": dropped}
     if arch in train.HEAD_ARCHS:
         return _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
-                           val_fraction, seed)
+                           val_fraction, seed, split)
     if arch in train.GRU_ARCHS:
         return _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
-                          val_fraction, seed, epochs)
+                          val_fraction, seed, epochs, split)
     recipe = train.with_epochs(train.RECIPES[arch], epochs)
     result = train.fit(
         arch,
@@ -65,7 +74,7 @@ def train_directory(
     )
     out = Path(out)
     run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
-                               val_fraction, seed)
+                               val_fraction, seed, split)
     run_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
                        history=result.history)
     checkpoint.save(out, result.model, arch, genres, spec, run_metrics, train.recipe_dict(recipe))
@@ -73,11 +82,21 @@ def train_directory(
     return run_metrics
 
 
+def _split_name(val_idx, groups: str | None) -> str:
+    if not val_idx:
+        return "none (all data trained)"
+    if groups:
+        return f"hold-out of whole groups of {groups}, per genre"
+    return "hold-out of single files, per genre (no groups given)"
+
+
 def _run_metrics(model, val_metrics: dict | None, genres: list[str], train_idx, val_idx,
-                 val_fraction: float, seed: int) -> dict:
+                 val_fraction: float, seed: int, split: dict) -> dict:
     """What a checkpoint records of its training run, whatever trained it."""
     run_metrics = {
-        "split": "artist-aware (id blocks of 10) stratified hold-out" if val_idx else "none (all data trained)",
+        "split": _split_name(val_idx, split["groups"]),
+        "groups": split["groups"],
+        "dropped": split["dropped"],
         "n_train": len(train_idx),
         "n_val": len(val_idx),
         "val_fraction": val_fraction,
@@ -93,24 +112,26 @@ def _run_metrics(model, val_metrics: dict | None, genres: list[str], train_idx, 
 
 
 def _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
-                val_fraction, seed) -> dict:
+                val_fraction, seed, split) -> dict:
     """train_directory for a pretrained tagger: only its genre head is fitted."""
     result = train.fit_head(
         arch, [feats[i] for i in train_idx], labels[train_idx], len(genres), spec,
         val_feats=[feats[i] for i in val_idx] or None, val_labels=labels[val_idx] if val_idx else None,
     )
     run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
-                               val_fraction, seed)
+                               val_fraction, seed, split)
     # A convex fit: no epochs.
     run_metrics.update(best_epoch=None, train_accuracy=round(result.train_accuracy, 4))
-    recipe = {"head": f"logistic regression (C={train.HEAD_C}, L-BFGS) on the standardised mean of "
-                      "each track's frozen chunk embeddings", "data": Path(data_dir).name}
+    weighting = "genres weighted equally" if train.HEAD_BALANCED else "unweighted"
+    recipe = {"head": f"logistic regression (C={train.HEAD_C}, L-BFGS, {weighting}) on the standardised "
+                      "mean of each track's frozen chunk embeddings", "data": Path(data_dir).name,
+              "c": train.HEAD_C, "balanced": train.HEAD_BALANCED}
     checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
     return run_metrics
 
 
 def _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
-               val_fraction, seed, epochs) -> dict:
+               val_fraction, seed, epochs, split) -> dict:
     """train_directory for a transfer CRNN: the frozen tagger embeds every chunk once,
     then only the GRU head trains, on those embeddings."""
     tagger = models.build(arch, len(genres), spec)
@@ -122,7 +143,7 @@ def _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_i
         seed=seed,
     )
     run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
-                               val_fraction, seed)
+                               val_fraction, seed, split)
     run_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history), history=result.history)
     recipe_record = {
         "head": f"bidirectional GRU ({result.model.dims.hidden // 2} units each way) over the standardised "
@@ -140,15 +161,25 @@ def _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_i
 
 
 def evaluate_directory(data_dir: str | Path, model_path: str | Path | None = None,
-                       confusion_png: str | Path | None = None) -> dict:
-    """Track-level accuracy (Wilson 95 % interval), per-genre scores and confusion of
-    a checkpoint on DATA_DIR/<genre>/ files. Undecodable files are counted and listed."""
+                       confusion_png: str | Path | None = None, groups: str | None = None,
+                       only_groups: tuple[str, ...] = ()) -> dict:
+    """Track-level accuracy (Wilson 95 % interval), balanced accuracy, per-genre scores,
+    calibration (ECE) and confusion of a checkpoint on DATA_DIR/<genre>/ files.
+    Undecodable files are counted and listed.
+
+    With `groups` ("labels.csv:artist_split"), files in group `excluded` are left out
+    and the report adds `per_group` (accuracy of each group); `only_groups` restricts
+    the evaluation to files in those groups (e.g. the artist-disjoint `test`)."""
+    if only_groups and not groups:
+        raise GenreqError("choosing groups to evaluate needs the groups file (--groups FILE:COLUMN)")
     clf = Classifier.load(model_path)
-    tracks, genres = dataset.scan(data_dir)
-    unknown = sorted(set(genres) - set(clf.genres))
+    tracks, _ = dataset.scan(data_dir)
+    by_group = dataset.read_groups(groups) if groups else None
+    tracks, dropped = dataset.apply_groups(tracks, by_group, set(only_groups) or None)
+    unknown = sorted({t.genre for t in tracks} - set(clf.genres))
     if unknown:
         raise GenreqError(f"{data_dir}: genres {unknown} are not known to the model (it knows {clf.genres})")
-    true, pred, failed = [], [], []
+    true, probs, kept, failed = [], [], [], []
     for t in tracks:
         try:
             p = clf.classify_file(t.path)
@@ -156,9 +187,16 @@ def evaluate_directory(data_dir: str | Path, model_path: str | Path | None = Non
             failed.append({"path": str(t.path), "reason": exc.reason})
             continue
         true.append(clf.genres.index(t.genre))
-        pred.append(clf.genres.index(p.genre))
-    report = metrics.summarise(np.array(true, dtype=int), np.array(pred, dtype=int), clf.genres)
+        probs.append([p.probs[g] for g in clf.genres])
+        kept.append(t)
+    true_arr = np.array(true, dtype=int)
+    prob_arr = np.array(probs, dtype=float).reshape(len(true), len(clf.genres))
+    pred = prob_arr.argmax(1)
+    report = metrics.summarise(true_arr, pred, clf.genres, prob_arr)
     report.update(model=clf.name, model_version=clf.version, failed=failed)
+    if by_group is not None:
+        report.update(groups=groups, only_groups=list(only_groups), dropped=dropped,
+                      per_group=metrics.per_group(true_arr, pred, [t.group for t in kept]))
     if confusion_png:
         plots.confusion(report["confusion"], clf.genres, confusion_png, f"{clf.name} on {Path(data_dir).name}")
     return report

@@ -1,5 +1,5 @@
-"""Training: class-balanced random chunks, augmentation, early stopping on an
-artist-aware validation split, track-level metrics.
+"""Training: class-balanced random chunks, augmentation, early stopping on a
+validation split of whole groups (genreq.dataset), track-level metrics.
 
 Works on feature matrices already in memory (see dataset.load_features), so cross-
 validation decodes the audio once, and on any torch device.
@@ -246,9 +246,11 @@ def recipe_dict(recipe: Recipe) -> dict:
 # --- heads on frozen pretrained ears -------------------------------------------------
 
 # The pretrained taggers are not trained here: a genre head is fitted on their frozen
-# embeddings (what bench/musicnn_probe.py cross-validated: 84.0-84.6 % for vgg-msd).
+# embeddings. The candidates (embedding or tags, class weights, C) are compared under
+# the artist-disjoint protocol by bench/crossval.py heads (bench/results/heads/).
 HEAD_ARCHS = ("musicnn-msd", "vgg-msd")
-HEAD_C = 1.0  # inverse L2 strength, as sklearn's LogisticRegression(C=1) of the probe
+HEAD_C = 1.0  # inverse L2 strength, as sklearn's LogisticRegression(C=...)
+HEAD_BALANCED = True  # weight each track by 1/its genre's count, as class_weight="balanced"
 
 
 @dataclass
@@ -276,10 +278,20 @@ def track_embeddings(model: models.PretrainedTagger, feats: list[np.ndarray], sp
     return np.stack([e.mean(0) for e in chunk_embeddings(model, feats, spec)])
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = HEAD_C) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression with sklearn's objective (½‖W‖² + C·Σ log-loss),
+def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-sample weights n / (classes present × count of the sample's class), as
+    sklearn's class_weight="balanced": every genre weighs the same in the loss."""
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    present = int((counts > 0).sum())
+    return len(y) / (present * counts[y])
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = HEAD_C,
+                 sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression with sklearn's objective (½‖W‖² + C·Σ wᵢ·log-loss),
     by L-BFGS: (weight (classes, features), bias (classes,))."""
     xt, yt = torch.from_numpy(x.astype(np.float64)), torch.from_numpy(y)
+    wt = torch.from_numpy(np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64))
     weight = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([weight, bias], max_iter=500, tolerance_grad=1e-9,
@@ -287,8 +299,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = HEAD_C
 
     def objective() -> torch.Tensor:
         opt.zero_grad()
-        loss = 0.5 * weight.square().sum() + c * nn.functional.cross_entropy(
-            xt @ weight.T + bias, yt, reduction="sum")
+        loss = 0.5 * weight.square().sum() + c * (wt * nn.functional.cross_entropy(
+            xt @ weight.T + bias, yt, reduction="none")).sum()
         loss.backward()
         return loss
 
@@ -304,15 +316,19 @@ def fit_head(
     spec: F.FeatureSpec,
     val_feats: list[np.ndarray] | None = None,
     val_labels: np.ndarray | None = None,
+    c: float = HEAD_C,
+    balanced: bool = HEAD_BALANCED,
 ) -> HeadResult:
     """A pretrained tagger of HEAD_ARCHS with a genre head fitted on its frozen
-    embeddings: standardised mean chunk embedding per track, logistic regression."""
+    embeddings: standardised mean chunk embedding per track, logistic regression with
+    inverse L2 strength `c`, each genre weighing the same when `balanced`."""
     if arch not in HEAD_ARCHS:
         raise ValueError(f"{arch!r} has no pretrained ears; choose from {', '.join(HEAD_ARCHS)}")
     model = models.build(arch, n_classes, spec).eval()
     emb = track_embeddings(model, feats, spec)
     mean, std = emb.mean(0), emb.std(0) + 1e-6
-    weight, bias = fit_logistic((emb - mean) / std, labels, n_classes)
+    weight, bias = fit_logistic((emb - mean) / std, labels, n_classes, c,
+                                balanced_weights(labels, n_classes) if balanced else None)
     with torch.no_grad():
         model.embedding_mean.copy_(torch.from_numpy(mean))
         model.embedding_std.copy_(torch.from_numpy(std))

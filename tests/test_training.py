@@ -84,28 +84,121 @@ def test_classifier_reads_a_long_track_from_excerpts(trained, tmp_path):
     assert pred.duration_s == pytest.approx(180, abs=0.1)
 
 
-def test_group_split_keeps_id_blocks_together(tmp_path):
-    tracks = [dataset.LabelledTrack(tmp_path / g / f"{g}.{i:05d}.wav", g) for g in ("a", "b") for i in range(40)]
+def _write_labels(path, rows, column="artist_split"):
+    lines = [f"path,genre,{column}"] + [f"{rel},{rel.split('/')[0]},{group}" for rel, group in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_group_split_keeps_groups_together(tmp_path):
+    tracks = [dataset.LabelledTrack(tmp_path / g / f"{g}.{i:05d}.wav", g, f"artist{i // 10}")
+              for g in ("a", "b") for i in range(40)]
     train_idx, val_idx = dataset.group_split(tracks, 0.25, seed=3)
-    groups = lambda idx: {tracks[i].group for i in idx}
+
+    def groups(idx):
+        return {(tracks[i].genre, tracks[i].group) for i in idx}
+
     assert not groups(train_idx) & groups(val_idx)
     assert sorted(train_idx + val_idx) == list(range(80))
     assert 10 <= len(val_idx) <= 30
 
 
-def test_group_kfold_covers_every_track_once(tmp_path):
-    tracks = [dataset.LabelledTrack(tmp_path / g / f"{g}.{i:05d}.wav", g) for g in ("a", "b", "c") for i in range(50)]
-    folds = dataset.group_kfold(tracks, 5, seed=0)
-    assert sorted(i for f in folds for i in f) == list(range(150))
-    for f in folds:
-        others = {tracks[i].group for g in folds if g is not f for i in g}
-        assert not {tracks[i].group for i in f} & others
+def test_without_groups_every_file_is_its_own_group(tmp_path):
+    tracks = [dataset.LabelledTrack(tmp_path / "a" / f"a.{i:05d}.wav", "a") for i in range(12)]
+    assert len({t.group for t in tracks}) == 12
+
+
+def test_groups_come_from_a_labels_column_and_excluded_rows_go(tmp_path):
+    data = write_labelled(tmp_path / "data", per_genre=3, seed=1)
+    tracks, _ = dataset.scan(data)
+    rel = [t.path.relative_to(data).as_posix() for t in tracks]
+    labels = _write_labels(data / "labels.csv", zip(rel, ["train", "valid", "excluded", "test", "test", "valid"]))
+    grouped, dropped = dataset.apply_groups(tracks, dataset.read_groups(f"{labels}:artist_split"))
+    assert [t.group for t in grouped] == ["train", "valid", "test", "test", "valid"]
+    assert dropped == {"excluded": 1}
+    folds = dataset.group_folds(grouped)
+    assert [g for g, _ in folds] == ["test", "train", "valid"]
+    assert sorted(i for _, f in folds for i in f) == list(range(5))
+    kept, dropped = dataset.apply_groups(tracks, dataset.read_groups(f"{labels}:artist_split"), {"test"})
+    assert [t.group for t in kept] == ["test", "test"] and dropped == {"excluded": 1, "other groups": 3}
+
+
+def test_a_file_the_labels_do_not_list_is_named(tmp_path):
+    data = write_labelled(tmp_path / "data", per_genre=2, seed=1)
+    tracks, _ = dataset.scan(data)
+    labels = _write_labels(tmp_path / "labels.csv", [(tracks[0].path.relative_to(data).as_posix(), "train")])
+    with pytest.raises(dataset.GroupsError, match="3 of 4 files have no row"):
+        dataset.apply_groups(tracks, dataset.read_groups(f"{labels}:artist_split"))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("missing.csv:artist_split", "missing.csv: no such labels file"),
+    ("{labels}:artist", "no column 'artist'"),
+    ("{labels}", "expected LABELS_FILE:COLUMN"),
+])
+def test_train_and_evaluate_refuse_a_bad_groups_file_as_a_usage_error(tmp_path, monkeypatch, spec, message):
+    data = write_labelled(tmp_path / "data", per_genre=2, seed=1)
+    labels = _write_labels(tmp_path / "labels.csv", [("tone/x.wav", "train")])
+    monkeypatch.chdir(tmp_path)
+    spec = spec.format(labels=labels.name)
+    for command in (["train", str(data), "--arch", "crnn", "--epochs", "1"],
+                    ["evaluate", str(data)]):
+        result = CliRunner().invoke(cli, [*command, "--groups", spec])
+        assert result.exit_code == 2, result.output
+        assert message in result.output and "--groups" in result.output
+
+
+@pytest.mark.slow
+def test_evaluate_reports_each_group_and_can_keep_one(trained, tmp_path):
+    tracks, _ = dataset.scan(trained["test"])
+    groups = ["valid", "test", "excluded"] * 4
+    labels = _write_labels(tmp_path / "labels.csv",
+                           [(t.path.relative_to(trained["test"]).as_posix(), g) for t, g in zip(tracks, groups)])
+    spec = f"{labels}:artist_split"
+    full = evaluate_directory(trained["test"], trained["ckpt"], groups=spec)
+    assert full["n"] == 8 and full["dropped"] == {"excluded": 4}
+    assert {g: s["n"] for g, s in full["per_group"].items()} == {"test": 4, "valid": 4}
+    result = CliRunner().invoke(cli, ["evaluate", str(trained["test"]), "--model", str(trained["ckpt"]),
+                                      "--groups", spec, "--group", "test"])
+    assert result.exit_code == 0, result.output
+    assert "n=4," in result.output and "group test:" in result.output and "group valid" not in result.output
+    assert "ECE" in result.output
+
+
+def test_train_holds_out_whole_groups_and_drops_excluded(tmp_path):
+    data = write_labelled(tmp_path / "data", per_genre=6, seed=3)
+    tracks, _ = dataset.scan(data)
+    groups = ["a", "a", "b", "b", "c", "excluded"] * 2
+    labels = _write_labels(tmp_path / "labels.csv",
+                           [(t.path.relative_to(data).as_posix(), g) for t, g in zip(tracks, groups)])
+    report = train_directory(data, "crnn", tmp_path / "g.pt", epochs=1, val_fraction=0.3,
+                             groups=f"{labels}:artist_split")
+    assert report["dropped"] == {"excluded": 2}
+    assert report["n_train"] + report["n_val"] == 10
+    assert report["n_val"] in (2, 4)  # whole groups of two clips per genre
+    assert report["split"].startswith("hold-out of whole groups")
+
+
+def test_evaluate_group_needs_groups():
+    result = CliRunner().invoke(cli, ["evaluate", ".", "--group", "test"])
+    assert result.exit_code == 2 and "--group needs --groups" in result.output
 
 
 def test_wilson_interval_matches_known_values():
     low, high = metrics.wilson_interval(43, 100)
     assert low == pytest.approx(0.3373, abs=1e-3) and high == pytest.approx(0.5279, abs=1e-3)
     assert metrics.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_expected_calibration_error_of_known_bins():
+    # 4 tracks at confidence 0.9, 3 right; 2 at 0.55, 1 right: |0.75-0.9|*4/6 + |0.5-0.55|*2/6
+    probs = np.array([[0.9, 0.1]] * 4 + [[0.45, 0.55]] * 2)
+    true = np.array([0, 0, 0, 1, 1, 0])
+    assert metrics.expected_calibration_error(probs, true) == pytest.approx(0.15 * 4 / 6 + 0.05 * 2 / 6)
+    bins = metrics.reliability(probs, true)
+    assert [b["n"] for b in bins] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 4]
+    assert bins[9]["accuracy"] == 0.75 and bins[5]["confidence"] == 0.55
+    assert metrics.expected_calibration_error(np.eye(3), np.arange(3)) == 0.0  # certain and right
 
 
 def test_summary_scores_each_genre():
