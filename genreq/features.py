@@ -21,9 +21,8 @@ HOP_LENGTH = 512  # samples between frames (~23 ms)
 N_MELS = 128  # mel bands
 N_MFCC = 20  # cepstral coefficients when kind == "mfcc"
 CHUNK_FRAMES = 128  # frames per network input (~2.97 s)
-# Chunks analysed per track, whatever its length. 5 spread over a 30-s clip score as well
-# as all 10 in artist-aware 5-fold CV of the shipped recipe (72.3 ± 8.0 % vs 72.2 ± 7.1 %,
-# n=257; 3 chunks: 69.6 %) at half the cost (bench/results/crnn_chunks.json).
+# Chunks analysed per track, whatever its length: 5 spread over a 30-s clip score as well
+# as all 10 in cross-validation at half the cost (bench/results/crnn_chunks.json, by_max_chunks).
 MAX_CHUNKS = 5
 AMIN = 1e-10  # power floor before the log: silence becomes -100 dB, never -inf
 EXCERPTS_FROM_S = 20.0  # longer tracks are decoded only where the chunks are, not whole
@@ -73,8 +72,8 @@ class FeatureSpec:
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
     """Slaney-style mel filterbank, (n_mels, n_fft // 2 + 1), as librosa.filters.mel builds it.
 
-    Written out here so a worker never imports librosa (its numba stack costs ~100 MB of
-    memory and a second of start-up per process); tests compare it with librosa's."""
+    Written out here so a worker never imports librosa (its numba stack adds memory and
+    start-up time to every worker process); tests compare it with librosa's."""
     fft_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
     edges_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2.0), n_mels + 2))
     widths = np.diff(edges_hz)
@@ -113,7 +112,8 @@ def _window(n_fft: int) -> torch.Tensor:
 
 
 def _power(audio: np.ndarray, spec: FeatureSpec) -> torch.Tensor:
-    # torch.stft is ~1.4x faster than librosa.stft on one thread and gives the same
+    # torch.stft is faster than librosa.stft on one thread (bench/results/pipeline.json:
+    # the naive loop on librosa's kernels against the one on genreq's) and gives the same
     # frames: centred, zero-padded, periodic Hann window (librosa's defaults).
     stft = torch.stft(
         torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)),

@@ -15,8 +15,9 @@ QUEUE = "genreq"
 
 # Small libraries are cut finer, so that this many worker processes all get work.
 TASK_BATCH_SPREAD = 16
-# A 30-s clip takes well under a second; minutes mean a pathological file. Per track:
-# a batch's limits are these times its length.
+# Per track; a batch's limits are these times its length. Classifying a clip takes a small
+# fraction of this (stages_ms in bench/results/pipeline.json): minutes mean a pathological
+# file.
 TASK_SOFT_TIME_LIMIT_S = 120
 TASK_HARD_TIME_LIMIT_S = 150
 # With acks_late, Redis hands an unacknowledged task to another worker after this long:
