@@ -41,6 +41,7 @@ from genreq.app.pipeline import (
     requeue,
     run,
     stop,
+    upgrade_database,
 )
 from genreq.app.reporting import report
 from genreq.app.tagging import TagChange, TagSummary, tag
@@ -75,4 +76,5 @@ __all__ = [
     "tag",
     "tracks",
     "unknown_genres",
+    "upgrade_database",
 ]

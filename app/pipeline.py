@@ -40,6 +40,15 @@ def prepare(*, start_broker: bool = True) -> bool:
     return started
 
 
+def upgrade_database(revision: str = "head") -> str | None:
+    """Migrate the configured database (GENREQ_DATABASE_URL) to `revision` (default: the
+    latest); returns the revision it is at now."""
+    from genreq.db import migrate
+
+    migrate.upgrade(revision=revision)
+    return migrate.current_revision()
+
+
 @dataclass
 class EnqueueSummary:
     batch_id: str
@@ -112,22 +121,26 @@ class RequeueSummary:
     sent: int = 0  # ids sent to the workers: every queued track
 
 
-def requeue(stale_after_s: float | None = None, failed: bool = False) -> RequeueSummary:
+def requeue(stale: bool = False, failed: bool = False,
+            older_than_s: float | None = None) -> RequeueSummary:
     """Send every queued track to the workers again, from the database.
 
     For messages lost with a broker, or left unacknowledged by a worker that was killed
-    whole. With `stale_after_s`, tracks `running` for longer than that are queued again
-    first (no healthy task runs past the hard time limit, the default); with `failed`,
-    failed tracks are too. A track sent twice is classified once: the second message
-    finds it done and does nothing.
+    whole. With `stale`, tracks `running` for longer than `older_than_s` (default: the
+    task's hard time limit, which no healthy task outlives) are queued again first; with
+    `failed`, failed tracks are too. A track sent twice is classified once: the second
+    message finds it done and does nothing.
     """
     from datetime import timedelta
 
     from genreq.db.models import utcnow
-    from genreq.worker.app import app, send_classify
+    from genreq.worker.app import TASK_HARD_TIME_LIMIT_S, app, send_classify
 
     prepare()
-    stale_before = None if stale_after_s is None else utcnow() - timedelta(seconds=stale_after_s)
+    stale_before = None
+    if stale:
+        older_than_s = TASK_HARD_TIME_LIMIT_S if older_than_s is None else older_than_s
+        stale_before = utcnow() - timedelta(seconds=older_than_s)
     with session_scope() as session:
         reset = queries.reset_for_requeue(session, stale_before=stale_before, failed=failed)
     summary = RequeueSummary(stale=reset.stale, failed=reset.failed)

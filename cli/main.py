@@ -333,14 +333,10 @@ def requeue(stale: bool, older_than_s: float | None, failed: bool) -> None:
       genreq requeue --failed      # e.g. after installing ffmpeg
     """
     from genreq import app
-    from genreq.worker.app import TASK_HARD_TIME_LIMIT_S
 
     if older_than_s is not None and not stale:
         raise click.UsageError("--older-than needs --stale")
-    stale_after_s = None
-    if stale:
-        stale_after_s = TASK_HARD_TIME_LIMIT_S if older_than_s is None else older_than_s
-    summary = app.requeue(stale_after_s, failed)
+    summary = app.requeue(stale, failed, older_than_s)
     click.echo(f"sent {summary.sent} · stale running requeued {summary.stale}"
                f" · failed requeued {summary.failed}", err=True)
 
@@ -379,10 +375,9 @@ def db_upgrade(revision: str) -> None:
     Example:
       GENREQ_DATABASE_URL=postgresql://genreq@db/genreq genreq db upgrade
     """
-    from genreq.db import migrate
+    from genreq import app
 
-    migrate.upgrade(revision=revision)
-    click.echo(f"database at {migrate.current_revision()}", err=True)
+    click.echo(f"database at {app.upgrade_database(revision)}", err=True)
 
 
 @cli.command()
