@@ -161,6 +161,7 @@ def test_failure_reason():
     assert report.failure_reason(None, "/a") == "unknown error"
 
 
+@pytest.mark.slow
 def test_report_progress_on_stderr(library, tmp_path, monkeypatch):
     monkeypatch.setenv("GENREQ_PROGRESS_EVERY_S", "0")  # a line per track, not per 5 s
     result = genreq("report", "-o", tmp_path / "report")  # stderr is a pipe: plain lines
@@ -215,6 +216,7 @@ def browser_image_check(page: Path) -> dict:
 @pytest.mark.skipif(BROWSER is None, reason="no chromium or chromium-browser on PATH "
                                             "(apt-get install chromium)")
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.slow
 def test_report_images_load_in_a_headless_browser(library, tmp_path):
     out = tmp_path / "report"
     genreq("report", "-o", out)
