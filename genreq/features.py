@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft
 import torch
 
 from genreq.audio import SAMPLE_RATE
@@ -139,6 +138,10 @@ def log_mel(audio: np.ndarray, spec: FeatureSpec = FeatureSpec()) -> np.ndarray:
 
 def mfcc(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """MFCC (DCT-II of the log-mel, as librosa computes it), shape (n_mfcc, frames)."""
+    # Imported here: only MFCC models need scipy, and a worker serving a log-mel model
+    # (every shipped one) should not pay its import time and memory in every process.
+    import scipy.fft
+
     return scipy.fft.dct(log_mel(audio, spec), axis=0, type=2, norm="ortho")[: spec.n_mfcc]
 
 
