@@ -46,6 +46,7 @@ def music_folder(root: Path) -> list[Path]:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_readme_python_api_example_runs(tmp_path, genreq_home):
     code = api_block(README.read_text(encoding="utf-8"))
     if code is None:
