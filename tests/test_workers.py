@@ -66,6 +66,7 @@ def test_a_running_ready_worker_is_alive(tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_run_with_a_broken_model_fails_fast_with_the_reason(genreq_home, audio_library,
                                                             tmp_path, monkeypatch):
     """`--model` reaches the worker on its command line; the worker cannot load it and
@@ -89,6 +90,7 @@ def test_run_with_a_broken_model_fails_fast_with_the_reason(genreq_home, audio_l
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_worker_with_a_missing_model_exits_with_the_reason(genreq_home, tmp_path):
     missing = tmp_path / "missing.pt"
     process = subprocess.run([*GENREQ, "worker", "--model", str(missing)], capture_output=True,
