@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 
 from genreq.app.taxonomy import UNKNOWN, Labeller
 from genreq.config import SORTS, TOP_K
-from genreq.db import queries
+from genreq.db import status as db_status
+from genreq.db import tracks as db_tracks
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -116,7 +117,7 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller,
     label's.
     """
     in_sql = labeller.is_identity
-    tracks = queries.done_tracks(session, **_sql_filters(flt, labeller), sort=flt.sort)
+    tracks = db_tracks.done_tracks(session, **_sql_filters(flt, labeller), sort=flt.sort)
     for n, track in enumerate(tracks, 1):
         if on_track:
             on_track(n)
@@ -162,7 +163,7 @@ def _sql_filters(flt: TrackFilter, labeller: Labeller) -> dict:
 def count_tracks(session: Session, flt: TrackFilter, labeller: Labeller) -> int:
     """How many tracks labelled_tracks reads for this filter (a taxonomy's genre and
     confidence filters then apply to these): what export's and tag's progress counts to."""
-    return queries.count_done_tracks(session, **_sql_filters(flt, labeller))
+    return db_tracks.count_done_tracks(session, **_sql_filters(flt, labeller))
 
 
 def external_sort(items: Iterable[tuple[tuple, dict]], run: int) -> Iterator[dict]:
@@ -207,7 +208,7 @@ def external_sort(items: Iterable[tuple[tuple, dict]], run: int) -> Iterator[dic
 def known_genres(session: Session, labeller: Labeller) -> list[str]:
     """Every genre a track can be labelled with: the models' genres through the taxonomy,
     and `unknown` when a threshold is set."""
-    return labeller.genres(queries.known_genres(session))
+    return labeller.genres(db_tracks.known_genres(session))
 
 
 def check_genres(session: Session, genres: tuple[str, ...], labeller: Labeller) -> list[str]:
@@ -219,8 +220,8 @@ def check_genres(session: Session, genres: tuple[str, ...], labeller: Labeller) 
 def genre_counts(session: Session, labeller: Labeller) -> dict[str, int]:
     """Done tracks per labelled genre, most first (ties by name)."""
     if labeller.is_identity:
-        return queries.status(session).genres
-    counts = Counter(labeller.label(probs).genre for probs in queries.done_probs(session))
+        return db_status.status(session).genres
+    counts = Counter(labeller.label(probs).genre for probs in db_tracks.done_probs(session))
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] == UNKNOWN, kv[0])))
 
 
@@ -238,7 +239,7 @@ def track_detail(session: Session, path: str, labeller: Labeller) -> dict:
     from genreq.errors import GenreqError
 
     absolute = os.path.abspath(path)
-    track = queries.track_by_path(session, absolute)
+    track = db_tracks.track_by_path(session, absolute)
     if track is None:
         raise GenreqError(f"{absolute}: not in the library (add it with `genreq enqueue`)")
     probs = dict(sorted((track.probs or {}).items(), key=lambda kv: (-kv[1], kv[0])))
@@ -276,13 +277,13 @@ class Failure:
     error: str  # the path and the reason, e.g. "<path>: not decodable audio (...)"
 
 
-def status(labeller: Labeller | None = None, batch_id: str | None = None) -> queries.Status:
+def status(labeller: Labeller | None = None, batch_id: str | None = None) -> db_status.Status:
     """Counts by state and by genre (labelled by `labeller`, e.g. under a taxonomy), with
     throughput and ETA while work is pending: of every track, or of one enqueue batch
     (`batch_id`, as in run's result). `.as_dict()` is `genreq status --json`."""
     labeller = _identity(labeller)
     with session() as db:
-        counts = queries.status(db, batch_id)
+        counts = db_status.status(db, batch_id)
         if not labeller.is_identity and batch_id is None:
             counts.genres = genre_counts(db, labeller)
     return counts
@@ -291,7 +292,7 @@ def status(labeller: Labeller | None = None, batch_id: str | None = None) -> que
 def failures(batch_id: str | None = None) -> Iterator[Failure]:
     """The failed tracks (of every batch, or of `batch_id`) in enqueue order, and why."""
     with session() as db:
-        for track in queries.failures(db, batch_id):
+        for track in db_status.failures(db, batch_id):
             yield Failure(track.path, track.error or "unknown error")
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from genreq import config
 from genreq.app import workers as worker_processes
 from genreq.app.walk import LibraryWalk
-from genreq.db import queries
+from genreq.db import queue
+from genreq.db import status as db_status
 from genreq.db.migrate import ensure_schema
 from genreq.db.session import session_scope
 from genreq.worker import broker
@@ -97,7 +98,7 @@ def enqueue(
     return summary
 
 
-def _upsert(batch: list, batch_id: str) -> queries.UpsertResult:
+def _upsert(batch: list, batch_id: str) -> queue.UpsertResult:
     """Record one batch; when another enqueue of the same files committed them first
     (a unique-path conflict), read the batch again, now as known rows."""
     from sqlalchemy.exc import IntegrityError
@@ -106,7 +107,7 @@ def _upsert(batch: list, batch_id: str) -> queries.UpsertResult:
     while True:
         try:
             with session_scope() as session:
-                return queries.upsert_tracks(session, batch, batch_id)
+                return queue.upsert_tracks(session, batch, batch_id)
         except IntegrityError:
             if attempt == UPSERT_ATTEMPTS:
                 raise
@@ -142,10 +143,10 @@ def requeue(stale: bool = False, failed: bool = False,
         older_than_s = TASK_HARD_TIME_LIMIT_S if older_than_s is None else older_than_s
         stale_before = utcnow() - timedelta(seconds=older_than_s)
     with session_scope() as session:
-        reset = queries.reset_for_requeue(session, stale_before=stale_before, failed=failed)
+        reset = queue.reset_for_requeue(session, stale_before=stale_before, failed=failed)
     summary = RequeueSummary(stale=reset.stale, failed=reset.failed)
     with session_scope() as session, app.producer_or_acquire() as producer:
-        for page in queries.queued_ids(session):
+        for page in queue.queued_ids(session):
             send_classify(page, producer)
             summary.sent += len(page)
     return summary
@@ -161,7 +162,7 @@ ProgressCallback = Callable[[int, int, float | None, bool], None]
 @dataclass
 class RunResult:
     enqueued: EnqueueSummary  # what the walk found and sent
-    status: queries.Status  # of this run's tracks, at the end: done and failed by now
+    status: db_status.Status  # of this run's tracks, at the end: done and failed by now
     elapsed_s: float  # walk, classification and shutdown
 
     @property
@@ -192,10 +193,10 @@ def run(
     process = worker_processes.spawn(workers or os.cpu_count() or 1, log_path,
                             model or config.model())
     try:
-        def batch_status(batch_id: str) -> queries.Status:
+        def batch_status(batch_id: str) -> db_status.Status:
             worker_processes.check_alive(process, log_path)
             with session_scope() as session:
-                return queries.status(session, batch_id)
+                return db_status.status(session, batch_id)
 
         def on_batch(summary: EnqueueSummary) -> None:
             batch = batch_status(summary.batch_id)

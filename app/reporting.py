@@ -48,10 +48,10 @@ def failure_reason(error: str | None, path: str) -> str:
 def summarize(session: Session, labeller: Labeller, least: int = LEAST_CONFIDENT,
               on_track: Callable[[int], None] | None = None) -> LibrarySummary:
     """Everything the page shows; `on_track(n)` is called after each of the n done tracks."""
-    from genreq.db import queries
+    from genreq.db import status as db_status
 
     summary = LibrarySummary()
-    counts = queries.status(session)
+    counts = db_status.status(session)
     summary.states = {s: getattr(counts, s) for s in ("queued", "running", "done", "failed")}
     heap: list[tuple[float, int, dict]] = []  # max-heap by confidence, via negation
     for n, (track, record) in enumerate(labelled_tracks(session, TrackFilter(), labeller), 1):
@@ -67,9 +67,9 @@ def summarize(session: Session, labeller: Labeller, least: int = LEAST_CONFIDENT
         elif item > heap[0]:
             heapq.heapreplace(heap, item)
     summary.least_confident = [r for _c, _i, r in sorted(heap, reverse=True)]
-    for track in queries.failures(session):
+    for track in db_status.failures(session):
         summary.failures[failure_reason(track.error, track.path)] += 1
-    summary.last_run = queries.last_batch(session)
+    summary.last_run = db_status.last_batch(session)
     return summary
 
 

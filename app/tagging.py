@@ -234,7 +234,7 @@ def tag_library(session: Session, flt: TrackFilter, labeller: Labeller, *,
     through `session`, committed at once: a short write transaction per file, so that
     workers writing results meanwhile are not held up. `on_track` as in
     library.labelled_tracks."""
-    from genreq.db import queries
+    from genreq.db import tracks
 
     summary = summary if summary is not None else TagSummary()
     for track, record in labelled_tracks(session, flt, labeller, on_track):
@@ -259,7 +259,7 @@ def tag_library(session: Session, flt: TrackFilter, labeller: Labeller, *,
             # End the page's read first, so that on SQLite the write waits for the lock
             # (busy_timeout) instead of failing on a snapshot a worker has moved past.
             session.commit()
-            queries.record_file_stat(session, track.id, after.st_size, after.st_mtime_ns)
+            tracks.record_file_stat(session, track.id, after.st_size, after.st_mtime_ns)
             session.commit()
         summary.written += change.action == WRITE
         summary.same += change.action == SAME

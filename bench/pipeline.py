@@ -477,7 +477,7 @@ def staged_track(path: Path, clf, track_id: int) -> tuple[dict[str, float], obje
     are the stages): probe the header, decode (only the excerpts of a long file),
     resample to the model's rate, features, one forward pass."""
     from genreq import audio, features
-    from genreq.db import queries
+    from genreq.db import work
     from genreq.db.models import utcnow
 
     spec = clf.features
@@ -501,7 +501,7 @@ def staged_track(path: Path, clf, track_id: int) -> tuple[dict[str, float], obje
     probs = clf.chunk_probs(batch).mean(axis=0)
     t5 = time.perf_counter()
     prediction = clf._prediction(probs, total_s or 0.0)  # what classify_file returns
-    result = queries.Result(
+    result = work.Result(
         track_id=track_id, genre=prediction.genre, confidence=prediction.confidence,
         probs=prediction.probs, duration_s=prediction.duration_s, elapsed_s=t5 - t0,
         finished_at=utcnow())
@@ -516,7 +516,7 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
     The database stage is the worker's, batch by batch as enqueue cuts them: one claim
     and one result write per batch, shared by its tracks."""
     from genreq.app.walk import LibraryWalk
-    from genreq.db import migrate, queries
+    from genreq.db import migrate, queue, work
     from genreq.db.session import session_scope, transaction
     from genreq.worker.app import task_batches
     from genreq.worker.tasks import MAX_ATTEMPTS
@@ -525,7 +525,7 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
     migrate.upgrade(db_url)  # the worker's database, schema by migrations
     with session_scope(db_url) as session:
         files = list(LibraryWalk([lib.root]))
-        result = queries.upsert_tracks(session, files, "bench")
+        result = queue.upsert_tracks(session, files, "bench")
         ids = {f.path: track_id for f, track_id in zip(files, result.queued_ids)}
     staged_track(lib.tracks[0], clf, 0)  # warm-up
     paths = {track_id: Path(path) for path, track_id in ids.items()}
@@ -533,12 +533,12 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
     for batch in task_batches([ids[str(path)] for path in lib.tracks]):
         started = time.perf_counter()
         with transaction(db_url) as db:
-            claimed = queries.claim_batch(db, batch, MAX_ATTEMPTS)
+            claimed = work.claim_batch(db, batch, MAX_ATTEMPTS)
         db_s = time.perf_counter() - started
         rows = [(track_id, *staged_track(paths[track_id], clf, track_id)) for track_id in claimed]
         started = time.perf_counter()
         with transaction(db_url) as db:
-            queries.record_results(db, [r for _, _, r in rows], clf.name, clf.version)
+            work.record_results(db, [r for _, _, r in rows], clf.name, clf.version)
         db_s += time.perf_counter() - started
         for track_id, times, _ in rows:
             times["db_write"] = db_s / len(rows)

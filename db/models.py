@@ -34,6 +34,15 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(value: datetime) -> datetime:
+    """`value` as an aware UTC datetime. Naive values are taken as UTC, as genreq stores
+    them: SQLite hands datetimes back without their offset, so an aware value is
+    converted before it is compared with or subtracted from one read back."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
 class State(str, enum.Enum):
     queued = "queued"
     running = "running"

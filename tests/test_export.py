@@ -13,7 +13,8 @@ from test_cli import invoke
 
 from genreq.app import library as records
 from genreq.app.taxonomy import Labeller, load
-from genreq.db import queries
+from genreq.db import paging
+from genreq.db import tracks as db_tracks
 from genreq.db.session import session_scope
 
 TAXONOMY = '[genres]\nhiphop = "Hip-Hop"\nmetal = "Rock"\nrock = "Rock"\n'
@@ -181,7 +182,7 @@ def test_sort(library):
 
 @pytest.mark.parametrize("sort", ["id", "confidence", "path"])
 def test_sorted_paging_crosses_pages_with_ties(db_url, monkeypatch, sort):
-    monkeypatch.setattr(queries, "PAGE_SIZE", 3)
+    monkeypatch.setattr(paging, "PAGE_SIZE", 3)
     with session_scope() as s:
         # equal confidences across page boundaries: the keyset must not skip or repeat
         for i in range(10):
@@ -192,7 +193,7 @@ def test_sorted_paging_crosses_pages_with_ties(db_url, monkeypatch, sort):
         assert paths == sorted(paths)
     if sort == "confidence":
         with session_scope() as s:
-            by_path = {t.path: (t.confidence, t.id) for t in queries.done_tracks(s)}
+            by_path = {t.path: (t.confidence, t.id) for t in db_tracks.done_tracks(s)}
         assert paths == sorted(paths, key=lambda p: (-by_path[p][0], by_path[p][1]))
 
 
@@ -201,9 +202,9 @@ def test_relative_without_output_is_a_usage_error(library):
 
 
 def test_glob_to_like():
-    assert queries.glob_to_like("*/a_b%?.[!x]*") == "%/a\\_b\\%_._%"
-    assert queries.glob_to_like("[]x]") == "_"
-    assert queries.glob_to_like("a[b") == "a[b"
+    assert db_tracks.glob_to_like("*/a_b%?.[!x]*") == "%/a\\_b\\%_._%"
+    assert db_tracks.glob_to_like("[]x]") == "_"
+    assert db_tracks.glob_to_like("a[b") == "a[b"
 
 
 def test_show_text_and_json(library, taxonomy_file):

@@ -24,7 +24,7 @@ class Payload:
 @pytest.mark.slow
 def test_worker_refuses_pickled_messages(tmp_path, genreq_home, start_worker):
     from genreq.app import pipeline
-    from genreq.db import queries
+    from genreq.db import queue
     from genreq.db.models import State, Track
     from genreq.db.session import session_scope
     from genreq.worker.app import CLASSIFY_TASK, make_app
@@ -36,8 +36,8 @@ def test_worker_refuses_pickled_messages(tmp_path, genreq_home, start_worker):
     app = make_app()  # for this test's GENREQ_HOME (the module's app may be older)
     with session_scope() as session:
         stat = song.stat()
-        (track_id,) = queries.upsert_tracks(
-            session, [queries.FileStat(str(song), stat.st_size, stat.st_mtime_ns)], "b"
+        (track_id,) = queue.upsert_tracks(
+            session, [queue.FileStat(str(song), stat.st_size, stat.st_mtime_ns)], "b"
         ).queued_ids
     app.send_task(CLASSIFY_TASK, args=[track_id], serializer="pickle")
 

@@ -16,7 +16,7 @@ from test_cli import invoke
 
 from genreq.app import tagging
 from genreq.app.walk import LibraryWalk
-from genreq.db import queries
+from genreq.db import queue, tracks
 from genreq.db.models import Track
 from genreq.db.session import session_scope
 
@@ -92,7 +92,7 @@ def classified(path: Path, genre: str = "jazz", confidence: float = 0.8, **field
 
 def row(path: Path) -> Track:
     with session_scope() as s:
-        return queries.track_by_path(s, str(path))
+        return tracks.track_by_path(s, str(path))
 
 
 def set_user_genre(path: Path, genre: str) -> None:
@@ -162,14 +162,14 @@ def test_own_earlier_tag_is_updated_without_overwrite(db_url, tmp_path):
     path = classified(make_audio(tmp_path / "song.ogg"))
     invoke("tag")
     with session_scope() as s:  # reclassified since, e.g. by another model
-        track = queries.track_by_path(s, str(path))
+        track = tracks.track_by_path(s, str(path))
         track.genre, track.probs = "rock", {"rock": 0.9, "jazz": 0.1}
     assert invoke("tag").stdout == f"wrote\t{path}\tGENRE: jazz -> rock\n"
     assert genre_in_file(path) == ["rock"]
     # the user then sets their own genre: genreq's marker no longer matches
     set_user_genre(path, "Post-Rock")
     with session_scope() as s:
-        queries.record_file_stat(s, row(path).id, path.stat().st_size, path.stat().st_mtime_ns)
+        tracks.record_file_stat(s, row(path).id, path.stat().st_size, path.stat().st_mtime_ns)
     assert invoke("tag").stdout.startswith(f"keep\t{path}\tGENRE is Post-Rock")
 
 
@@ -180,12 +180,12 @@ def test_tag_write_does_not_requeue_but_a_real_change_does(db_url, tmp_path):
     invoke("tag")
     assert [p.stat().st_size for p in paths] != sizes  # the tags did change the files
     with session_scope() as s:
-        result = queries.upsert_tracks(s, list(LibraryWalk([lib])), "after-tag")
+        result = queue.upsert_tracks(s, list(LibraryWalk([lib])), "after-tag")
     assert (result.queued_ids, result.known) == ([], 3)
     # an edit after the tag write is still a change that enqueue picks up
     set_user_genre(paths[0], "Ambient")
     with session_scope() as s:
-        result = queries.upsert_tracks(s, list(LibraryWalk([lib])), "after-edit")
+        result = queue.upsert_tracks(s, list(LibraryWalk([lib])), "after-edit")
     assert (len(result.queued_ids), result.known) == (1, 2)
 
 

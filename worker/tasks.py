@@ -21,7 +21,7 @@ import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
-from genreq.db import queries
+from genreq.db import work
 from genreq.db.models import utcnow
 from genreq.db.session import dispose_engines, transaction
 from genreq.errors import AudioError, ModelError
@@ -96,7 +96,7 @@ class Outcome:
     track_id: int
     elapsed_s: float
     finished_at: datetime
-    result: queries.Result | None = None
+    result: work.Result | None = None
     reason: str | None = None
     timed_out: bool = False
 
@@ -122,7 +122,7 @@ def _classify(track_id: int, path: str) -> Outcome:
     else:
         elapsed_s = time.perf_counter() - started
         finished_at = utcnow()
-        return Outcome(track_id, elapsed_s, finished_at, result=queries.Result(
+        return Outcome(track_id, elapsed_s, finished_at, result=work.Result(
             track_id=track_id,
             genre=prediction.genre,
             confidence=float(prediction.confidence),
@@ -140,11 +140,11 @@ def _record(outcomes: list[Outcome]) -> None:
     """Write the outcomes in one transaction."""
     model = classifier()
     with transaction() as db:
-        queries.record_results(db, [o.result for o in outcomes if o.result], model.name,
+        work.record_results(db, [o.result for o in outcomes if o.result], model.name,
                                model.version)
         for o in outcomes:
             if o.reason is not None:
-                queries.record_failure(db, o.track_id, o.reason, o.elapsed_s, o.finished_at)
+                work.record_failure(db, o.track_id, o.reason, o.elapsed_s, o.finished_at)
 
 
 @app.task(name=CLASSIFY_BATCH_TASK, **TASK_OPTIONS)
@@ -152,9 +152,9 @@ def classify_tracks(track_ids: list[int]) -> dict[str, int]:
     """Classify a batch of tracks. Returns how many ended done, failed, skipped (done or
     failed already, or unknown) or were handed on one per task (see classify_track)."""
     with transaction() as db:
-        claimed = queries.claim_batch(db, track_ids, MAX_ATTEMPTS)
+        claimed = work.claim_batch(db, track_ids, MAX_ATTEMPTS)
         unclaimed = [i for i in track_ids if i not in claimed]
-        handed_on = queries.pending_among(db, unclaimed) if unclaimed else []
+        handed_on = work.pending_among(db, unclaimed) if unclaimed else []
     skipped = len(unclaimed) - len(handed_on)
 
     outcomes: list[Outcome] = []
@@ -176,7 +176,7 @@ def classify_tracks(track_ids: list[int]) -> dict[str, int]:
 def classify_track(track_id: int) -> str:
     """Classify one track. Returns what happened: done, failed or skipped."""
     with transaction() as db:
-        path = queries.claim(db, track_id, MAX_ATTEMPTS)
+        path = work.claim(db, track_id, MAX_ATTEMPTS)
     if path is None:
         return "skipped"  # done, failed, or unknown: a repeated task is a no-op
     outcome = _classify(track_id, path)

@@ -1,0 +1,111 @@
+"""The tracks waiting to be classified, as `enqueue` and `run` keep them: walked files
+recorded (new or changed ones queued), and recovery, which queues again what a lost
+worker or a failure left behind. The database is the source of truth; the broker only
+carries the ids that these functions hand out."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from genreq.db import paging
+from genreq.db.models import State, Track, utcnow
+
+
+@dataclass(frozen=True)
+class FileStat:
+    """What the walk learns about a file: the idempotency key."""
+
+    path: str
+    size_bytes: int
+    mtime_ns: int
+
+
+@dataclass
+class UpsertResult:
+    queued_ids: list[int] = field(default_factory=list)  # new or changed: send to workers
+    pending_ids: list[int] = field(default_factory=list)  # unchanged, still queued/running
+    known: int = 0  # unchanged and finished (done or failed)
+
+
+def upsert_tracks(session: Session, files: Sequence[FileStat], batch_id: str) -> UpsertResult:
+    """Record one batch of walked files.
+
+    New files and files whose size or mtime changed are (re)queued; unchanged files keep
+    their result. Unchanged files still waiting (queued or running, e.g. from an
+    interrupted run) join `batch_id` so that `genreq run` waits for them too.
+    """
+    result = UpsertResult()
+    existing = {
+        track.path: track
+        for track in session.scalars(select(Track).where(Track.path.in_([f.path for f in files])))
+    }
+    new_tracks = []
+    for stat in files:
+        track = existing.get(stat.path)
+        if track is None:
+            track = Track(path=stat.path, size_bytes=stat.size_bytes, mtime_ns=stat.mtime_ns)
+            new_tracks.append(track)
+        elif (track.size_bytes, track.mtime_ns) != (stat.size_bytes, stat.mtime_ns):
+            _reset(track, stat)
+            new_tracks.append(track)
+        elif track.state in (State.queued, State.running):
+            track.batch_id = batch_id
+            result.pending_ids.append(track.id)
+            continue
+        else:
+            result.known += 1
+            continue
+        track.batch_id = batch_id
+    session.add_all(new_tracks)
+    session.flush()
+    result.queued_ids = [track.id for track in new_tracks]
+    return result
+
+
+def _reset(track: Track, stat: FileStat) -> None:
+    track.size_bytes = stat.size_bytes
+    track.mtime_ns = stat.mtime_ns
+    track.state = State.queued
+    track.attempts = 0
+    track.error = None
+    track.genre = track.confidence = track.probs = track.duration_s = None
+    track.model_name = track.model_version = track.elapsed_s = None
+    track.queued_at = utcnow()
+    track.started_at = track.finished_at = None
+
+
+@dataclass
+class RequeueResult:
+    stale: int = 0  # running tracks whose worker is gone, set back to queued
+    failed: int = 0  # failed tracks set back to queued for another try
+
+
+def reset_for_requeue(
+    session: Session, *, stale_before: datetime | None = None, failed: bool = False
+) -> RequeueResult:
+    """Set tracks back to queued: those `running` since before `stale_before` (their
+    worker died, or their message was lost with the broker) and, with `failed`, the
+    failed ones (e.g. after installing ffmpeg), whose attempts start again."""
+    result = RequeueResult()
+    if stale_before is not None:
+        result.stale = session.execute(
+            update(Track)
+            .where(Track.state == State.running, Track.started_at < stale_before)
+            .values(state=State.queued)
+        ).rowcount
+    if failed:
+        result.failed = session.execute(
+            update(Track)
+            .where(Track.state == State.failed)
+            .values(state=State.queued, attempts=0, error=None, finished_at=None)
+        ).rowcount
+    return result
+
+
+def queued_ids(session: Session) -> Iterator[list[int]]:
+    """Ids of every queued track, a page at a time, in id order."""
+    return paging.pages(session, select(Track.id).where(Track.state == State.queued), Track.id)

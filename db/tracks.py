@@ -1,0 +1,151 @@
+"""The classified tracks as the commands that read them see them: done tracks filtered
+and sorted for export and tag, the genres known, one track by path, and the file
+bookkeeping of tag writes. Every read pages (db.paging)."""
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from genreq.db import paging
+from genreq.db.models import State, Track, as_utc
+
+# The orders done_tracks can page in, each as keyset columns (ending in a unique one):
+# enqueue order, most confident first, path.
+SORT_KEYS = {
+    "id": (Track.id,),
+    "confidence": (Track.confidence.desc(), Track.id),
+    "path": (Track.path,),
+}
+SORTS = tuple(SORT_KEYS)
+
+
+def known_genres(session: Session) -> list[str]:
+    """Every genre the models that classified this library can predict."""
+    genres: set[str] = set()
+    # One done track per model version is enough: probs holds its full genre vector.
+    sample_ids = select(func.min(Track.id)).where(Track.state == State.done).group_by(
+        Track.model_version
+    )
+    for probs in session.scalars(select(Track.probs).where(Track.id.in_(sample_ids))):
+        genres.update(probs or {})
+    return sorted(genres)
+
+
+def _done_where(
+    genres: Sequence[str] = (),
+    min_confidence: float | None = None,
+    since: datetime | None = None,
+    model: str | None = None,
+    path_glob: str | None = None,
+) -> list:
+    """The SQL conditions of done_tracks and count_done_tracks. A glob only narrows
+    here: LIKE portably (SQLite's GLOB is not PostgreSQL's), and fnmatchcase decides
+    exactly afterwards, since LIKE ignores case on SQLite and has no [...] classes."""
+    where = [Track.state == State.done]
+    if genres:
+        where.append(Track.genre.in_(genres))
+    if min_confidence is not None:
+        where.append(Track.confidence >= min_confidence)
+    if since is not None:
+        where.append(Track.finished_at >= as_utc(since))
+    if model is not None:
+        where.append(Track.model_name == model)
+    if path_glob is not None:
+        where.append(Track.path.like(glob_to_like(path_glob), escape="\\"))
+    return where
+
+
+def done_tracks(
+    session: Session,
+    genres: Sequence[str] = (),
+    min_confidence: float | None = None,
+    *,
+    path_glob: str | None = None,
+    since: datetime | None = None,
+    model: str | None = None,
+    sort: str = "id",
+) -> Iterator[Track]:
+    """Done tracks, paged: optionally of some genres, above a confidence, with a path
+    matching a glob (`*` also matches `/`), finished at or after `since`, classified by
+    the model named `model`. `sort` is one of SORTS: enqueue order (id), most confident
+    first (confidence), or path."""
+    if sort not in SORT_KEYS:
+        raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
+    query = select(Track).where(*_done_where(genres, min_confidence, since, model, path_glob))
+    for track in paging.rows(session, query, *SORT_KEYS[sort]):
+        if path_glob is None or fnmatch.fnmatchcase(track.path, path_glob):
+            yield track
+
+
+def count_done_tracks(
+    session: Session,
+    genres: Sequence[str] = (),
+    min_confidence: float | None = None,
+    *,
+    path_glob: str | None = None,
+    since: datetime | None = None,
+    model: str | None = None,
+) -> int:
+    """How many tracks done_tracks yields for the same filters: one COUNT, or with a
+    glob one pass over the candidate paths (not the rows)."""
+    where = _done_where(genres, min_confidence, since, model, path_glob)
+    if path_glob is None:
+        return session.scalar(select(func.count()).select_from(Track).where(*where))
+    # One streamed SELECT of one column, in no order: no keyset needed to count.
+    paths = session.scalars(select(Track.path).where(*where)
+                            .execution_options(yield_per=paging.PAGE_SIZE))
+    return sum(fnmatch.fnmatchcase(path, path_glob) for path in paths)
+
+
+def glob_to_like(pattern: str) -> str:
+    """A LIKE pattern (escape character backslash) matching at least what the fnmatch
+    glob matches: `*` -> `%`, `?` and each [...] class -> `_`."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == "*":
+            out.append("%")
+        elif c == "?":
+            out.append("_")
+        elif c == "[":
+            # fnmatch's class syntax: [!...] negates; a ] right after [ or [! is literal
+            j = i + 1
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            end = pattern.find("]", j)
+            if end == -1:
+                out.append("[")
+            else:
+                out.append("_")
+                i = end
+        elif c in "%_\\":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def track_by_path(session: Session, path: str) -> Track | None:
+    return session.scalars(select(Track).where(Track.path == path)).one_or_none()
+
+
+def done_probs(session: Session) -> Iterator[dict[str, float]]:
+    """The probability vector of every done track, paged by id."""
+    query = select(Track.probs).where(Track.state == State.done)
+    return (probs or {} for probs in paging.rows(session, query, Track.id))
+
+
+def record_file_stat(session: Session, track_id: int, size_bytes: int, mtime_ns: int) -> None:
+    """Remember a file's new size and mtime after genreq itself changed it (tag writes),
+    so that the next enqueue does not take the file for a changed one."""
+    session.execute(
+        update(Track).where(Track.id == track_id).values(size_bytes=size_bytes, mtime_ns=mtime_ns)
+    )

@@ -1,0 +1,63 @@
+"""db.queue on SQLite and PostgreSQL: idempotent upsert of walked files, requeue."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from helpers import add_track
+
+from genreq.db import queue
+from genreq.db.models import State, Track, utcnow
+from genreq.db.queue import FileStat
+from genreq.db.session import session_scope
+
+
+def stats(*specs) -> list[FileStat]:
+    return [FileStat(path=p, size_bytes=s, mtime_ns=m) for p, s, m in specs]
+
+
+def test_upsert_is_idempotent_on_size_and_mtime(db_url):
+    with session_scope(db_url) as s:
+        first = queue.upsert_tracks(s, stats(("/a.mp3", 1, 1), ("/b.mp3", 2, 2)), "batch1")
+    assert len(first.queued_ids) == 2
+    with session_scope(db_url) as s:
+        s.execute(Track.__table__.update().values(state=State.done, genre="rock",
+                                                  confidence=0.9, probs={"rock": 0.9}))
+    with session_scope(db_url) as s:
+        again = queue.upsert_tracks(s, stats(("/a.mp3", 1, 1), ("/b.mp3", 2, 3)), "batch2")
+    assert (again.queued_ids, again.pending_ids, again.known) == ([first.queued_ids[1]], [], 1)
+    with session_scope(db_url) as s:
+        changed = s.get(Track, first.queued_ids[1])
+        assert (changed.state, changed.genre, changed.probs, changed.mtime_ns) == (
+            State.queued, None, None, 3)
+        assert changed.batch_id == "batch2"
+        assert s.get(Track, first.queued_ids[0]).batch_id == "batch1"
+
+
+def test_upsert_sends_pending_tracks_again(db_url):
+    with session_scope(db_url) as s:
+        first = queue.upsert_tracks(s, stats(("/a.mp3", 1, 1)), "batch1")
+    with session_scope(db_url) as s:
+        again = queue.upsert_tracks(s, stats(("/a.mp3", 1, 1)), "batch2")
+        assert (again.queued_ids, again.pending_ids, again.known) == ([], first.queued_ids, 0)
+        assert s.get(Track, first.queued_ids[0]).batch_id == "batch2"
+
+
+def test_requeue_resets_stale_running_and_failed(db_url):
+    now = utcnow()
+    with session_scope(db_url) as s:
+        stale = add_track(s, "/stale.mp3", state="running", attempts=1,
+                          started_at=now - timedelta(seconds=600)).id
+        fresh = add_track(s, "/fresh.mp3", state="running", attempts=1, started_at=now).id
+        failed = add_track(s, "/failed.mp3", state="failed", attempts=5, error="/failed.mp3: x").id
+        queued = add_track(s, "/queued.mp3").id
+        add_track(s, "/done.mp3", state="done", genre="jazz")
+    with session_scope(db_url) as s:
+        result = queue.reset_for_requeue(s, stale_before=now - timedelta(seconds=150))
+        assert (result.stale, result.failed) == (1, 0)
+        assert [i for page in queue.queued_ids(s) for i in page] == [stale, queued]
+    with session_scope(db_url) as s:
+        assert queue.reset_for_requeue(s, failed=True).failed == 1
+        track = s.get(Track, failed)
+        assert (track.state, track.attempts, track.error) == (State.queued, 0, None)
+        assert s.get(Track, fresh).state == State.running
+        assert [i for page in queue.queued_ids(s) for i in page] == [stale, failed, queued]
