@@ -10,17 +10,17 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from genreq.config import SORTS
 from genreq.db import paging
 from genreq.db.models import State, Track, as_utc
 
-# The orders done_tracks can page in, each as keyset columns (ending in a unique one):
+# The keyset columns of each order in config.SORTS, each ending in a unique column:
 # enqueue order, most confident first, path.
 SORT_KEYS = {
     "id": (Track.id,),
     "confidence": (Track.confidence.desc(), Track.id),
     "path": (Track.path,),
 }
-SORTS = tuple(SORT_KEYS)
 
 
 def known_genres(session: Session) -> list[str]:
@@ -71,7 +71,7 @@ def done_tracks(
 ) -> Iterator[Track]:
     """Done tracks, paged: optionally of some genres, above a confidence, with a path
     matching a glob (`*` also matches `/`), finished at or after `since`, classified by
-    the model named `model`. `sort` is one of SORTS: enqueue order (id), most confident
+    the model named `model`. `sort` is one of config.SORTS: enqueue order (id), most confident
     first (confidence), or path."""
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
