@@ -18,8 +18,9 @@ the other so that nothing competes for the cores:
 3. the cost of a no-op task through the real broker and database (a task for a track
    that is already done);
 4. one worker's per-track time by stage, in this process with one torch thread, calling
-   what the task calls: decode, resample, features, model, the task's two DB
-   transactions on a real SQLite file;
+   what the task calls: Classifier.classify_file, whose stage hook times probe, decode,
+   resample, features and model, and the task's two DB transactions on a real SQLite
+   file;
 5. a 4-minute track through Classifier.classify_file (bounded excerpts), per core.
 
 Timing is wall-clock (perf_counter). Before each phase it waits for other processes
@@ -40,7 +41,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -287,17 +288,16 @@ class ProcessSampler(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(RSS_SAMPLE_S):
             cpu = {"run_cli": _cpu_s(self.run_pid), "celery_main": 0.0, "pool": 0.0, "redis": 0.0}
-            try:
+            with suppress(OSError, ValueError):  # redis not up yet, or gone
                 cpu["redis"] = _cpu_s(int(self.redis_pidfile.read_text()))
-            except (OSError, ValueError):
-                pass
             for worker in filter(_is_python, _children(self.run_pid)):
                 self.main_hwm_kb = max(self.main_hwm_kb, _status_kb(worker, "VmHWM"))
                 cpu["celery_main"] += _cpu_s(worker)
                 pool = [p for p in _children(worker) if _is_python(p)]
                 for pid in pool:
                     # VmHWM: the peak resident set, not only what this sample saw.
-                    self.pool_hwm_kb[pid] = max(self.pool_hwm_kb.get(pid, 0), _status_kb(pid, "VmHWM"))
+                    hwm_kb = _status_kb(pid, "VmHWM")
+                    self.pool_hwm_kb[pid] = max(self.pool_hwm_kb.get(pid, 0), hwm_kb)
                     cpu["pool"] += _cpu_s(pid)
                 # PSS splits shared pages (torch's libraries, forked weights) fairly
                 # between processes: their sum is what the workers cost the machine.
@@ -317,10 +317,6 @@ class ProcessSampler(threading.Thread):
 
 
 # --- genreq run --------------------------------------------------------------------
-
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def genreq_env(home: Path) -> dict:
@@ -344,7 +340,7 @@ def track_times(home: Path) -> dict:
     """From the run's database: states, the steady span and the worker's own time."""
     from sqlalchemy import select
 
-    from genreq.db.models import State, Track
+    from genreq.db.models import State, Track, as_utc
     from genreq.db.session import session_scope
 
     with session_scope(f"sqlite:///{home / 'genreq.db'}") as session:
@@ -352,8 +348,8 @@ def track_times(home: Path) -> dict:
             select(Track.state, Track.started_at, Track.finished_at, Track.elapsed_s)
         ).all()
     done = [r for r in rows if r.state == State.done]
-    first = min(_utc(r.started_at) for r in done)
-    last = max(_utc(r.finished_at) for r in done)
+    first = min(as_utc(r.started_at) for r in done)
+    last = max(as_utc(r.finished_at) for r in done)
     return {"done": len(done), "failed": sum(r.state == State.failed for r in rows),
             "first_started": first, "last_finished": last,
             "elapsed_s_sum": sum(r.elapsed_s for r in done),
@@ -408,7 +404,8 @@ def time_genreq_run(lib: Library, workers: int, home: Path, cores: int) -> dict:
         "pool_processes_seen": len(sampler.pool_hwm_kb),
         # Where the machine's CPU goes per track: the pool classifies; the rest (Celery's
         # main process, redis, the CLI polling the database) competes with it for the cores.
-        "cpu_ms_per_track": sampler.cpu_ms_per_track(db["first_started"], db["last_finished"], tracks),
+        "cpu_ms_per_track": sampler.cpu_ms_per_track(
+            db["first_started"], db["last_finished"], tracks),
     }
 
 
@@ -466,48 +463,24 @@ def noop_task_ms(home: Path, count: int) -> float:
 
 # --- one worker's time by stage ----------------------------------------------------
 
-STAGES = ("probe", "decode", "resample", "features", "model", "db_write")
-
-
 def staged_track(path: Path, clf, track_id: int) -> tuple[dict[str, float], object]:
-    """What classify_tracks does for one claimed track, stage by stage, in seconds, and
-    the result it would write.
-
-    Mirrors Classifier.classify_file and audio.load_windows (their private helpers
-    are the stages): probe the header, decode (only the excerpts of a long file),
-    resample to the model's rate, features, one forward pass."""
-    from genreq import audio, features
+    """What classify_tracks does for one claimed track, stage by stage, in seconds
+    (Classifier.classify_file's own stages: probe the header, decode only the excerpts
+    of a long file, resample to the model's rate, features, one forward pass), and the
+    result it would write."""
     from genreq.db import work
     from genreq.db.models import utcnow
+    from genreq.predict import StageTimes
 
-    spec = clf.features
-    t0 = time.perf_counter()
-    total_s = audio.duration_s(path)
-    windows = features.excerpt_windows(total_s, spec)
-    t1 = time.perf_counter()
-    try:
-        parts, rate = audio._read_soundfile(path, windows)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
-        # What load_windows falls back to: ffmpeg decodes and resamples in one go.
-        parts = [audio._read_ffmpeg(path, spec.sample_rate, w) for w in windows or [None]]
-        rate = spec.sample_rate
-    t2 = time.perf_counter()
-    excerpts = [audio._resample(p, rate, spec.sample_rate) for p in parts]
-    t3 = time.perf_counter()
-    per_excerpt = max(1, features.MAX_CHUNKS // len(excerpts))
-    batch = np.concatenate([features.chunks(features.extract(e, spec), spec, per_excerpt)
-                            for e in excerpts])
-    t4 = time.perf_counter()
-    probs = clf.chunk_probs(batch).mean(axis=0)
-    t5 = time.perf_counter()
-    prediction = clf._prediction(probs, total_s or 0.0)  # what classify_file returns
+    times = StageTimes()
+    started = time.perf_counter()
+    prediction = clf.classify_file(path, on_stage=times)
+    elapsed_s = time.perf_counter() - started
     result = work.Result(
         track_id=track_id, genre=prediction.genre, confidence=prediction.confidence,
-        probs=prediction.probs, duration_s=prediction.duration_s, elapsed_s=t5 - t0,
+        probs=prediction.probs, duration_s=prediction.duration_s, elapsed_s=elapsed_s,
         finished_at=utcnow())
-    times = {"probe": t1 - t0, "decode": t2 - t1, "resample": t3 - t2, "features": t4 - t3,
-                 "model": t5 - t4}
-    return times, result
+    return dict(times), result
 
 
 def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
@@ -518,6 +491,7 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
     from genreq.app.walk import LibraryWalk
     from genreq.db import migrate, queue, work
     from genreq.db.session import session_scope, transaction
+    from genreq.predict import STAGES as CLASSIFY_STAGES
     from genreq.worker.app import task_batches
     from genreq.worker.tasks import MAX_ATTEMPTS
 
@@ -526,7 +500,7 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
     with session_scope(db_url) as session:
         files = list(LibraryWalk([lib.root]))
         result = queue.upsert_tracks(session, files, "bench")
-        ids = {f.path: track_id for f, track_id in zip(files, result.queued_ids)}
+        ids = {f.path: track_id for f, track_id in zip(files, result.queued_ids, strict=True)}
     staged_track(lib.tracks[0], clf, 0)  # warm-up
     paths = {track_id: Path(path) for path, track_id in ids.items()}
     by_kind: dict[str, list[dict]] = {}
@@ -544,8 +518,10 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
             times["db_write"] = db_s / len(rows)
             by_kind.setdefault(lib.kind(paths[track_id]), []).append(times)
 
+    stages = (*CLASSIFY_STAGES, "db_write")
+
     def mean_ms(rows: list[dict]) -> dict:
-        ms = {s: round(1000 * statistics.fmean(r[s] for r in rows), 2) for s in STAGES}
+        ms = {s: round(1000 * statistics.fmean(r[s] for r in rows), 2) for s in stages}
         ms["total"] = round(sum(ms.values()), 2)
         return ms
 
@@ -753,7 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=DEFAULT_N, help="30-s clips in the library")
     parser.add_argument("--data", type=Path, default=GTZAN, help="labelled clips (labels.csv)")
-    parser.add_argument("--save", action="store_true", help=f"also write {RESULTS.relative_to(REPO)}")
+    parser.add_argument("--save", action="store_true",
+                        help=f"also write {RESULTS.relative_to(REPO)}")
     parser.add_argument("--wait-idle", type=float, default=DEFAULT_WAIT_IDLE_S, metavar="S",
                         help="before each phase, wait up to S seconds for other processes "
                              "to leave the cores alone (0: don't)")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -93,20 +95,28 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def load_windows(
-    path: str | Path, windows_s: list[tuple[float, float]] | None, rate: int = SAMPLE_RATE
+    path: str | Path,
+    windows_s: list[tuple[float, float]] | None,
+    rate: int = SAMPLE_RATE,
+    on_stage: Callable[[str, float], None] | None = None,
 ) -> list[np.ndarray]:
     """Mono float32 excerpts (start_s, length_s) of a file at `rate` Hz.
 
     With `windows_s=None`, one excerpt: the whole file. Seekable formats decode only
-    the excerpts, so a one-hour mix costs about as much as a 30-s clip.
+    the excerpts, so a one-hour mix costs about as much as a 30-s clip. `on_stage`, if
+    given, is told the seconds spent on "decode" and on "resample" (inside decode when
+    ffmpeg does both at once), as Classifier.classify_file reports its stages.
     """
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "no such file" if not path.exists() else "not a regular file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty file (0 bytes)")
+    # Three clock reads per file whether or not anyone listens: nothing beside a decode.
+    started = time.perf_counter()
     try:
         parts, source_rate = _read_soundfile(path, windows_s)
+        decoded = time.perf_counter()
         parts = [_resample(p, source_rate, rate) for p in parts]
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
         # libsndfile does not know the container (m4a, ...) or the file is damaged:
@@ -115,6 +125,10 @@ def load_windows(
             parts = [_read_ffmpeg(path, rate)]
         else:
             parts = [_read_ffmpeg(path, rate, w) for w in windows_s]
+        decoded = time.perf_counter()
+    if on_stage is not None:
+        on_stage("decode", decoded - started)
+        on_stage("resample", time.perf_counter() - decoded)
     if windows_s is None:
         return [_check(path, p, rate) for p in parts]
     return [p for p in parts if p.size]

@@ -3,6 +3,8 @@ chunks' probabilities. No queue, no database: the worker and `genreq classify` b
 call this."""
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,12 @@ from genreq.errors import AudioError, ModelError
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "crnn.pt"
+
+# What Classifier.classify_file reports to an `on_stage` hook, in this order: the header
+# read and excerpt windows, decoding, resampling to the model's rate, log-mel chunks, the
+# forward pass.
+STAGES = ("probe", "decode", "resample", "features", "model")
+StageHook = Callable[[str, float], None]  # on_stage(stage, seconds)
 
 
 def shipped_models() -> list[str]:
@@ -31,7 +39,8 @@ def resolve_model(model: str | Path | None = None) -> Path:
     named = WEIGHTS_DIR / f"{model}.pt"
     if named.exists():
         return named
-    raise ModelError(f"{model}: no such checkpoint, nor a shipped model ({', '.join(shipped_models())})")
+    shipped = ", ".join(shipped_models())
+    raise ModelError(f"{model}: no such checkpoint, nor a shipped model ({shipped})")
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,41 @@ class Prediction:
 
     def top(self, k: int = config.TOP_K) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
+
+
+class StageTimes(dict[str, float]):
+    """An on_stage hook that keeps the seconds of each stage (summed over calls):
+
+        times = StageTimes()
+        classifier.classify_file(path, on_stage=times)
+        times["decode"], times.total_s
+    """
+
+    def __call__(self, stage: str, seconds: float) -> None:
+        self[stage] = self.get(stage, 0.0) + seconds
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.values())
+
+
+class _Laps:
+    """Tells on_stage the time since the previous lap; does nothing without a hook."""
+
+    def __init__(self, on_stage: StageHook | None):
+        self.on_stage = on_stage
+        self.last = time.perf_counter() if on_stage is not None else 0.0
+
+    def __call__(self, stage: str) -> None:
+        if self.on_stage is not None:
+            now = time.perf_counter()
+            self.on_stage(stage, now - self.last)
+            self.last = now
+
+    def restart(self) -> None:
+        """After a step that reported its own stages."""
+        if self.on_stage is not None:
+            self.last = time.perf_counter()
 
 
 class Classifier:
@@ -70,29 +114,45 @@ class Classifier:
         """Softmax probabilities of a track's chunks (n, 1, bins, width) → (n, genres), or
         (1, genres) for a model that reads the chunks as one sequence (`per_track`)."""
         with torch.inference_mode():
-            return torch.softmax(self.model(torch.from_numpy(np.ascontiguousarray(x))), dim=-1).numpy()
+            logits = self.model(torch.from_numpy(np.ascontiguousarray(x)))
+            return torch.softmax(logits, dim=-1).numpy()
+
+    def chunks_of_excerpts(self, excerpts: list[np.ndarray]) -> np.ndarray:
+        """The model's input for a track: at most MAX_CHUNKS feature chunks, shared
+        evenly by the excerpts."""
+        spec = self.features
+        per_excerpt = max(1, features.MAX_CHUNKS // len(excerpts))
+        return np.concatenate(
+            [features.chunks(features.extract(e, spec), spec, per_excerpt) for e in excerpts]
+        )
 
     def probs_of_excerpts(self, excerpts: list[np.ndarray]) -> np.ndarray:
         """Track probabilities: the mean over the chunks of all excerpts."""
-        spec = self.features
-        per_excerpt = max(1, features.MAX_CHUNKS // len(excerpts))
-        batch = np.concatenate(
-            [features.chunks(features.extract(e, spec), spec, per_excerpt) for e in excerpts]
-        )
-        return self.chunk_probs(batch).mean(axis=0)
+        return self.chunk_probs(self.chunks_of_excerpts(excerpts)).mean(axis=0)
 
     def classify_audio(self, samples: np.ndarray, duration_s: float | None = None) -> Prediction:
         probs = self.probs_of_excerpts([samples])
         return self._prediction(probs, duration_s or samples.size / self.features.sample_rate)
 
-    def classify_file(self, path: str | Path) -> Prediction:
-        """Raises AudioError (with the path and the reason) for anything not classifiable."""
+    def classify_file(self, path: str | Path, on_stage: StageHook | None = None) -> Prediction:
+        """Raises AudioError (with the path and the reason) for anything not classifiable.
+
+        `on_stage(stage, seconds)`, if given, is called once per stage of STAGES, in
+        order, as each ends (a StageTimes collects them); a file that fails stops the
+        reports at the stage that failed.
+        """
+        lap = _Laps(on_stage)
         total_s = audio.duration_s(path)
         windows = features.excerpt_windows(total_s, self.features)
-        excerpts = audio.load_windows(path, windows, self.features.sample_rate)
+        lap("probe")
+        excerpts = audio.load_windows(path, windows, self.features.sample_rate, on_stage)
+        lap.restart()  # load_windows reported decode and resample
         if not excerpts:
             raise AudioError(path, "no audio could be decoded")
-        probs = self.probs_of_excerpts(excerpts)
+        batch = self.chunks_of_excerpts(excerpts)
+        lap("features")
+        probs = self.chunk_probs(batch).mean(axis=0)
+        lap("model")
         if not np.all(np.isfinite(probs)):
             raise AudioError(path, "the model produced no finite probabilities for this audio")
         if total_s is None:
@@ -104,6 +164,6 @@ class Classifier:
         return Prediction(
             genre=self.genres[best],
             confidence=float(probs[best]),
-            probs={g: float(p) for g, p in zip(self.genres, probs)},
+            probs={g: float(p) for g, p in zip(self.genres, probs, strict=True)},
             duration_s=float(duration_s),
         )
