@@ -1,25 +1,36 @@
-"""Artist-aware k-fold cross-validation of genreq's architectures on a labelled folder.
+"""genreq's one evaluation protocol: artist-disjoint three-fold cross-validation.
 
-    python bench/crossval.py run --data ../shared/data/gtzan --out bench/results
-    python bench/crossval.py table --results bench/results   # adds CPU inference ms, writes the table
+The groups come from a labels file's column (`--groups labels.csv:artist_split`, the
+fault-filtered split of Kereliuk et al. 2015 for GTZAN): each group (train, valid, test)
+is tested once by a model fitted on the other two, clips in group `excluded` are
+dropped, and every figure is pooled over the out-of-fold predictions of all remaining
+clips (n = 238 on ../shared/data/gtzan), with a Wilson 95 % interval, balanced accuracy,
+per-genre recall with n, and the expected calibration error (10 bins). Anything tuned
+(C of a head, the epoch of early stopping) is tuned inside the two training groups.
 
-`run` trains every architecture on k-1 folds and scores whole tracks of the held-out
-fold; folds are stratified by genre and keep GTZAN's blocks of ten consecutive clip ids
-together (they often share an artist). Recipes with early stopping (the paper's) hold
-out a further 15 % of the training folds, again by whole groups, for it; the test fold
-is never looked at before scoring. `--cache` stores the decoded features (log-dB
-quantised to 0.5 dB steps, uint8) so a run can happen where the audio is not.
+    python bench/crossval.py embed --data ../shared/data/gtzan --cache CACHE
+    python bench/crossval.py heads --data ../shared/data/gtzan --groups LABELS:artist_split --cache CACHE
+    python bench/crossval.py teacher --data ... --groups ... --cache CACHE        # soft targets
+    python bench/crossval.py run --archs crnn --data ... --groups ... --cache CACHE \\
+        --teacher CACHE/teacher-vgg-msd.npz --set distill=0.5 --epochs 80 --tag _distilled
+
+`embed` runs every chunk of every clip once through both frozen taggers (embedding and
+50 tag logits). `heads` fits and scores every pretrained-head candidate on those
+(bench/results/heads/<candidate>.json); `run` trains the architectures trained from
+scratch (bench/results/<arch><tag>.json). `--cache` also stores decoded features
+(log-dB quantised to uint8) so a run can happen where the audio is not.
+
+Every result file has the same schema (RESULT_SCHEMA, described in bench/README.md).
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-import multiprocessing
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +41,329 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from genreq import dataset, metrics, models, train
 from genreq import features as F
 
+RESULT_SCHEMA = "genreq-crossval/2"
+PROTOCOL = ("artist-disjoint {k}-fold: each group of {groups} tested once by a model fitted on the "
+            "other groups (tuning inside those only), group 'excluded' dropped, pooled over all "
+            "out-of-fold predictions")
 DB_FLOOR = -100.0  # uint8 cache: DB_FLOOR + step × byte
 DB_STEPS = {"mel": 0.5, "stft": 1.0}  # dB; the STFT cache must stay small enough to travel
-INNER_VAL_FRACTION = 0.15  # the paper's validation share
+INNER_VAL_FRACTION = 0.15  # the paper's validation share, for recipes that stop early
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse L2 strengths tried inside the training groups
+T_GRID = tuple(np.round(np.geomspace(0.25, 4.0, 25), 4))  # temperatures tried, likewise
+TAGGERS = ("vgg-msd", "musicnn-msd")
+RESULTS = Path(__file__).resolve().parent / "results"
 
+
+# --- data and the protocol ----------------------------------------------------------------
+
+def grouped_tracks(data: Path | None, groups: str, cached: list[dataset.LabelledTrack] | None = None):
+    """(tracks with groups, kept indices into the scanned/cached order, genres, dropped)."""
+    if cached is None:
+        scanned, genres = dataset.scan(data)
+    else:
+        scanned, genres = cached, sorted({t.genre for t in cached})
+    spec = dataset.read_groups(groups)
+    kept, dropped = [], {"excluded": 0}
+    tracks = []
+    for i, t in enumerate(scanned):
+        group = spec.of(t.path)
+        if group is None:
+            raise SystemExit(f"{groups}: no row for {t.path}")
+        if group == dataset.EXCLUDED_GROUP:
+            dropped["excluded"] += 1
+            continue
+        kept.append(i)
+        tracks.append(replace(t, group_name=group))
+    return tracks, kept, genres, dropped
+
+
+def protocol_record(groups: str, folds: list[tuple[str, list[int]]], dropped: dict) -> dict:
+    return {"name": f"artist-disjoint {len(folds)}-fold", "groups": groups,
+            "test_groups": [g for g, _ in folds], "dropped": dropped,
+            "description": PROTOCOL.format(k=len(folds), groups=groups)}
+
+
+def result_record(name: str, model: dict, protocol: dict, labels: np.ndarray, probs: np.ndarray,
+                  folds: list[dict], genres: list[str], extra: dict | None = None) -> dict:
+    """One candidate's result in the shared schema: pooled figures of the out-of-fold
+    probabilities `probs` (n, genres), and each fold's accuracy."""
+    pred = probs.argmax(1)
+    pooled = metrics.summarise(labels, pred, genres, probs)
+    fold_acc = [f["accuracy"] for f in folds]
+    return {
+        "schema": RESULT_SCHEMA,
+        "name": name,
+        **model,
+        "protocol": protocol,
+        "n": pooled["n"],
+        "accuracy": pooled["accuracy"],
+        "ci95": pooled["ci95"],
+        "ci_method": pooled["ci_method"],
+        "balanced_accuracy": pooled["balanced_accuracy"],
+        "ece": pooled["ece"],
+        "per_genre": {g: {"recall": s["recall"], "n": s["support"], "precision": s["precision"]}
+                      for g, s in pooled["per_genre"].items()},
+        "fold_accuracy": fold_acc,
+        "mean_accuracy": round(statistics.mean(fold_acc), 4),
+        "std_accuracy": round(statistics.stdev(fold_acc), 4) if len(fold_acc) > 1 else 0.0,
+        "folds": folds,
+        "pooled": pooled,
+        **(extra or {}),
+    }
+
+
+def fold_record(group: str, test_idx, labels: np.ndarray, probs: np.ndarray, **extra) -> dict:
+    pred = probs[test_idx].argmax(1)
+    correct = int((pred == labels[test_idx]).sum())
+    return {"test_group": group, "n": len(test_idx), "correct": correct,
+            "accuracy": round(correct / len(test_idx), 4), **extra}
+
+
+def write(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    low, high = record["ci95"]
+    print(f"{record['name']}: {100 * record['accuracy']:.1f} % ({100 * low:.0f}-{100 * high:.0f}), "
+          f"balanced {100 * record['balanced_accuracy']:.1f} %, ECE {record['ece']:.3f}, "
+          f"n={record['n']}, folds {record['fold_accuracy']}", file=sys.stderr, flush=True)
+
+
+# --- embeddings of the frozen taggers -------------------------------------------------------
+
+def embed(args) -> None:
+    """CACHE/taggers.npz: for both taggers every chunk's raw embedding and tag logits, as
+    genreq's training path computes them (train.chunk_embeddings), all chunks in order."""
+    torch.set_num_threads(args.threads)
+    tracks, genres = dataset.scan(args.data)
+    spec = models.ARCHITECTURES["vgg-msd"].default_features()
+    feats = dataset.load_features(tracks, spec)
+    if any(f is None for f in feats):
+        raise SystemExit("some clips could not be decoded")
+    out = {"names": np.array([str(t.path.relative_to(t.path.parents[1])) for t in tracks]),
+           "genres": np.array(genres)}
+    for arch in TAGGERS:
+        tagger = models.build(arch, len(genres), spec).tagger.eval()
+        embs, tags, track = [], [], []
+        with torch.inference_mode():
+            for i, feat in enumerate(feats):
+                x = torch.from_numpy(F.chunks(feat, spec, max_chunks=None))
+                emb = tagger.embed(x[:, 0].transpose(1, 2).contiguous())
+                embs.append(emb.numpy())
+                tags.append(tagger.out(emb).numpy())
+                track.append(np.full(len(emb), i))
+        out[f"{arch}/embedding"], out[f"{arch}/tag_logits"] = np.concatenate(embs), np.concatenate(tags)
+        out["track"] = np.concatenate(track)
+        print(f"embedded {len(tracks)} clips with {arch}", file=sys.stderr, flush=True)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    np.savez(args.cache / "taggers.npz", **out)
+
+
+def load_taggers(cache: Path) -> tuple[list[dataset.LabelledTrack], dict]:
+    z = np.load(cache / "taggers.npz")
+    tracks = [dataset.LabelledTrack(Path(n), Path(n).parts[0]) for n in z["names"]]
+    return tracks, {k: z[k] for k in z.files}
+
+
+# --- heads on the frozen taggers ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HeadCandidate:
+    """What a genre head reads and how it is fitted."""
+
+    taggers: tuple[str, ...]  # whose outputs are concatenated
+    inputs: str  # embedding | tags | both (tags: the 50 sigmoid tag probabilities)
+    balanced: bool  # genres weighted equally in the loss
+    c: float | None  # inverse L2 strength; None: chosen from C_GRID inside the training groups
+    # Logits divided by a temperature chosen (T_GRID, lowest log loss) on the same inner
+    # predictions as C: a linear head stays a linear head (weights and bias / T).
+    calibrated: bool = False
+
+    @property
+    def name(self) -> str:
+        c = "c-tuned" if self.c is None else f"c{self.c:g}"
+        t = "_t-tuned" if self.calibrated else ""
+        return f"{'+'.join(self.taggers)}_{self.inputs}_{'balanced' if self.balanced else 'unweighted'}_{c}{t}"
+
+    def describe(self) -> dict:
+        return {"taggers": list(self.taggers), "inputs": self.inputs, "balanced": self.balanced,
+                "c": self.c if self.c is not None else f"tuned over {list(C_GRID)} inside the training groups",
+                "temperature": f"tuned over {T_GRID[0]}-{T_GRID[-1]} inside the training groups"
+                if self.calibrated else 1.0}
+
+
+def chunk_inputs(z: dict, candidate: HeadCandidate) -> np.ndarray:
+    """(all chunks, dim): the per-chunk input of a head of this candidate."""
+    parts = []
+    for arch in candidate.taggers:
+        if candidate.inputs in ("embedding", "both"):
+            parts.append(z[f"{arch}/embedding"])
+        if candidate.inputs in ("tags", "both"):
+            parts.append(1.0 / (1.0 + np.exp(-z[f"{arch}/tag_logits"])))
+    return np.concatenate(parts, axis=1).astype(np.float64)
+
+
+@dataclass
+class Head:
+    mean: np.ndarray
+    std: np.ndarray
+    weight: np.ndarray
+    bias: np.ndarray
+
+    def track_probs(self, chunk_x: list[np.ndarray], max_chunks: int | None) -> np.ndarray:
+        """Per track the mean of its chunks' probabilities over the chunks classification
+        reads (F.chunk_indices, as genreq classifies), or all chunks with None."""
+        out = []
+        for x in chunk_x:
+            logits = ((x[F.chunk_indices(len(x), max_chunks)] - self.mean) / self.std) @ self.weight.T + self.bias
+            logits -= logits.max(1, keepdims=True)
+            p = np.exp(logits)
+            out.append((p / p.sum(1, keepdims=True)).mean(0))
+        return np.stack(out)
+
+
+def scaled(head: Head, temperature: float) -> Head:
+    return Head(head.mean, head.std, head.weight / temperature, head.bias / temperature)
+
+
+def fit_head(chunk_x: list[np.ndarray], y: np.ndarray, n_classes: int, c: float, balanced: bool) -> Head:
+    """train.fit_head's fit on precomputed inputs: standardised track means, logistic
+    regression by train.fit_logistic."""
+    means = np.stack([x.mean(0) for x in chunk_x])
+    mu, sd = means.mean(0), means.std(0) + 1e-6
+    weight, bias = train.fit_logistic((means - mu) / sd, y, n_classes, c,
+                                      train.balanced_weights(y, n_classes) if balanced else None)
+    return Head(mu, sd, weight.astype(np.float64), bias.astype(np.float64))
+
+
+def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(probs[np.arange(len(y)), y] + 1e-9).mean())
+
+
+def choose_c(chunk_x, y, groups: np.ndarray, n_classes: int, balanced: bool,
+             c_grid=C_GRID) -> tuple[float, float, dict]:
+    """C of `c_grid` with the best pooled accuracy (lowest log loss among ties) when each
+    training group is scored by a head fitted on the others; and the temperature of
+    T_GRID with the lowest log loss of those inner predictions at that C."""
+    scores, inner = {}, {}
+    for c in c_grid:
+        heads = {}
+        for g in np.unique(groups):
+            fit = np.flatnonzero(groups != g)
+            heads[g] = fit_head([chunk_x[i] for i in fit], y[fit], n_classes, c, balanced)
+
+        def inner_probs(t: float, heads=heads) -> np.ndarray:
+            probs = np.zeros((len(y), n_classes))
+            for g, head in heads.items():
+                test = np.flatnonzero(groups == g)
+                probs[test] = scaled(head, t).track_probs([chunk_x[i] for i in test], F.MAX_CHUNKS)
+            return probs
+
+        probs = inner_probs(1.0)
+        scores[c] = (float((probs.argmax(1) == y).mean()), log_loss(probs, y))
+        inner[c] = inner_probs
+    best = max(c_grid, key=lambda c: (scores[c][0], -scores[c][1]))
+    temperature = min(T_GRID, key=lambda t: log_loss(inner[best](t), y))
+    record = {f"{c:g}": {"accuracy": round(a, 4), "log_loss": round(l_, 4)} for c, (a, l_) in scores.items()}
+    return best, float(temperature), record
+
+
+def head_crossval(candidate: HeadCandidate, chunk_x, y, tracks, n_classes: int, memo: dict | None = None):
+    """Out-of-fold probabilities as shipped (MAX_CHUNKS chunks) and on all chunks, and
+    the fold records. `memo` keeps the inner tuning of a fold for the candidate with and
+    without temperature (the same fits)."""
+    memo = {} if memo is None else memo
+    probs = {"shipped": np.zeros((len(y), n_classes)), "all_chunks": np.zeros((len(y), n_classes))}
+    groups = np.array([t.group for t in tracks])
+    folds = []
+    for group, test in dataset.group_folds(tracks):
+        test = np.array(test)
+        fit = np.flatnonzero(groups != group)
+        fit_x = [chunk_x[i] for i in fit]
+        tuned, temperature = {}, 1.0
+        c = candidate.c
+        if c is None or candidate.calibrated:
+            grid = C_GRID if c is None else (c,)
+            key = (replace(candidate, calibrated=False), group)
+            if key not in memo:
+                memo[key] = choose_c(fit_x, y[fit], groups[fit], n_classes, candidate.balanced, grid)
+            c, temperature, tuned = memo[key]
+            if not candidate.calibrated:
+                temperature = 1.0
+        head = scaled(fit_head(fit_x, y[fit], n_classes, c, candidate.balanced), temperature)
+        for how, max_chunks in (("shipped", F.MAX_CHUNKS), ("all_chunks", None)):
+            probs[how][test] = head.track_probs([chunk_x[i] for i in test], max_chunks)
+        folds.append(fold_record(group, test, y, probs["shipped"], c=c, temperature=temperature,
+                                 **({"c_scores": tuned} if tuned else {})))
+    return probs, folds
+
+
+def candidates() -> list[HeadCandidate]:
+    tagger_sets = [("vgg-msd",), ("musicnn-msd",), ("vgg-msd", "musicnn-msd")]
+    return [HeadCandidate(t, i, b, c, cal) for t, i, b, c, cal in
+            itertools.product(tagger_sets, ("embedding", "tags", "both"), (False, True), (1.0, None),
+                              (False, True))]
+
+
+def heads(args) -> None:
+    cached, z = load_taggers(args.cache)
+    tracks, kept, genres, dropped = grouped_tracks(None, args.groups, cached)
+    y = np.array([genres.index(t.genre) for t in tracks])
+    folds = dataset.group_folds(tracks)
+    protocol = protocol_record(args.groups_name or args.groups, folds, dropped)
+    chunk_track = z["track"]
+    wanted = [c for c in candidates() if not args.only or c.name in args.only]
+    memo: dict = {}
+    for cand in wanted:
+        x = chunk_inputs(z, cand)
+        chunk_x = [x[chunk_track == i] for i in kept]
+        probs, fold_recs = head_crossval(cand, chunk_x, y, tracks, len(genres), memo)
+        all_chunks = metrics.summarise(y, probs["all_chunks"].argmax(1), genres, probs["all_chunks"])
+        record = result_record(
+            cand.name,
+            {"model": f"head on frozen {'+'.join(cand.taggers)} ({cand.inputs})", "candidate": cand.describe(),
+             "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over the clip, "
+                          "as genreq classifies"},
+            protocol, y, probs["shipped"], fold_recs, genres,
+            {"all_chunks": {k: all_chunks[k] for k in ("accuracy", "ci95", "balanced_accuracy", "ece", "n")}},
+        )
+        write(args.out / f"{cand.name}.json", record)
+
+
+def teacher(args) -> None:
+    """Soft targets of a head candidate for distillation, never from a head that saw the
+    clip: for outer fold k (testing group k), each training clip's probabilities come
+    from a head fitted on the other training group(s); the held-out group gets NaN. The
+    last row: every clip's out-of-fold probability of the outer protocol itself, for a
+    student trained on all clips."""
+    cached, z = load_taggers(args.cache)
+    tracks, kept, genres, _ = grouped_tracks(None, args.groups, cached)
+    y = np.array([genres.index(t.genre) for t in tracks])
+    cand = next(c for c in candidates() if c.name == args.candidate)
+    x = chunk_inputs(z, cand)
+    chunk_x = [x[z["track"] == i] for i in kept]
+    groups = np.array([t.group for t in tracks])
+    folds = dataset.group_folds(tracks)
+    out = np.full((len(folds) + 1, len(tracks), len(genres)), np.nan)
+    c = cand.c if cand.c is not None else 1.0
+    for k, (group, test) in enumerate(folds):
+        for inner in {t for t in groups if t != group}:
+            score = np.flatnonzero(groups == inner)
+            fit = np.flatnonzero((groups != inner) & (groups != group))
+            head = fit_head([chunk_x[i] for i in fit], y[fit], len(genres), c, cand.balanced)
+            out[k][score] = head.track_probs([chunk_x[i] for i in score], None)
+        head = fit_head([chunk_x[i] for i in np.flatnonzero(groups != group)],
+                        y[groups != group], len(genres), c, cand.balanced)
+        out[-1][test] = head.track_probs([chunk_x[i] for i in test], None)
+    args.out_npz.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out_npz, probs=out, genres=np.array(genres),
+             names=np.array([str(t.path) for t in tracks]), groups=np.array([g for g, _ in folds]),
+             meta=json.dumps({"teacher": cand.name, "c": c, "groups": args.groups,
+                              "outer_accuracy": float((out[-1].argmax(1) == y).mean())}))
+    print(f"wrote {args.out_npz}: outer accuracy of the teacher "
+          f"{float((out[-1].argmax(1) == y).mean()):.3f} (n={len(y)})", file=sys.stderr)
+
+
+# --- architectures trained from scratch -----------------------------------------------------
 
 def save_cache(path: Path, tracks, genres, spec, feats) -> None:
     step = DB_STEPS[spec.kind]
@@ -78,181 +408,101 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
-def run_fold(arch: str, k: int, args) -> dict:
-    """Train on every fold but k, score fold k. Returns per-track predictions."""
+def run(args) -> None:
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tracks, genres, spec, feats = features_for(arch, args.data, args.cache)
-    labels = np.array([genres.index(t.genre) for t in tracks])
-    test_idx = dataset.group_kfold(tracks, args.folds, args.seed)[k]
-    test_set = set(test_idx)
-    train_idx = [i for i in range(len(tracks)) if i not in test_set]
-    recipe = replace(train.with_epochs(train.RECIPES[arch], args.epochs), **parse_overrides(args.set))
-    if recipe.patience:
-        inner_tr, inner_val = dataset.group_split([tracks[i] for i in train_idx], INNER_VAL_FRACTION, args.seed + k)
-        fit_idx, val_idx = [train_idx[i] for i in inner_tr], [train_idx[i] for i in inner_val]
-    else:
-        fit_idx, val_idx = train_idx, []
-    soft = None
-    if args.teacher:
-        # Cross-fitted for this outer fold (bench/distill.py): never from a head that saw
-        # the clip, and nothing for the held-out fold.
-        z = np.load(args.teacher)
-        assert list(z["genres"]) == genres, "the teacher's genres differ"
-        soft = z["probs"][k][fit_idx]
-        assert not np.isnan(soft).any(), "the teacher has no soft target for a training clip"
-    started = time.perf_counter()
-    result = train.fit(
-        arch, [feats[i] for i in fit_idx], labels[fit_idx], len(genres), spec, recipe,
-        val_feats=[feats[i] for i in val_idx] or None, val_labels=labels[val_idx] if val_idx else None,
-        seed=args.seed + k, device=device, progress=args.progress, soft_targets=soft,
-    )
-    seconds = time.perf_counter() - started
-    probs = train.track_probs(result.model.to(device), [feats[i] for i in test_idx], spec, torch.device(device))
-    pred = probs.argmax(1)
-    acc = float((pred == labels[test_idx]).mean())
-    # The same fold model scored with fewer chunks per track (cheaper inference).
-    pred_by_chunks = {
-        n: train.track_probs(result.model, [feats[i] for i in test_idx], spec, torch.device(device), n)
-        .argmax(1).tolist()
-        for n in args.eval_chunks
-    }
-    print(f"{arch}{args.tag} fold {k + 1}/{args.folds}: accuracy {acc:.3f} (n={len(test_idx)}), "
-          f"best epoch {result.best_epoch}, {seconds:.0f} s", file=sys.stderr, flush=True)
-    return {"fold": k, "test_idx": test_idx, "pred": pred.tolist(), "pred_by_chunks": pred_by_chunks,
-            "accuracy": acc, "seconds": seconds,
-            "best_epoch": result.best_epoch, "device": device, "recipe": train.recipe_dict(recipe)}
-
-
-def run(args) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    jobs = [(arch, k) for arch in args.archs for k in range(args.folds)]
-    if args.jobs > 1:
-        # Folds are independent: run them side by side (small batches leave a GPU idle).
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
-            results = list(pool.map(run_fold, *zip(*jobs), [args] * len(jobs)))
-    else:
-        results = [run_fold(arch, k, args) for arch, k in jobs]
     for arch in args.archs:
-        folds = sorted((r for (a, _), r in zip(jobs, results) if a == arch), key=lambda r: r["fold"])
-        tracks, genres, spec, _ = features_for(arch, args.data, args.cache)
-        labels = np.array([genres.index(t.genre) for t in tracks])
-        pred = np.full(len(tracks), -1)
-        for r in folds:
-            pred[r["test_idx"]] = r["pred"]
-        summary = metrics.summarise(labels, pred, genres)
-        fold_acc = [r["accuracy"] for r in folds]
-        by_chunks = {}
-        for n in args.eval_chunks:
-            pred_n = np.full(len(tracks), -1)
-            for r in folds:
-                pred_n[r["test_idx"]] = r["pred_by_chunks"][n]
-            s_n = metrics.summarise(labels, pred_n, genres)
-            accs = [float((pred_n[r["test_idx"]] == labels[r["test_idx"]]).mean()) for r in folds]
-            by_chunks[str(n)] = {"mean_accuracy": round(statistics.mean(accs), 4),
-                                 "std_accuracy": round(statistics.stdev(accs), 4) if len(accs) > 1 else 0.0,
-                                 "pooled_accuracy": s_n["accuracy"], "ci95": s_n["ci95"],
-                                 "balanced_accuracy": s_n["balanced_accuracy"]}
+        scanned, genres, spec, all_feats = features_for(arch, args.data, args.cache)
+        tracks, kept, _, dropped = grouped_tracks(None, args.groups, scanned)
+        feats = [all_feats[i] for i in kept]
+        y = np.array([genres.index(t.genre) for t in tracks])
+        folds = dataset.group_folds(tracks)
+        recipe = replace(train.with_epochs(train.RECIPES[arch], args.epochs), **parse_overrides(args.set))
+        soft_all = None
+        if args.teacher:
+            zt = np.load(args.teacher)
+            assert list(zt["genres"]) == genres, "the teacher's genres differ"
+            assert list(zt["groups"]) == [g for g, _ in folds], "the teacher's folds differ"
+            assert [Path(n).parts[-2:] for n in zt["names"]] == [t.path.parts[-2:] for t in tracks], \
+                "the teacher's clips differ"
+            soft_all = zt["probs"]
+        probs = np.zeros((len(y), len(genres)))
+        fold_recs, seconds = [], []
+        for k, (group, test) in enumerate(folds):
+            train_idx = [i for i, t in enumerate(tracks) if t.group != group]
+            if recipe.patience:
+                inner_tr, inner_val = dataset.group_split([tracks[i] for i in train_idx], INNER_VAL_FRACTION,
+                                                          args.seed + k)
+                fit_idx, val_idx = [train_idx[i] for i in inner_tr], [train_idx[i] for i in inner_val]
+            else:
+                fit_idx, val_idx = train_idx, []
+            soft = None
+            if soft_all is not None:
+                soft = soft_all[k][fit_idx]
+                assert not np.isnan(soft).any(), "the teacher has no soft target for a training clip"
+            started = time.perf_counter()
+            result = train.fit(arch, [feats[i] for i in fit_idx], y[fit_idx], len(genres), spec, recipe,
+                               val_feats=[feats[i] for i in val_idx] or None,
+                               val_labels=y[val_idx] if val_idx else None,
+                               seed=args.seed + k, device=device, progress=args.progress, soft_targets=soft)
+            seconds.append(time.perf_counter() - started)
+            probs[test] = train.track_probs(result.model.to(device), [feats[i] for i in test], spec,
+                                            torch.device(device))
+            fold_recs.append(fold_record(group, test, y, probs, best_epoch=result.best_epoch,
+                                         n_fit=len(fit_idx), n_val=len(val_idx),
+                                         train_seconds=round(seconds[-1], 1)))
+            print(f"{arch}{args.tag} fold {group}: {fold_recs[-1]['accuracy']:.3f} (n={len(test)}), "
+                  f"{seconds[-1]:.0f} s", file=sys.stderr, flush=True)
         model = models.build(arch, len(genres), spec)
-        out = {
-            "arch": arch, "tag": args.tag, "folds": args.folds, "seed": args.seed, "device": folds[0]["device"],
-            "split": "stratified group k-fold, groups = blocks of 10 consecutive clip ids",
-            "recipe": folds[0]["recipe"],
-            "fold_accuracy": [round(a, 4) for a in fold_acc],
-            "mean_accuracy": round(statistics.mean(fold_acc), 4),
-            "std_accuracy": round(statistics.stdev(fold_acc), 4) if len(fold_acc) > 1 else 0.0,
-            "pooled": summary,
-            "by_max_chunks": by_chunks,
-            "train_seconds_per_fold": round(statistics.mean(r["seconds"] for r in folds), 1),
-            "best_epochs": [r["best_epoch"] for r in folds],
-            "parameters": models.count_parameters(model),
-            "macs_per_chunk": models.count_macs(model),
-            "features": spec.to_dict(),
-        }
-        (args.out / f"{arch}{args.tag}.json").write_text(json.dumps(out, indent=1))
-        print(f"{arch}{args.tag}: {out['mean_accuracy']:.3f} ± {out['std_accuracy']:.3f} over {args.folds} folds; "
-              f"pooled {summary['accuracy']:.3f} {summary['ci95']} n={summary['n']}", file=sys.stderr, flush=True)
-
-
-def inference_ms(arch: str, n_genres: int, repeats: int = 7) -> float:
-    """Median ms to turn 30 s of decoded audio into track probabilities, one CPU thread."""
-    torch.set_num_threads(1)
-    spec = models.ARCHITECTURES[arch].default_features()
-    # as genreq.predict.Classifier runs it: channels-last, inference mode
-    model = models.build(arch, n_genres, spec).eval().to(memory_format=torch.channels_last)
-    audio = np.random.default_rng(0).standard_normal(30 * spec.sample_rate).astype(np.float32) * 0.1
-    times = []
-    for _ in range(repeats + 1):
-        started = time.perf_counter()
-        x = torch.from_numpy(F.chunks(F.extract(audio, spec), spec))
-        with torch.inference_mode():
-            torch.softmax(model(x), -1).mean(0)
-        times.append(time.perf_counter() - started)
-    return 1000 * statistics.median(times[1:])
-
-
-PAPER = {"raw": "15 %", "stft-cnn": "66 %", "crnn-paper": "43 %", "crnn": "—"}
-
-
-def table(args) -> None:
-    """table.md from every result file: the four architectures first, then recipe variants."""
-    results = [json.loads(p.read_text()) for p in sorted(args.results.glob("*.json"))]
-    results = [r for r in results if "arch" in r and "pooled" in r]  # other benchmarks live here too
-    order = list(train.RECIPES)
-    results.sort(key=lambda r: (bool(r.get("tag")), order.index(r["arch"]), r.get("tag", "")))
-    rows = []
-    for r in results:
-        if not r.get("tag"):
-            r["inference_ms"] = round(inference_ms(r["arch"], len(r["pooled"]["genres"])), 1)
-            (args.results / f"{r['arch']}.json").write_text(json.dumps(r, indent=1))
-        name = f"`{r['arch']}`" + (f" {r['tag'].lstrip('_')}" if r.get("tag") else "")
-        low, high = r["pooled"]["ci95"]
-        ms = f"{r['inference_ms']:.0f}" if "inference_ms" in r else "—"
-        rows.append(
-            f"| {name} | {PAPER[r['arch']] if not r.get('tag') else ''} "
-            f"| {100 * r['mean_accuracy']:.1f} ± {100 * r['std_accuracy']:.1f} "
-            f"| {100 * r['pooled']['accuracy']:.1f} ({100 * low:.0f}–{100 * high:.0f}) "
-            f"| {100 * r['pooled']['balanced_accuracy']:.1f} | {r['pooled']['n']} "
-            f"| {r['parameters'] / 1e6:.2f} M | {r['macs_per_chunk'] * F.MAX_CHUNKS / 1e9:.2f} | {ms} "
-            f"| {r['recipe']['epochs']} | {r['train_seconds_per_fold']:.0f} s ({r['device']}) |"
-        )
-    header = (
-        "| model | paper (random split) | accuracy, 5-fold mean ± std (%) | pooled accuracy (95 % CI) "
-        "| balanced accuracy (%) | n | parameters | GMAC per 30-s clip | CPU ms per 30-s clip "
-        "| max epochs | training time per fold |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    md = header + "\n" + "\n".join(rows) + "\n"
-    (args.results / "table.md").write_text(md)
-    print(md)
+        record = result_record(
+            f"{arch}{args.tag}",
+            {"model": arch, "arch": arch, "tag": args.tag, "recipe": train.recipe_dict(recipe),
+             "teacher": json.loads(str(np.load(args.teacher)["meta"])) if args.teacher else None,
+             "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over the clip",
+             "parameters": models.count_parameters(model), "macs_per_chunk": models.count_macs(model),
+             "features": spec.to_dict(), "device": device, "seed": args.seed,
+             "train_seconds_per_fold": round(statistics.mean(seconds), 1)},
+            protocol_record(args.groups_name or args.groups, folds, dropped), y, probs, fold_recs, genres)
+        write(args.out / f"{arch}{args.tag}.json", record)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_run = sub.add_parser("run", help="cross-validate architectures")
-    p_run.add_argument("--data", type=Path, default=None, help="folder per genre (not needed with a full --cache)")
-    p_run.add_argument("--archs", nargs="+", default=list(train.RECIPES), choices=list(train.RECIPES))
-    p_run.add_argument("--folds", type=int, default=5)
-    p_run.add_argument("--seed", type=int, default=0)
-    p_run.add_argument("--epochs", type=int, default=None, help="override every recipe's epoch count")
-    p_run.add_argument("--cache", type=Path, default=None, help="folder of feature caches")
-    p_run.add_argument("--device", default=None)
-    p_run.add_argument("--out", type=Path, default=Path("bench/results"))
-    p_run.add_argument("--jobs", type=int, default=1, help="folds trained side by side")
-    p_run.add_argument("--threads", type=int, default=1, help="torch threads per job")
-    p_run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
-    p_run.add_argument("--tag", default="", help="suffix of the result file, for recipe variants")
-    p_run.add_argument("--eval-chunks", type=int, nargs="*", default=[],
-                       help="also score each fold with at most this many chunks per track")
-    p_run.add_argument("--teacher", type=Path, default=None,
-                       help="distil: per-fold soft targets from bench/distill.py (with --set distill=W)")
-    p_run.add_argument("--progress", action="store_true", help="print every epoch")
-    p_table = sub.add_parser("table", help="add CPU inference time and write table.md")
-    p_table.add_argument("--results", type=Path, default=Path("bench/results"))
+
+    def common(p, out: Path) -> None:
+        p.add_argument("--data", type=Path, default=None, help="folder per genre (not needed with a full --cache)")
+        p.add_argument("--groups", required=True, metavar="FILE:COLUMN", help="e.g. labels.csv:artist_split")
+        p.add_argument("--groups-name", default=None,
+                       help="how the result files name the groups (default: --groups as given)")
+        p.add_argument("--cache", type=Path, required=True, help="folder of feature and embedding caches")
+        p.add_argument("--out", type=Path, default=out)
+        p.add_argument("--threads", type=int, default=1, help="torch threads")
+
+    p = sub.add_parser("embed", help="cache both taggers' chunk embeddings and tag logits")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--cache", type=Path, required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("heads", help="cross-validate every pretrained-head candidate")
+    common(p, RESULTS / "heads")
+    p.add_argument("--only", nargs="*", default=[], help="candidate names")
+    p = sub.add_parser("teacher", help="cross-fitted soft targets of a head candidate")
+    common(p, RESULTS)
+    p.add_argument("--candidate", default="vgg-msd_embedding_unweighted_c1")
+    p.add_argument("--out-npz", type=Path, required=True)
+    p = sub.add_parser("run", help="cross-validate architectures trained from scratch")
+    common(p, RESULTS)
+    p.add_argument("--archs", nargs="+", default=list(train.RECIPES), choices=list(train.RECIPES))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=None, help="override every recipe's epoch count")
+    p.add_argument("--device", default=None)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    p.add_argument("--tag", default="", help="suffix of the result file, for recipe variants")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="distil: soft targets from `teacher` (with --set distill=W)")
+    p.add_argument("--progress", action="store_true", help="print every epoch")
     args = parser.parse_args()
-    {"run": run, "table": table}[args.command](args)
+    {"embed": embed, "heads": heads, "teacher": teacher, "run": run}[args.command](args)
 
 
 if __name__ == "__main__":
