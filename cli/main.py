@@ -13,7 +13,7 @@ import click
 from genreq.cli import ml
 from genreq.cli import models as models_cli
 from genreq.cli.options import filter_options, label_options, make_labeller
-from genreq.cli.output import output_options
+from genreq.cli.output import format_detail, output_options, write_records, write_split_m3u
 from genreq.cli.progress import ProgressLine, duration
 from genreq.config import SORTS, TOP_K
 from genreq.errors import GenreqError
@@ -275,7 +275,6 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
       genreq export --split-by-genre playlists/ --relative
     """
     from genreq import app
-    from genreq.cli.output import write_records, write_split_m3u
 
     ctx = click.get_current_context()
     if split_by_genre is not None:
@@ -394,7 +393,6 @@ def show(path: Path, as_json: bool, taxonomy: str | None, unknown_below: float |
       genreq show ~/Music/song.flac --json --taxonomy genres.toml
     """
     from genreq import app
-    from genreq.cli.output import format_detail
 
     detail = app.show(str(path), make_labeller(taxonomy, unknown_below))
     click.echo(json.dumps(detail) if as_json else format_detail(detail))

@@ -18,6 +18,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from genreq.config import TOP_K
+
 # Deterministic constraint names, so migrations can name what they alter or drop.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -27,7 +29,6 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-TOP_K = 3  # genres shown with their probabilities in exports
 
 
 def utcnow() -> datetime:

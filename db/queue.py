@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -15,13 +16,16 @@ from genreq.db import paging
 from genreq.db.models import State, Track, utcnow
 
 
-@dataclass(frozen=True)
-class FileStat:
-    """What the walk learns about a file: the idempotency key."""
+class WalkedFile(Protocol):
+    """What upsert_tracks reads of a walked file, the idempotency key: the walk's
+    genreq.app.walk.FileStat."""
 
-    path: str
-    size_bytes: int
-    mtime_ns: int
+    @property
+    def path(self) -> str: ...
+    @property
+    def size_bytes(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
 
 
 @dataclass
@@ -31,7 +35,7 @@ class UpsertResult:
     known: int = 0  # unchanged and finished (done or failed)
 
 
-def upsert_tracks(session: Session, files: Sequence[FileStat], batch_id: str) -> UpsertResult:
+def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str) -> UpsertResult:
     """Record one batch of walked files.
 
     New files and files whose size or mtime changed are (re)queued; unchanged files keep
@@ -66,7 +70,7 @@ def upsert_tracks(session: Session, files: Sequence[FileStat], batch_id: str) ->
     return result
 
 
-def _reset(track: Track, stat: FileStat) -> None:
+def _reset(track: Track, stat: WalkedFile) -> None:
     track.size_bytes = stat.size_bytes
     track.mtime_ns = stat.mtime_ns
     track.state = State.queued

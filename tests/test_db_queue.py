@@ -5,9 +5,9 @@ from datetime import timedelta
 
 from helpers import add_track
 
+from genreq.app.walk import FileStat
 from genreq.db import queue
 from genreq.db.models import State, Track, utcnow
-from genreq.db.queue import FileStat
 from genreq.db.session import session_scope
 
 

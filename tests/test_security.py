@@ -24,6 +24,7 @@ class Payload:
 @pytest.mark.slow
 def test_worker_refuses_pickled_messages(tmp_path, genreq_home, start_worker):
     from genreq.app import pipeline
+    from genreq.app.walk import FileStat
     from genreq.db import queue
     from genreq.db.models import State, Track
     from genreq.db.session import session_scope
@@ -37,7 +38,7 @@ def test_worker_refuses_pickled_messages(tmp_path, genreq_home, start_worker):
     with session_scope() as session:
         stat = song.stat()
         (track_id,) = queue.upsert_tracks(
-            session, [queue.FileStat(str(song), stat.st_size, stat.st_mtime_ns)], "b"
+            session, [FileStat(str(song), stat.st_size, stat.st_mtime_ns)], "b"
         ).queued_ids
     app.send_task(CLASSIFY_TASK, args=[track_id], serializer="pickle")
 
