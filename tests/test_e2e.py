@@ -77,7 +77,7 @@ def pipeline_with_worker(library: dict, classifier, start_worker) -> None:
 
     assert worker.stop() == 0, worker.log()
     assert "loaded model" in worker.log()
-    # Loaded once per process, not per task.
+    # Loaded once, by the worker before its pool forks: not per task, nor per pool process.
     assert worker.log().count("loaded model") == 1
 
 
