@@ -13,15 +13,14 @@ status, export and tag all label a probability vector through `Labeller.label`.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from genreq import config
 from genreq.config import TOP_K
 from genreq.errors import GenreqError
 
-TAXONOMY_ENV = "GENREQ_TAXONOMY"
 UNKNOWN = "unknown"  # the genre of a track below the --unknown-below threshold
 
 
@@ -145,7 +144,7 @@ def load(path: str | Path) -> Taxonomy:
 
 def resolve(path: str | Path | None) -> Taxonomy:
     """The taxonomy in `path`, else in $GENREQ_TAXONOMY, else the identity."""
-    path = path or os.environ.get(TAXONOMY_ENV) or None
+    path = path or config.taxonomy()
     return load(path) if path else IDENTITY
 
 

@@ -6,6 +6,7 @@ GENREQ_DATABASE_URL  any SQLAlchemy URL; default a SQLite file in GENREQ_HOME
 GENREQ_BROKER_URL    a Redis URL; unset means the embedded broker under GENREQ_HOME
 GENREQ_MODEL         checkpoint path or shipped model name; unset means the default
 GENREQ_TASK_BATCH    most tracks per Celery message (default 8); 1: one track id each
+GENREQ_TAXONOMY      genre mapping file for status, export, show, tag and report
 """
 from __future__ import annotations
 
@@ -51,6 +52,12 @@ def database_url() -> str:
 def broker_url() -> str | None:
     """GENREQ_BROKER_URL, or None for the embedded broker (see genreq.worker.broker)."""
     return os.environ.get("GENREQ_BROKER_URL") or None
+
+
+def taxonomy() -> str | None:
+    """GENREQ_TAXONOMY (a TOML or YAML genre mapping, see genreq.app.taxonomy), or None
+    for the model's own genres."""
+    return os.environ.get("GENREQ_TAXONOMY") or None
 
 
 def model() -> str | None:

@@ -59,7 +59,8 @@ def test_the_app_layer_is_not_below_the_cli():
 
 
 @pytest.mark.parametrize("variable", ["GENREQ_MODEL", "GENREQ_HOME", "GENREQ_DATABASE_URL",
-                                      "GENREQ_BROKER_URL", "GENREQ_TASK_BATCH"])
+                                      "GENREQ_BROKER_URL", "GENREQ_TASK_BATCH",
+                                      "GENREQ_TAXONOMY"])
 def test_configuration_is_read_in_genreq_config_only(variable):
     readers = []
     for folder in ("genreq", "app", "cli", "worker", "db"):  # what is installed

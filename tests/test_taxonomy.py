@@ -125,8 +125,8 @@ def test_resolve_option_then_env_then_identity(tmp_path, monkeypatch):
     env_file.write_text("[genres]\nrock = 'Env Rock'\n")
     opt_file = tmp_path / "opt.toml"
     opt_file.write_text("[genres]\nrock = 'Option Rock'\n")
-    monkeypatch.delenv(taxonomy.TAXONOMY_ENV, raising=False)
+    monkeypatch.delenv("GENREQ_TAXONOMY", raising=False)
     assert taxonomy.resolve(None) is taxonomy.IDENTITY
-    monkeypatch.setenv(taxonomy.TAXONOMY_ENV, str(env_file))
+    monkeypatch.setenv("GENREQ_TAXONOMY", str(env_file))
     assert taxonomy.resolve(None).user_genre("rock") == "Env Rock"
     assert taxonomy.resolve(opt_file).user_genre("rock") == "Option Rock"
