@@ -20,8 +20,9 @@ HOP_LENGTH = 512  # samples between frames (~23 ms)
 N_MELS = 128  # mel bands
 N_MFCC = 20  # cepstral coefficients when kind == "mfcc"
 CHUNK_FRAMES = 128  # frames per network input (~2.97 s)
-# Chunks analysed per track, whatever its length: 5 spread over a 30-s clip score as well
-# as all 10 in cross-validation at half the cost (bench/results/crnn_chunks.json, by_max_chunks).
+# Chunks analysed per track, whatever its length: 5 spread over a 30-s clip score about as
+# well as all of its chunks, at half the cost (the pretrained-head results in bench/results
+# give their all_chunks accuracy beside the one scored on these).
 MAX_CHUNKS = 5
 AMIN = 1e-10  # power floor before the log: silence becomes -100 dB, never -inf
 EXCERPTS_FROM_S = 20.0  # longer tracks are decoded only where the chunks are, not whole
