@@ -9,7 +9,7 @@ per-genre recall with n, and the expected calibration error (10 bins). Anything 
 (C of a head, the epoch of early stopping) is tuned inside the two training groups.
 
     python bench/crossval.py embed --data ../shared/data/gtzan --cache CACHE
-    python bench/crossval.py heads --data ../shared/data/gtzan --groups LABELS:artist_split --cache CACHE
+    python bench/crossval.py heads --groups LABELS:artist_split --cache CACHE
     python bench/crossval.py teacher --data ... --groups ... --cache CACHE        # soft targets
     python bench/crossval.py run --archs crnn --data ... --groups ... --cache CACHE \\
         --teacher CACHE/teacher-vgg-msd.npz --set distill=0.5 --epochs 80 --tag _distilled
@@ -22,6 +22,7 @@ scratch (bench/results/<arch><tag>.json). `--cache` also stores decoded features
 
 Every result file has the same schema (RESULT_SCHEMA, described in bench/README.md).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,19 +37,30 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+# Run from a checkout without installing.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from genreq import dataset, metrics, models, train
 from genreq import features as F
 
 RESULT_SCHEMA = "genreq-crossval/2"
-PROTOCOL = ("artist-disjoint {k}-fold: each group of {groups} tested once by a model fitted on the "
-            "other groups (tuning inside those only), group 'excluded' dropped, pooled over all "
-            "out-of-fold predictions")
+PROTOCOL = (
+    "artist-disjoint {k}-fold: each group of {groups} tested once by a model fitted on the "
+    "other groups (tuning inside those only), group 'excluded' dropped, pooled over all "
+    "out-of-fold predictions"
+)
 DB_FLOOR = -100.0  # uint8 cache: DB_FLOOR + step × byte
 DB_STEPS = {"mel": 0.5, "stft": 1.0}  # dB; the STFT cache must stay small enough to travel
 INNER_VAL_FRACTION = 0.15  # the paper's validation share, for recipes that stop early
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # inverse L2 strengths tried inside the training groups
+C_GRID = (
+    0.01,
+    0.03,
+    0.1,
+    0.3,
+    1.0,
+    3.0,
+    10.0,
+)  # inverse L2 strengths tried inside the training groups
 T_GRID = tuple(np.round(np.geomspace(0.25, 4.0, 25), 4))  # temperatures tried, likewise
 TAGGERS = ("vgg-msd", "musicnn-msd")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,7 +68,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # --- data and the protocol ----------------------------------------------------------------
 
-def grouped_tracks(data: Path | None, groups: str, cached: list[dataset.LabelledTrack] | None = None):
+
+def grouped_tracks(
+    data: Path | None, groups: str, cached: list[dataset.LabelledTrack] | None = None
+):
     """(tracks with groups, kept indices into the scanned/cached order, genres, dropped)."""
     if cached is None:
         scanned, genres = dataset.scan(data)
@@ -78,13 +93,25 @@ def grouped_tracks(data: Path | None, groups: str, cached: list[dataset.Labelled
 
 
 def protocol_record(groups: str, folds: list[tuple[str, list[int]]], dropped: dict) -> dict:
-    return {"name": f"artist-disjoint {len(folds)}-fold", "groups": groups,
-            "test_groups": [g for g, _ in folds], "dropped": dropped,
-            "description": PROTOCOL.format(k=len(folds), groups=groups)}
+    return {
+        "name": f"artist-disjoint {len(folds)}-fold",
+        "groups": groups,
+        "test_groups": [g for g, _ in folds],
+        "dropped": dropped,
+        "description": PROTOCOL.format(k=len(folds), groups=groups),
+    }
 
 
-def result_record(name: str, model: dict, protocol: dict, labels: np.ndarray, probs: np.ndarray,
-                  folds: list[dict], genres: list[str], extra: dict | None = None) -> dict:
+def result_record(
+    name: str,
+    model: dict,
+    protocol: dict,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    folds: list[dict],
+    genres: list[str],
+    extra: dict | None = None,
+) -> dict:
     """One candidate's result in the shared schema: pooled figures of the out-of-fold
     probabilities `probs` (n, genres), and each fold's accuracy."""
     pred = probs.argmax(1)
@@ -101,8 +128,10 @@ def result_record(name: str, model: dict, protocol: dict, labels: np.ndarray, pr
         "ci_method": pooled["ci_method"],
         "balanced_accuracy": pooled["balanced_accuracy"],
         "ece": pooled["ece"],
-        "per_genre": {g: {"recall": s["recall"], "n": s["support"], "precision": s["precision"]}
-                      for g, s in pooled["per_genre"].items()},
+        "per_genre": {
+            g: {"recall": s["recall"], "n": s["support"], "precision": s["precision"]}
+            for g, s in pooled["per_genre"].items()
+        },
         "fold_accuracy": fold_acc,
         "mean_accuracy": round(statistics.mean(fold_acc), 4),
         "std_accuracy": round(statistics.stdev(fold_acc), 4) if len(fold_acc) > 1 else 0.0,
@@ -115,20 +144,30 @@ def result_record(name: str, model: dict, protocol: dict, labels: np.ndarray, pr
 def fold_record(group: str, test_idx, labels: np.ndarray, probs: np.ndarray, **extra) -> dict:
     pred = probs[test_idx].argmax(1)
     correct = int((pred == labels[test_idx]).sum())
-    return {"test_group": group, "n": len(test_idx), "correct": correct,
-            "accuracy": round(correct / len(test_idx), 4), **extra}
+    return {
+        "test_group": group,
+        "n": len(test_idx),
+        "correct": correct,
+        "accuracy": round(correct / len(test_idx), 4),
+        **extra,
+    }
 
 
 def write(path: Path, record: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1) + "\n")
     low, high = record["ci95"]
-    print(f"{record['name']}: {100 * record['accuracy']:.1f} % ({100 * low:.0f}-{100 * high:.0f}), "
-          f"balanced {100 * record['balanced_accuracy']:.1f} %, ECE {record['ece']:.3f}, "
-          f"n={record['n']}, folds {record['fold_accuracy']}", file=sys.stderr, flush=True)
+    print(
+        f"{record['name']}: {100 * record['accuracy']:.1f} % ({100 * low:.0f}-{100 * high:.0f}), "
+        f"balanced {100 * record['balanced_accuracy']:.1f} %, ECE {record['ece']:.3f}, "
+        f"n={record['n']}, folds {record['fold_accuracy']}",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 # --- embeddings of the frozen taggers -------------------------------------------------------
+
 
 def embed(args) -> None:
     """CACHE/taggers.npz: for both taggers every chunk's raw embedding and tag logits, as
@@ -139,8 +178,10 @@ def embed(args) -> None:
     feats = dataset.load_features(tracks, spec)
     if any(f is None for f in feats):
         raise SystemExit("some clips could not be decoded")
-    out = {"names": np.array([str(t.path.relative_to(t.path.parents[1])) for t in tracks]),
-           "genres": np.array(genres)}
+    out = {
+        "names": np.array([str(t.path.relative_to(t.path.parents[1])) for t in tracks]),
+        "genres": np.array(genres),
+    }
     for arch in TAGGERS:
         tagger = models.build(arch, len(genres), spec).tagger.eval()
         embs, tags, track = [], [], []
@@ -151,7 +192,10 @@ def embed(args) -> None:
                 embs.append(emb.numpy())
                 tags.append(tagger.out(emb).numpy())
                 track.append(np.full(len(emb), i))
-        out[f"{arch}/embedding"], out[f"{arch}/tag_logits"] = np.concatenate(embs), np.concatenate(tags)
+        out[f"{arch}/embedding"], out[f"{arch}/tag_logits"] = (
+            np.concatenate(embs),
+            np.concatenate(tags),
+        )
         out["track"] = np.concatenate(track)
         print(f"embedded {len(tracks)} clips with {arch}", file=sys.stderr, flush=True)
     args.cache.mkdir(parents=True, exist_ok=True)
@@ -165,6 +209,7 @@ def load_taggers(cache: Path) -> tuple[list[dataset.LabelledTrack], dict]:
 
 
 # --- heads on the frozen taggers ------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class HeadCandidate:
@@ -182,13 +227,21 @@ class HeadCandidate:
     def name(self) -> str:
         c = "c-tuned" if self.c is None else f"c{self.c:g}"
         t = "_t-tuned" if self.calibrated else ""
-        return f"{'+'.join(self.taggers)}_{self.inputs}_{'balanced' if self.balanced else 'unweighted'}_{c}{t}"
+        weights = "balanced" if self.balanced else "unweighted"
+        return f"{'+'.join(self.taggers)}_{self.inputs}_{weights}_{c}{t}"
 
     def describe(self) -> dict:
-        return {"taggers": list(self.taggers), "inputs": self.inputs, "balanced": self.balanced,
-                "c": self.c if self.c is not None else f"tuned over {list(C_GRID)} inside the training groups",
-                "temperature": f"tuned over {T_GRID[0]}-{T_GRID[-1]} inside the training groups"
-                if self.calibrated else 1.0}
+        return {
+            "taggers": list(self.taggers),
+            "inputs": self.inputs,
+            "balanced": self.balanced,
+            "c": self.c
+            if self.c is not None
+            else f"tuned over {list(C_GRID)} inside the training groups",
+            "temperature": f"tuned over {T_GRID[0]}-{T_GRID[-1]} inside the training groups"
+            if self.calibrated
+            else 1.0,
+        }
 
 
 def chunk_inputs(z: dict, candidate: HeadCandidate) -> np.ndarray:
@@ -214,7 +267,9 @@ class Head:
         reads (F.chunk_indices, as genreq classifies), or all chunks with None."""
         out = []
         for x in chunk_x:
-            logits = ((x[F.chunk_indices(len(x), max_chunks)] - self.mean) / self.std) @ self.weight.T + self.bias
+            logits = (
+                (x[F.chunk_indices(len(x), max_chunks)] - self.mean) / self.std
+            ) @ self.weight.T + self.bias
             logits -= logits.max(1, keepdims=True)
             p = np.exp(logits)
             out.append((p / p.sum(1, keepdims=True)).mean(0))
@@ -225,13 +280,20 @@ def scaled(head: Head, temperature: float) -> Head:
     return Head(head.mean, head.std, head.weight / temperature, head.bias / temperature)
 
 
-def fit_head(chunk_x: list[np.ndarray], y: np.ndarray, n_classes: int, c: float, balanced: bool) -> Head:
+def fit_head(
+    chunk_x: list[np.ndarray], y: np.ndarray, n_classes: int, c: float, balanced: bool
+) -> Head:
     """train.fit_head's fit on precomputed inputs: standardised track means, logistic
     regression by train.fit_logistic."""
     means = np.stack([x.mean(0) for x in chunk_x])
     mu, sd = means.mean(0), means.std(0) + 1e-6
-    weight, bias = train.fit_logistic((means - mu) / sd, y, n_classes, c,
-                                      train.balanced_weights(y, n_classes) if balanced else None)
+    weight, bias = train.fit_logistic(
+        (means - mu) / sd,
+        y,
+        n_classes,
+        c,
+        train.balanced_weights(y, n_classes) if balanced else None,
+    )
     return Head(mu, sd, weight.astype(np.float64), bias.astype(np.float64))
 
 
@@ -239,8 +301,9 @@ def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     return float(-np.log(probs[np.arange(len(y)), y] + 1e-9).mean())
 
 
-def choose_c(chunk_x, y, groups: np.ndarray, n_classes: int, balanced: bool,
-             c_grid=C_GRID) -> tuple[float, float, dict]:
+def choose_c(
+    chunk_x, y, groups: np.ndarray, n_classes: int, balanced: bool, c_grid=C_GRID
+) -> tuple[float, float, dict]:
     """C of `c_grid` with the best pooled accuracy (lowest log loss among ties) when each
     training group is scored by a head fitted on the others; and the temperature of
     T_GRID with the lowest log loss of those inner predictions at that C."""
@@ -263,11 +326,16 @@ def choose_c(chunk_x, y, groups: np.ndarray, n_classes: int, balanced: bool,
         inner[c] = inner_probs
     best = max(c_grid, key=lambda c: (scores[c][0], -scores[c][1]))
     temperature = min(T_GRID, key=lambda t: log_loss(inner[best](t), y))
-    record = {f"{c:g}": {"accuracy": round(a, 4), "log_loss": round(l_, 4)} for c, (a, l_) in scores.items()}
+    record = {
+        f"{c:g}": {"accuracy": round(a, 4), "log_loss": round(l_, 4)}
+        for c, (a, l_) in scores.items()
+    }
     return best, float(temperature), record
 
 
-def head_crossval(candidate: HeadCandidate, chunk_x, y, tracks, n_classes: int, memo: dict | None = None):
+def head_crossval(
+    candidate: HeadCandidate, chunk_x, y, tracks, n_classes: int, memo: dict | None = None
+):
     """Out-of-fold probabilities as shipped (MAX_CHUNKS chunks) and on all chunks, and
     the fold records. `memo` keeps the inner tuning of a fold for the candidate with and
     without temperature (the same fits)."""
@@ -285,26 +353,41 @@ def head_crossval(candidate: HeadCandidate, chunk_x, y, tracks, n_classes: int, 
             grid = C_GRID if c is None else (c,)
             key = (replace(candidate, calibrated=False), group)
             if key not in memo:
-                memo[key] = choose_c(fit_x, y[fit], groups[fit], n_classes, candidate.balanced, grid)
+                memo[key] = choose_c(
+                    fit_x, y[fit], groups[fit], n_classes, candidate.balanced, grid
+                )
             c, temperature, tuned = memo[key]
             if not candidate.calibrated:
                 temperature = 1.0
         head = scaled(fit_head(fit_x, y[fit], n_classes, c, candidate.balanced), temperature)
         for how, max_chunks in (("shipped", F.MAX_CHUNKS), ("all_chunks", None)):
             probs[how][test] = head.track_probs([chunk_x[i] for i in test], max_chunks)
-        folds.append(fold_record(group, test, y, probs["shipped"], c=c, temperature=temperature,
-                                 **({"c_scores": tuned} if tuned else {})))
+        folds.append(
+            fold_record(
+                group,
+                test,
+                y,
+                probs["shipped"],
+                c=c,
+                temperature=temperature,
+                **({"c_scores": tuned} if tuned else {}),
+            )
+        )
     return probs, folds
 
 
 def candidates() -> list[HeadCandidate]:
     tagger_sets = [("vgg-msd",), ("musicnn-msd",), ("vgg-msd", "musicnn-msd")]
-    return [HeadCandidate(t, i, b, c, cal) for t, i, b, c, cal in
-            itertools.product(tagger_sets, ("embedding", "tags", "both"), (False, True), (1.0, None),
-                              (False, True))]
+    return [
+        HeadCandidate(t, i, b, c, cal)
+        for t, i, b, c, cal in itertools.product(
+            tagger_sets, ("embedding", "tags", "both"), (False, True), (1.0, None), (False, True)
+        )
+    ]
 
 
 def heads(args) -> None:
+    torch.set_num_threads(args.threads)
     cached, z = load_taggers(args.cache)
     tracks, kept, genres, dropped = grouped_tracks(None, args.groups, cached)
     y = np.array([genres.index(t.genre) for t in tracks])
@@ -317,14 +400,28 @@ def heads(args) -> None:
         x = chunk_inputs(z, cand)
         chunk_x = [x[chunk_track == i] for i in kept]
         probs, fold_recs = head_crossval(cand, chunk_x, y, tracks, len(genres), memo)
-        all_chunks = metrics.summarise(y, probs["all_chunks"].argmax(1), genres, probs["all_chunks"])
+        all_chunks = metrics.summarise(
+            y, probs["all_chunks"].argmax(1), genres, probs["all_chunks"]
+        )
         record = result_record(
             cand.name,
-            {"model": f"head on frozen {'+'.join(cand.taggers)} ({cand.inputs})", "candidate": cand.describe(),
-             "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over the clip, "
-                          "as genreq classifies"},
-            protocol, y, probs["shipped"], fold_recs, genres,
-            {"all_chunks": {k: all_chunks[k] for k in ("accuracy", "ci95", "balanced_accuracy", "ece", "n")}},
+            {
+                "model": f"head on frozen {'+'.join(cand.taggers)} ({cand.inputs})",
+                "candidate": cand.describe(),
+                "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over "
+                "the clip, "
+                "as genreq classifies",
+            },
+            protocol,
+            y,
+            probs["shipped"],
+            fold_recs,
+            genres,
+            {
+                "all_chunks": {
+                    k: all_chunks[k] for k in ("accuracy", "ci95", "balanced_accuracy", "ece", "n")
+                }
+            },
         )
         write(args.out / f"{cand.name}.json", record)
 
@@ -351,39 +448,72 @@ def teacher(args) -> None:
             fit = np.flatnonzero((groups != inner) & (groups != group))
             head = fit_head([chunk_x[i] for i in fit], y[fit], len(genres), c, cand.balanced)
             out[k][score] = head.track_probs([chunk_x[i] for i in score], None)
-        head = fit_head([chunk_x[i] for i in np.flatnonzero(groups != group)],
-                        y[groups != group], len(genres), c, cand.balanced)
+        head = fit_head(
+            [chunk_x[i] for i in np.flatnonzero(groups != group)],
+            y[groups != group],
+            len(genres),
+            c,
+            cand.balanced,
+        )
         out[-1][test] = head.track_probs([chunk_x[i] for i in test], None)
     args.out_npz.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(args.out_npz, probs=out, genres=np.array(genres),
-             names=np.array([str(t.path) for t in tracks]), groups=np.array([g for g, _ in folds]),
-             meta=json.dumps({"teacher": cand.name, "c": c, "groups": args.groups,
-                              "outer_accuracy": float((out[-1].argmax(1) == y).mean())}))
-    print(f"wrote {args.out_npz}: outer accuracy of the teacher "
-          f"{float((out[-1].argmax(1) == y).mean()):.3f} (n={len(y)})", file=sys.stderr)
+    np.savez(
+        args.out_npz,
+        probs=out,
+        genres=np.array(genres),
+        names=np.array([str(t.path) for t in tracks]),
+        groups=np.array([g for g, _ in folds]),
+        meta=json.dumps(
+            {
+                "teacher": cand.name,
+                "c": c,
+                "groups": args.groups,
+                "outer_accuracy": float((out[-1].argmax(1) == y).mean()),
+            }
+        ),
+    )
+    print(
+        f"wrote {args.out_npz}: outer accuracy of the teacher "
+        f"{float((out[-1].argmax(1) == y).mean()):.3f} (n={len(y)})",
+        file=sys.stderr,
+    )
 
 
 # --- architectures trained from scratch -----------------------------------------------------
 
+
 def save_cache(path: Path, tracks, genres, spec, feats) -> None:
     step = DB_STEPS[spec.kind]
-    arrays = {f"f{i}": np.clip(np.round((f - DB_FLOOR) / step), 0, 255).astype(np.uint8) for i, f in enumerate(feats)}
-    meta = {"db_step": step, "paths": [str(t.path.relative_to(t.path.parents[1])) for t in tracks],
-            "genres_of_tracks": [t.genre for t in tracks], "genres": genres, "spec": spec.to_dict()}
+    arrays = {
+        f"f{i}": np.clip(np.round((f - DB_FLOOR) / step), 0, 255).astype(np.uint8)
+        for i, f in enumerate(feats)
+    }
+    meta = {
+        "db_step": step,
+        "paths": [str(t.path.relative_to(t.path.parents[1])) for t in tracks],
+        "genres_of_tracks": [t.genre for t in tracks],
+        "genres": genres,
+        "spec": spec.to_dict(),
+    }
     np.savez_compressed(path, meta=json.dumps(meta), **arrays)
 
 
 def load_cache(path: Path):
     z = np.load(path)
     meta = json.loads(str(z["meta"]))
-    tracks = [dataset.LabelledTrack(Path(p), g) for p, g in zip(meta["paths"], meta["genres_of_tracks"])]
+    tracks = [
+        dataset.LabelledTrack(Path(p), g)
+        for p, g in zip(meta["paths"], meta["genres_of_tracks"], strict=True)
+    ]
     feats = [z[f"f{i}"].astype(np.float32) * meta["db_step"] + DB_FLOOR for i in range(len(tracks))]
     return tracks, meta["genres"], F.FeatureSpec(**meta["spec"]), feats
 
 
 def features_for(arch: str, data: Path | None, cache_dir: Path | None):
     spec = models.ARCHITECTURES[arch].default_features()
-    cache = cache_dir / f"{spec.kind}-{spec.n_fft}.npz" if cache_dir and spec.kind != "raw" else None
+    cache = (
+        cache_dir / f"{spec.kind}-{spec.n_fft}.npz" if cache_dir and spec.kind != "raw" else None
+    )
     if cache and cache.exists():
         tracks, genres, cached_spec, feats = load_cache(cache)
         assert cached_spec == spec, f"{cache} holds {cached_spec}, {arch} needs {spec}"
@@ -417,65 +547,126 @@ def run(args) -> None:
         feats = [all_feats[i] for i in kept]
         y = np.array([genres.index(t.genre) for t in tracks])
         folds = dataset.group_folds(tracks)
-        recipe = replace(train.with_epochs(train.RECIPES[arch], args.epochs), **parse_overrides(args.set))
+        recipe = replace(
+            train.with_epochs(train.RECIPES[arch], args.epochs), **parse_overrides(args.set)
+        )
         soft_all = None
         if args.teacher:
             zt = np.load(args.teacher)
             assert list(zt["genres"]) == genres, "the teacher's genres differ"
             assert list(zt["groups"]) == [g for g, _ in folds], "the teacher's folds differ"
-            assert [Path(n).parts[-2:] for n in zt["names"]] == [t.path.parts[-2:] for t in tracks], \
-                "the teacher's clips differ"
+            assert [Path(n).parts[-2:] for n in zt["names"]] == [
+                t.path.parts[-2:] for t in tracks
+            ], "the teacher's clips differ"
             soft_all = zt["probs"]
         probs = np.zeros((len(y), len(genres)))
         fold_recs, seconds = [], []
         for k, (group, test) in enumerate(folds):
             train_idx = [i for i, t in enumerate(tracks) if t.group != group]
             if recipe.patience:
-                inner_tr, inner_val = dataset.group_split([tracks[i] for i in train_idx], INNER_VAL_FRACTION,
-                                                          args.seed + k)
-                fit_idx, val_idx = [train_idx[i] for i in inner_tr], [train_idx[i] for i in inner_val]
+                inner_tr, inner_val = dataset.group_split(
+                    [tracks[i] for i in train_idx], INNER_VAL_FRACTION, args.seed + k
+                )
+                fit_idx, val_idx = (
+                    [train_idx[i] for i in inner_tr],
+                    [train_idx[i] for i in inner_val],
+                )
             else:
                 fit_idx, val_idx = train_idx, []
             soft = None
             if soft_all is not None:
                 soft = soft_all[k][fit_idx]
-                assert not np.isnan(soft).any(), "the teacher has no soft target for a training clip"
+                assert not np.isnan(soft).any(), (
+                    "the teacher has no soft target for a training clip"
+                )
             started = time.perf_counter()
-            result = train.fit(arch, [feats[i] for i in fit_idx], y[fit_idx], len(genres), spec, recipe,
-                               val_feats=[feats[i] for i in val_idx] or None,
-                               val_labels=y[val_idx] if val_idx else None,
-                               seed=args.seed + k, device=device, progress=args.progress, soft_targets=soft)
+            result = train.fit(
+                arch,
+                [feats[i] for i in fit_idx],
+                y[fit_idx],
+                len(genres),
+                spec,
+                recipe,
+                val_feats=[feats[i] for i in val_idx] or None,
+                val_labels=y[val_idx] if val_idx else None,
+                seed=args.seed + k,
+                device=device,
+                progress=args.progress,
+                soft_targets=soft,
+            )
             seconds.append(time.perf_counter() - started)
-            probs[test] = train.track_probs(result.model.to(device), [feats[i] for i in test], spec,
-                                            torch.device(device))
-            fold_recs.append(fold_record(group, test, y, probs, best_epoch=result.best_epoch,
-                                         n_fit=len(fit_idx), n_val=len(val_idx),
-                                         train_seconds=round(seconds[-1], 1)))
-            print(f"{arch}{args.tag} fold {group}: {fold_recs[-1]['accuracy']:.3f} (n={len(test)}), "
-                  f"{seconds[-1]:.0f} s", file=sys.stderr, flush=True)
+            probs[test] = train.track_probs(
+                result.model.to(device), [feats[i] for i in test], spec, torch.device(device)
+            )
+            fold_recs.append(
+                fold_record(
+                    group,
+                    test,
+                    y,
+                    probs,
+                    best_epoch=result.best_epoch,
+                    n_fit=len(fit_idx),
+                    n_val=len(val_idx),
+                    train_seconds=round(seconds[-1], 1),
+                )
+            )
+            print(
+                f"{arch}{args.tag} fold {group}: {fold_recs[-1]['accuracy']:.3f} (n={len(test)}), "
+                f"{seconds[-1]:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         model = models.build(arch, len(genres), spec)
         record = result_record(
             f"{arch}{args.tag}",
-            {"model": arch, "arch": arch, "tag": args.tag, "recipe": train.recipe_dict(recipe),
-             "teacher": json.loads(str(np.load(args.teacher)["meta"])) if args.teacher else None,
-             "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over the clip",
-             "parameters": models.count_parameters(model), "macs_per_chunk": models.count_macs(model),
-             "features": spec.to_dict(), "device": device, "seed": args.seed,
-             "train_seconds_per_fold": round(statistics.mean(seconds), 1)},
-            protocol_record(args.groups_name or args.groups, folds, dropped), y, probs, fold_recs, genres)
+            {
+                "model": arch,
+                "arch": arch,
+                "tag": args.tag,
+                "recipe": train.recipe_dict(recipe),
+                "teacher": json.loads(str(np.load(args.teacher)["meta"])) if args.teacher else None,
+                "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over "
+                "the clip",
+                "parameters": models.count_parameters(model),
+                "macs_per_chunk": models.count_macs(model),
+                "features": spec.to_dict(),
+                "device": device,
+                "seed": args.seed,
+                "train_seconds_per_fold": round(statistics.mean(seconds), 1),
+            },
+            protocol_record(args.groups_name or args.groups, folds, dropped),
+            y,
+            probs,
+            fold_recs,
+            genres,
+        )
         write(args.out / f"{arch}{args.tag}.json", record)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, out: Path) -> None:
-        p.add_argument("--data", type=Path, default=None, help="folder per genre (not needed with a full --cache)")
-        p.add_argument("--groups", required=True, metavar="FILE:COLUMN", help="e.g. labels.csv:artist_split")
-        p.add_argument("--groups-name", default=None,
-                       help="how the result files name the groups (default: --groups as given)")
-        p.add_argument("--cache", type=Path, required=True, help="folder of feature and embedding caches")
+        p.add_argument(
+            "--data",
+            type=Path,
+            default=None,
+            help="folder per genre (not needed with a full --cache)",
+        )
+        p.add_argument(
+            "--groups", required=True, metavar="FILE:COLUMN", help="e.g. labels.csv:artist_split"
+        )
+        p.add_argument(
+            "--groups-name",
+            default=None,
+            help="how the result files name the groups (default: --groups as given)",
+        )
+        p.add_argument(
+            "--cache", type=Path, required=True, help="folder of feature and embedding caches"
+        )
         p.add_argument("--out", type=Path, default=out)
         p.add_argument("--threads", type=int, default=1, help="torch threads")
 
@@ -496,10 +687,16 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=None, help="override every recipe's epoch count")
     p.add_argument("--device", default=None)
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="recipe override"
+    )
     p.add_argument("--tag", default="", help="suffix of the result file, for recipe variants")
-    p.add_argument("--teacher", type=Path, default=None,
-                   help="distil: soft targets from `teacher` (with --set distill=W)")
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="distil: soft targets from `teacher` (with --set distill=W)",
+    )
     p.add_argument("--progress", action="store_true", help="print every epoch")
     args = parser.parse_args()
     {"embed": embed, "heads": heads, "teacher": teacher, "run": run}[args.command](args)

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
+# Run from a checkout without installing.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genreq import dataset  # noqa: E402 - imported after the sys.path set-up above
+from genreq import dataset
 
 STUDENT_EPOCHS, STUDENT_DISTILL = 80, 0.5  # the cross-validated recipe
 

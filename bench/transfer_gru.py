@@ -31,16 +31,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# Run from a checkout without installing; crossval.py beside this file.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import crossval as crossval_protocol  # the protocol's result schema
+
+from genreq import dataset, metrics, models, train
+from genreq import features as F
+from genreq.predict import WEIGHTS_DIR, Classifier
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
-sys.path.insert(0, str(REPO / "bench"))
-
-# Imported after the sys.path set-up above, so the script runs from a checkout.
-import crossval as crossval_protocol  # noqa: E402 - the protocol's result schema
-
-from genreq import dataset, metrics, models, train  # noqa: E402
-from genreq import features as F  # noqa: E402
-from genreq.predict import WEIGHTS_DIR, Classifier  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "gtzan"
 RESULTS = REPO / "bench" / "results" / "pretrained"

@@ -1,5 +1,6 @@
 """Model commands: train, evaluate, classify. torch is imported inside the commands,
 so `genreq --help` and the pipeline commands stay fast."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,22 @@ import click
 # genreq.train.RECIPES (trained from scratch), HEAD_ARCHS (pretrained ears, a genre
 # head fitted on them) and GRU_ARCHS (pretrained ears, a GRU head trained on their chunk
 # embeddings); kept here so that the CLI imports no torch.
-ARCH_NAMES = ("raw", "stft-cnn", "crnn-paper", "crnn", "musicnn-msd", "vgg-msd", "musicnn-msd-gru", "vgg-msd-gru")
+ARCH_NAMES = (
+    "raw",
+    "stft-cnn",
+    "crnn-paper",
+    "crnn",
+    "musicnn-msd",
+    "vgg-msd",
+    "musicnn-msd-gru",
+    "vgg-msd-gru",
+)
 
 
-GROUPS_HELP = ("Groups from a labels file, FILE:COLUMN (the file relative to the working directory, "
-               "with a `path` column), e.g. labels.csv:artist_split; files in group `excluded` are dropped.")
+GROUPS_HELP = (
+    "Groups from a labels file, FILE:COLUMN (the file relative to the working directory, "
+    "with a `path` column), e.g. labels.csv:artist_split; files in group `excluded` are dropped."
+)
 
 
 def _check_groups(spec: str | None) -> None:
@@ -33,24 +45,58 @@ def _check_groups(spec: str | None) -> None:
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--arch", type=click.Choice(ARCH_NAMES), default="crnn", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epoch count.")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Override the recipe's epoch count."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Checkpoint path [default: ARCH.pt].")
-@click.option("--val-fraction", type=click.FloatRange(0, 0.9), default=0.2, show_default=True,
-              help="Share of each genre held out (whole groups, see --groups) for early stopping; "
-                   "0 trains on all.")
-@click.option("--groups", default=None, metavar="FILE:COLUMN",
-              help=GROUPS_HELP + " The validation split takes whole groups, so no artist straddles it; "
-                   "without --groups every file is its own group.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Checkpoint path [default: ARCH.pt].",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 0.9),
+    default=0.2,
+    show_default=True,
+    help="Share of each genre held out (whole groups, see --groups) for early stopping; "
+    "0 trains on all.",
+)
+@click.option(
+    "--groups",
+    default=None,
+    metavar="FILE:COLUMN",
+    help=GROUPS_HELP + " The validation split takes whole groups, so no artist straddles it; "
+    "without --groups every file is its own group.",
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
-@click.option("--features", "input_kind", type=click.Choice(["mel", "mfcc"]), default=None,
-              help="Input of the CRNNs: log-mel (default) or MFCC.")
-@click.option("--n-mfcc", type=click.IntRange(min=8, max=128), default=20, show_default=True,
-              help="MFCCs per frame with --features mfcc.")
-def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | None,
-          val_fraction: float, groups: str | None, device: str, input_kind: str | None,
-          n_mfcc: int) -> None:
+@click.option(
+    "--features",
+    "input_kind",
+    type=click.Choice(["mel", "mfcc"]),
+    default=None,
+    help="Input of the CRNNs: log-mel (default) or MFCC.",
+)
+@click.option(
+    "--n-mfcc",
+    type=click.IntRange(min=8, max=128),
+    default=20,
+    show_default=True,
+    help="MFCCs per frame with --features mfcc.",
+)
+def train(
+    data_dir: Path,
+    arch: str,
+    epochs: int | None,
+    seed: int,
+    out: Path | None,
+    val_fraction: float,
+    groups: str | None,
+    device: str,
+    input_kind: str | None,
+    n_mfcc: int,
+) -> None:
     """Train a genre model on DATA_DIR, one folder per genre.
 
     \b
@@ -69,28 +115,65 @@ def train(data_dir: Path, arch: str, epochs: int | None, seed: int, out: Path | 
 
     _check_groups(groups)
     out = out or Path(f"{arch}.pt")
-    report = train_directory(data_dir, arch, out, epochs=epochs, seed=seed, val_fraction=val_fraction,
-                             device=device, input_kind=input_kind, n_mfcc=n_mfcc, groups=groups)
-    summary = {k: report[k] for k in ("split", "groups", "n_train", "n_val", "best_epoch", "parameters")}
+    report = train_directory(
+        data_dir,
+        arch,
+        out,
+        epochs=epochs,
+        seed=seed,
+        val_fraction=val_fraction,
+        device=device,
+        input_kind=input_kind,
+        n_mfcc=n_mfcc,
+        groups=groups,
+    )
+    summary = {
+        k: report[k] for k in ("split", "groups", "n_train", "n_val", "best_epoch", "parameters")
+    }
     if "validation" in report:
-        summary.update(val_accuracy=report["validation"]["accuracy"], val_ci95=report["validation"]["ci95"])
+        summary.update(
+            val_accuracy=report["validation"]["accuracy"], val_ci95=report["validation"]["ci95"]
+        )
     click.echo(json.dumps({"checkpoint": str(out), **summary}))
 
 
 @click.command()
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--model", "model_path", default=None,
-              help="Checkpoint path or shipped model name (crnn, vgg-msd, ...) "
-                   "[default: $GENREQ_MODEL or the shipped crnn].")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    help="Checkpoint path or shipped model name (crnn, vgg-msd, ...) "
+    "[default: $GENREQ_MODEL or the shipped crnn].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option("--confusion-png", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also draw the confusion matrix to this PNG.")
-@click.option("--groups", default=None, metavar="FILE:COLUMN",
-              help=GROUPS_HELP + " Adds each group's accuracy to the report.")
-@click.option("--group", "only_groups", multiple=True, metavar="NAME",
-              help="Evaluate only the files in this group of --groups (repeatable), e.g. test.")
-def evaluate(data_dir: Path, model_path: str | None, as_json: bool, confusion_png: Path | None,
-             groups: str | None, only_groups: tuple[str, ...]) -> None:
+@click.option(
+    "--confusion-png",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw the confusion matrix to this PNG.",
+)
+@click.option(
+    "--groups",
+    default=None,
+    metavar="FILE:COLUMN",
+    help=GROUPS_HELP + " Adds each group's accuracy to the report.",
+)
+@click.option(
+    "--group",
+    "only_groups",
+    multiple=True,
+    metavar="NAME",
+    help="Evaluate only the files in this group of --groups (repeatable), e.g. test.",
+)
+def evaluate(
+    data_dir: Path,
+    model_path: str | None,
+    as_json: bool,
+    confusion_png: Path | None,
+    groups: str | None,
+    only_groups: tuple[str, ...],
+) -> None:
     """Track-level accuracy of a model on DATA_DIR (one folder per genre).
 
     Use data the model never saw in training.
@@ -112,19 +195,25 @@ def evaluate(data_dir: Path, model_path: str | None, as_json: bool, confusion_pn
         return
     low, high = report["ci95"]
     click.echo(f"model {report['model']} ({report['model_version']})")
-    click.echo(f"accuracy {report['accuracy']:.1%} (95% CI {low:.1%}–{high:.1%}), n={report['n']}, "
-               f"balanced accuracy {report['balanced_accuracy']:.1%}, "
-               f"ECE {report['ece']:.3f} ({report['ece_bins']} bins)")
+    click.echo(
+        f"accuracy {report['accuracy']:.1%} (95% CI {low:.1%}–{high:.1%}), n={report['n']}, "
+        f"balanced accuracy {report['balanced_accuracy']:.1%}, "
+        f"ECE {report['ece']:.3f} ({report['ece_bins']} bins)"
+    )
     for g, s in report.get("per_group", {}).items():
         g_low, g_high = s["ci95"]
-        click.echo(f"group {g}: accuracy {s['accuracy']:.1%} (95% CI {g_low:.1%}–{g_high:.1%}), n={s['n']}")
+        click.echo(
+            f"group {g}: accuracy {s['accuracy']:.1%} (95% CI {g_low:.1%}–{g_high:.1%}), n={s['n']}"
+        )
     click.echo(f"{'genre':<12}{'precision':>10}{'recall':>8}{'f1':>8}{'n':>5}")
     for g, s in report["per_genre"].items():
-        click.echo(f"{g:<12}{s['precision']:>10.2f}{s['recall']:>8.2f}{s['f1']:>8.2f}{s['support']:>5}")
+        click.echo(
+            f"{g:<12}{s['precision']:>10.2f}{s['recall']:>8.2f}{s['f1']:>8.2f}{s['support']:>5}"
+        )
     width = max(len(g) for g in report["genres"])
     click.echo("confusion (rows true, columns predicted):")
     click.echo(" " * (width + 1) + " ".join(f"{g[:4]:>4}" for g in report["genres"]))
-    for g, row in zip(report["genres"], report["confusion"]):
+    for g, row in zip(report["genres"], report["confusion"], strict=True):
         click.echo(f"{g:>{width}} " + " ".join(f"{v:>4}" for v in row))
     for f in report["failed"]:
         click.echo(f"failed: {f['path']}: {f['reason']}", err=True)
@@ -132,9 +221,13 @@ def evaluate(data_dir: Path, model_path: str | None, as_json: bool, confusion_pn
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", "model_path", default=None,
-              help="Checkpoint path or shipped model name (crnn, vgg-msd, ...) "
-                   "[default: $GENREQ_MODEL or the shipped crnn].")
+@click.option(
+    "--model",
+    "model_path",
+    default=None,
+    help="Checkpoint path or shipped model name (crnn, vgg-msd, ...) "
+    "[default: $GENREQ_MODEL or the shipped crnn].",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (ndjson).")
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
 def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top_k: int) -> None:
@@ -159,9 +252,18 @@ def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top
             click.echo(f"error: {exc}", err=True)
             continue
         if as_json:
-            click.echo(json.dumps({"path": str(path), "genre": p.genre, "confidence": round(p.confidence, 4),
-                                   "top": [{"genre": g, "probability": round(q, 4)} for g, q in p.top(top_k)],
-                                   "duration_s": round(p.duration_s, 2), "model": clf.name}))
+            click.echo(
+                json.dumps(
+                    {
+                        "path": str(path),
+                        "genre": p.genre,
+                        "confidence": round(p.confidence, 4),
+                        "top": [{"genre": g, "probability": round(q, 4)} for g, q in p.top(top_k)],
+                        "duration_s": round(p.duration_s, 2),
+                        "model": clf.name,
+                    }
+                )
+            )
         else:
             top = ", ".join(f"{g} {q:.2f}" for g, q in p.top(top_k))
             click.echo(f"{path}\t{p.genre}\t{p.confidence:.2f}\t[{top}]")

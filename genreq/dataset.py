@@ -8,6 +8,7 @@ clip-level split that is only honest when no artist repeats. Rows whose group is
 `excluded` (GTZAN's repeated or mislabelled clips in `artist_split`) are dropped by
 whoever applies the groups (`apply_groups`).
 """
+
 from __future__ import annotations
 
 import csv
@@ -106,7 +107,9 @@ def read_groups(spec: str) -> Groups:
         raise GroupsError(f"{path}: cannot read the labels file ({exc})") from None
     for needed in (PATH_COLUMN, column):
         if needed not in fields:
-            raise GroupsError(f"{path}: no column {needed!r} (columns: {', '.join(fields) or 'none'})")
+            raise GroupsError(
+                f"{path}: no column {needed!r} (columns: {', '.join(fields) or 'none'})"
+            )
     base = path.resolve().parent
     by_path: dict[str, str] = {}
     for row in rows:
@@ -120,8 +123,9 @@ def read_groups(spec: str) -> Groups:
     return Groups(spec, by_path)
 
 
-def apply_groups(tracks: list[LabelledTrack], groups: Groups | None,
-                 keep: set[str] | None = None) -> tuple[list[LabelledTrack], dict[str, int]]:
+def apply_groups(
+    tracks: list[LabelledTrack], groups: Groups | None, keep: set[str] | None = None
+) -> tuple[list[LabelledTrack], dict[str, int]]:
     """Tracks with their group set, those in group `excluded` dropped (and, with
     `keep`, those in no kept group); plus how many were dropped, by reason. A track the
     labels file does not list is an error when every track must have a group (no
@@ -143,14 +147,18 @@ def apply_groups(tracks: list[LabelledTrack], groups: Groups | None,
             out.append(replace(t, group_name=group))
     if unlisted and keep is None:
         shown = ", ".join(str(p) for p in unlisted[:3])
-        raise GroupsError(f"{groups.source}: {len(unlisted)} of {len(tracks)} files have no row there "
-                          f"(e.g. {shown})")
+        raise GroupsError(
+            f"{groups.source}: {len(unlisted)} of {len(tracks)} files have no row there "
+            f"(e.g. {shown})"
+        )
     if not out:
         raise GroupsError(f"{groups.source}: no clip left after dropping {dropped}")
     return out, {k: v for k, v in dropped.items() if v}
 
 
-def group_split(tracks: list[LabelledTrack], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+def group_split(
+    tracks: list[LabelledTrack], val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
     """Indices (train, val): per genre, whole groups go to validation until it holds
     about `val_fraction` of that genre's tracks."""
     if val_fraction <= 0:
@@ -187,7 +195,9 @@ def group_folds(tracks: list[LabelledTrack]) -> list[tuple[str, list[int]]]:
     return [(g, [i for i, t in enumerate(tracks) if t.group == g]) for g in names]
 
 
-def load_features(tracks: list[LabelledTrack], spec: features.FeatureSpec, progress: bool = True) -> list[np.ndarray | None]:
+def load_features(
+    tracks: list[LabelledTrack], spec: features.FeatureSpec, progress: bool = True
+) -> list[np.ndarray | None]:
     """Feature matrix of every track (None for a file that cannot be decoded, logged)."""
     out: list[np.ndarray | None] = []
     for n, t in enumerate(tracks, 1):

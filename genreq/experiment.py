@@ -1,4 +1,5 @@
 """What `genreq train` and `genreq evaluate` do, as functions a script can call."""
+
 from __future__ import annotations
 
 import logging
@@ -45,7 +46,9 @@ def train_directory(
     spec = models.ARCHITECTURES[arch].default_features()
     if input_kind and input_kind != spec.kind:
         if {input_kind, spec.kind} != {"mel", "mfcc"}:
-            raise GenreqError(f"{arch} takes {spec.kind} input; only the mel models can take mfcc instead")
+            raise GenreqError(
+                f"{arch} takes {spec.kind} input; only the mel models can take mfcc instead"
+            )
         spec = replace(spec, kind=input_kind, n_mfcc=n_mfcc)
     feats = dataset.load_features(tracks, spec)
     keep = [i for i, f in enumerate(feats) if f is not None]
@@ -54,11 +57,38 @@ def train_directory(
     train_idx, val_idx = dataset.group_split(tracks, val_fraction, seed)
     split = {"groups": groups, "dropped": dropped}
     if arch in train.HEAD_ARCHS:
-        return _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
-                           val_fraction, seed, split)
+        return _train_head(
+            arch,
+            data_dir,
+            out,
+            tracks,
+            genres,
+            spec,
+            feats,
+            labels,
+            train_idx,
+            val_idx,
+            val_fraction,
+            seed,
+            split,
+        )
     if arch in train.GRU_ARCHS:
-        return _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
-                          val_fraction, seed, epochs, split)
+        return _train_gru(
+            arch,
+            data_dir,
+            out,
+            tracks,
+            genres,
+            spec,
+            feats,
+            labels,
+            train_idx,
+            val_idx,
+            val_fraction,
+            seed,
+            epochs,
+            split,
+        )
     recipe = train.with_epochs(train.RECIPES[arch], epochs)
     result = train.fit(
         arch,
@@ -73,12 +103,16 @@ def train_directory(
         device=device,
     )
     out = Path(out)
-    run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
-                               val_fraction, seed, split)
-    run_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
-                       history=result.history)
+    run_metrics = _run_metrics(
+        result.model, result.val_metrics, genres, train_idx, val_idx, val_fraction, seed, split
+    )
+    run_metrics.update(
+        best_epoch=result.best_epoch, epochs_run=len(result.history), history=result.history
+    )
     checkpoint.save(out, result.model, arch, genres, spec, run_metrics, train.recipe_dict(recipe))
-    plots.training_curve(result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}")
+    plots.training_curve(
+        result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}"
+    )
     return run_metrics
 
 
@@ -90,8 +124,16 @@ def _split_name(val_idx, groups: str | None) -> str:
     return "hold-out of single files, per genre (no groups given)"
 
 
-def _run_metrics(model, val_metrics: dict | None, genres: list[str], train_idx, val_idx,
-                 val_fraction: float, seed: int, split: dict) -> dict:
+def _run_metrics(
+    model,
+    val_metrics: dict | None,
+    genres: list[str],
+    train_idx,
+    val_idx,
+    val_fraction: float,
+    seed: int,
+    split: dict,
+) -> dict:
     """What a checkpoint records of its training run, whatever trained it."""
     run_metrics = {
         "split": _split_name(val_idx, split["groups"]),
@@ -106,48 +148,95 @@ def _run_metrics(model, val_metrics: dict | None, genres: list[str], train_idx, 
     }
     if val_metrics:
         val_metrics["genres"] = genres
-        val_metrics["per_genre"] = dict(zip(genres, val_metrics["per_genre"].values()))
+        val_metrics["per_genre"] = dict(zip(genres, val_metrics["per_genre"].values(), strict=True))
         run_metrics["validation"] = val_metrics
     return run_metrics
 
 
-def _train_head(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
-                val_fraction, seed, split) -> dict:
+def _train_head(
+    arch,
+    data_dir,
+    out,
+    tracks,
+    genres,
+    spec,
+    feats,
+    labels,
+    train_idx,
+    val_idx,
+    val_fraction,
+    seed,
+    split,
+) -> dict:
     """train_directory for a pretrained tagger: only its genre head is fitted."""
     result = train.fit_head(
-        arch, [feats[i] for i in train_idx], labels[train_idx], len(genres), spec,
-        val_feats=[feats[i] for i in val_idx] or None, val_labels=labels[val_idx] if val_idx else None,
+        arch,
+        [feats[i] for i in train_idx],
+        labels[train_idx],
+        len(genres),
+        spec,
+        val_feats=[feats[i] for i in val_idx] or None,
+        val_labels=labels[val_idx] if val_idx else None,
     )
-    run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
-                               val_fraction, seed, split)
+    run_metrics = _run_metrics(
+        result.model, result.val_metrics, genres, train_idx, val_idx, val_fraction, seed, split
+    )
     # A convex fit: no epochs.
     run_metrics.update(best_epoch=None, train_accuracy=round(result.train_accuracy, 4))
     weighting = "genres weighted equally" if train.HEAD_BALANCED else "unweighted"
-    recipe = {"head": f"logistic regression (C={train.HEAD_C}, L-BFGS, {weighting}) on the standardised "
-                      "mean of each track's frozen chunk embeddings", "data": Path(data_dir).name,
-              "c": train.HEAD_C, "balanced": train.HEAD_BALANCED}
+    recipe = {
+        "head": f"logistic regression (C={train.HEAD_C}, L-BFGS, {weighting}, logits / "
+        f"{train.HEAD_TEMPERATURE}) on the standardised mean of each track's frozen chunk "
+        "embeddings",
+        "data": Path(data_dir).name,
+        "c": train.HEAD_C,
+        "balanced": train.HEAD_BALANCED,
+        "temperature": train.HEAD_TEMPERATURE,
+    }
     checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
     return run_metrics
 
 
-def _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_idx, val_idx,
-               val_fraction, seed, epochs, split) -> dict:
+def _train_gru(
+    arch,
+    data_dir,
+    out,
+    tracks,
+    genres,
+    spec,
+    feats,
+    labels,
+    train_idx,
+    val_idx,
+    val_fraction,
+    seed,
+    epochs,
+    split,
+) -> dict:
     """train_directory for a transfer CRNN: the frozen tagger embeds every chunk once,
     then only the GRU head trains, on those embeddings."""
     tagger = models.build(arch, len(genres), spec)
     seqs = train.chunk_embeddings(tagger, feats, spec)
     recipe = train.with_epochs(train.GRU_RECIPE, epochs)
     result = train.fit_gru_head(
-        arch, [seqs[i] for i in train_idx], labels[train_idx], len(genres), recipe,
-        val_seqs=[seqs[i] for i in val_idx] or None, val_labels=labels[val_idx] if val_idx else None,
+        arch,
+        [seqs[i] for i in train_idx],
+        labels[train_idx],
+        len(genres),
+        recipe,
+        val_seqs=[seqs[i] for i in val_idx] or None,
+        val_labels=labels[val_idx] if val_idx else None,
         seed=seed,
     )
-    run_metrics = _run_metrics(result.model, result.val_metrics, genres, train_idx, val_idx,
-                               val_fraction, seed, split)
-    run_metrics.update(best_epoch=result.best_epoch, epochs_run=len(result.history), history=result.history)
+    run_metrics = _run_metrics(
+        result.model, result.val_metrics, genres, train_idx, val_idx, val_fraction, seed, split
+    )
+    run_metrics.update(
+        best_epoch=result.best_epoch, epochs_run=len(result.history), history=result.history
+    )
     recipe_record = {
-        "head": f"bidirectional GRU ({result.model.dims.hidden // 2} units each way) over the standardised "
-                "frozen chunk embeddings, mean of its states, linear softmax",
+        "head": f"bidirectional GRU ({result.model.dims.hidden // 2} units each way) over the "
+        "standardised frozen chunk embeddings, mean of its states, linear softmax",
         **train.recipe_dict(recipe),
         "run_chunks": list(recipe.run_chunks),
         "base": result.model.base,  # whose shipped weights/<base>.pt holds the tagger
@@ -156,13 +245,19 @@ def _train_gru(arch, data_dir, out, tracks, genres, spec, feats, labels, train_i
     }
     out = Path(out)
     checkpoint.save(out, result.model, arch, genres, spec, run_metrics, recipe_record)
-    plots.training_curve(result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}")
+    plots.training_curve(
+        result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}"
+    )
     return run_metrics
 
 
-def evaluate_directory(data_dir: str | Path, model_path: str | Path | None = None,
-                       confusion_png: str | Path | None = None, groups: str | None = None,
-                       only_groups: tuple[str, ...] = ()) -> dict:
+def evaluate_directory(
+    data_dir: str | Path,
+    model_path: str | Path | None = None,
+    confusion_png: str | Path | None = None,
+    groups: str | None = None,
+    only_groups: tuple[str, ...] = (),
+) -> dict:
     """Track-level accuracy (Wilson 95 % interval), balanced accuracy, per-genre scores,
     calibration (ECE) and confusion of a checkpoint on DATA_DIR/<genre>/ files.
     Undecodable files are counted and listed.
@@ -171,14 +266,18 @@ def evaluate_directory(data_dir: str | Path, model_path: str | Path | None = Non
     and the report adds `per_group` (accuracy of each group); `only_groups` restricts
     the evaluation to files in those groups (e.g. the artist-disjoint `test`)."""
     if only_groups and not groups:
-        raise GenreqError("choosing groups to evaluate needs the groups file (--groups FILE:COLUMN)")
+        raise GenreqError(
+            "choosing groups to evaluate needs the groups file (--groups FILE:COLUMN)"
+        )
     clf = Classifier.load(model_path)
     tracks, _ = dataset.scan(data_dir)
     by_group = dataset.read_groups(groups) if groups else None
     tracks, dropped = dataset.apply_groups(tracks, by_group, set(only_groups) or None)
     unknown = sorted({t.genre for t in tracks} - set(clf.genres))
     if unknown:
-        raise GenreqError(f"{data_dir}: genres {unknown} are not known to the model (it knows {clf.genres})")
+        raise GenreqError(
+            f"{data_dir}: genres {unknown} are not known to the model (it knows {clf.genres})"
+        )
     true, probs, kept, failed = [], [], [], []
     for t in tracks:
         try:
@@ -195,8 +294,14 @@ def evaluate_directory(data_dir: str | Path, model_path: str | Path | None = Non
     report = metrics.summarise(true_arr, pred, clf.genres, prob_arr)
     report.update(model=clf.name, model_version=clf.version, failed=failed)
     if by_group is not None:
-        report.update(groups=groups, only_groups=list(only_groups), dropped=dropped,
-                      per_group=metrics.per_group(true_arr, pred, [t.group for t in kept]))
+        report.update(
+            groups=groups,
+            only_groups=list(only_groups),
+            dropped=dropped,
+            per_group=metrics.per_group(true_arr, pred, [t.group for t in kept]),
+        )
     if confusion_png:
-        plots.confusion(report["confusion"], clf.genres, confusion_png, f"{clf.name} on {Path(data_dir).name}")
+        plots.confusion(
+            report["confusion"], clf.genres, confusion_png, f"{clf.name} on {Path(data_dir).name}"
+        )
     return report

@@ -1,6 +1,7 @@
 """Track-level metrics: accuracy with a Wilson interval, per-genre precision/recall,
 confusion matrix, and calibration (expected calibration error, reliability bins). Pure
 numpy."""
+
 from __future__ import annotations
 
 import math
@@ -40,9 +41,15 @@ def reliability(probs: np.ndarray, true: np.ndarray, bins: int = ECE_BINS) -> li
     for b in range(bins):
         mask = which == b
         n = int(mask.sum())
-        out.append({"low": round(float(edges[b]), 2), "high": round(float(edges[b + 1]), 2), "n": n,
-                    "confidence": round(float(conf[mask].mean()), 4) if n else None,
-                    "accuracy": round(float(right[mask].mean()), 4) if n else None})
+        out.append(
+            {
+                "low": round(float(edges[b]), 2),
+                "high": round(float(edges[b + 1]), 2),
+                "n": n,
+                "confidence": round(float(conf[mask].mean()), 4) if n else None,
+                "accuracy": round(float(right[mask].mean()), 4) if n else None,
+            }
+        )
     return out
 
 
@@ -52,11 +59,19 @@ def expected_calibration_error(probs: np.ndarray, true: np.ndarray, bins: int = 
     n = len(true)
     if n == 0:
         return 0.0
-    return float(sum(b["n"] * abs(b["accuracy"] - b["confidence"]) for b in reliability(probs, true, bins)
-                     if b["n"]) / n)
+    return float(
+        sum(
+            b["n"] * abs(b["accuracy"] - b["confidence"])
+            for b in reliability(probs, true, bins)
+            if b["n"]
+        )
+        / n
+    )
 
 
-def summarise(true: np.ndarray, pred: np.ndarray, genres: list[str], probs: np.ndarray | None = None) -> dict:
+def summarise(
+    true: np.ndarray, pred: np.ndarray, genres: list[str], probs: np.ndarray | None = None
+) -> dict:
     """The evaluation report: accuracy, interval, n, per-genre scores, confusion; with
     the track probabilities `probs` (n, genres) also calibration: `ece` and the
     `reliability` bins."""
@@ -104,6 +119,10 @@ def per_group(true: np.ndarray, pred: np.ndarray, groups: list[str]) -> dict:
         mask = names == g
         n, correct = int(mask.sum()), int((true[mask] == pred[mask]).sum())
         low, high = wilson_interval(correct, n)
-        out[g] = {"n": n, "correct": correct, "accuracy": round(correct / n, 4),
-                  "ci95": [round(low, 4), round(high, 4)]}
+        out[g] = {
+            "n": n,
+            "correct": correct,
+            "accuracy": round(correct / n, 4),
+            "ci95": [round(low, 4), round(high, 4)],
+        }
     return out

@@ -4,6 +4,7 @@ validation split of whole groups (genreq.dataset), track-level metrics.
 Works on feature matrices already in memory (see dataset.load_features), so cross-
 validation decodes the audio once, and on any torch device.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,7 +35,9 @@ class Recipe:
     optimizer: str = "adam"  # adam | adamw
     schedule: str = "constant"  # constant | onecycle
     crops_per_track: int = 4  # random chunks drawn from each training track per epoch
-    balance: bool = True  # draw tracks with weights 1/genre count (classical is 1/3 of GTZAN's share here)
+    # Draw tracks with weights 1/genre count, so an over-represented genre (classical
+    # in ../shared/data) is not the prior the model learns.
+    balance: bool = True
     label_smoothing: float = 0.0
     mixup: float = 0.0  # Beta(α, α) mixing of chunk pairs; 0 = off
     spec_augment: bool = False  # one random frequency and one time mask per chunk
@@ -94,8 +97,13 @@ def _augment(x: np.ndarray, recipe: Recipe, kind: str, rng: np.random.Generator)
     return x
 
 
-def track_probs(model: models.GenreModel, feats: list[np.ndarray], spec: F.FeatureSpec,
-                device: torch.device, max_chunks: int | None = F.MAX_CHUNKS) -> np.ndarray:
+def track_probs(
+    model: models.GenreModel,
+    feats: list[np.ndarray],
+    spec: F.FeatureSpec,
+    device: torch.device,
+    max_chunks: int | None = F.MAX_CHUNKS,
+) -> np.ndarray:
     """(tracks, genres) probabilities: mean of each track's chunk probabilities."""
     model.eval()
     out = []
@@ -220,19 +228,28 @@ def fit(
             if sched is not None:
                 sched.step()
             total += loss.item()
-        row = {"epoch": epoch, "train_loss": round(total / steps_per_epoch, 4),
-               "seconds": round(time.perf_counter() - started, 2)}
+        row = {
+            "epoch": epoch,
+            "train_loss": round(total / steps_per_epoch, 4),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
         if val_feats:
             row.update(best.offer(epoch, model, track_probs(model, val_feats, spec, device)))
         history.append(row)
         if progress:
-            print(f"epoch {epoch}/{recipe.epochs} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
-                  file=sys.stderr, flush=True)
+            print(
+                f"epoch {epoch}/{recipe.epochs} "
+                + " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
+                file=sys.stderr,
+                flush=True,
+            )
         if val_feats and recipe.patience and epoch - best.epoch >= recipe.patience:
             break
     best_epoch = best.restore(model, len(history))
     model.eval()
-    return TrainResult(model=model.cpu(), history=history, best_epoch=best_epoch, val_metrics=best.metrics)
+    return TrainResult(
+        model=model.cpu(), history=history, best_epoch=best_epoch, val_metrics=best.metrics
+    )
 
 
 def with_epochs(recipe: Recipe, epochs: int | None) -> Recipe:
@@ -246,11 +263,15 @@ def recipe_dict(recipe: Recipe) -> dict:
 # --- heads on frozen pretrained ears -------------------------------------------------
 
 # The pretrained taggers are not trained here: a genre head is fitted on their frozen
-# embeddings. The candidates (embedding or tags, class weights, C) are compared under
-# the artist-disjoint protocol by bench/crossval.py heads (bench/results/heads/).
+# embeddings. The head's inputs (embedding, tags or both; one tagger or both), class
+# weights, C and a temperature were compared under the artist-disjoint protocol by
+# `bench/crossval.py heads` (bench/results/heads/): the class-weighted head on the
+# embedding with C = 1 is what these constants give; tags, both taggers, a tuned C or a
+# tuned temperature did not do better there.
 HEAD_ARCHS = ("musicnn-msd", "vgg-msd")
 HEAD_C = 1.0  # inverse L2 strength, as sklearn's LogisticRegression(C=...)
 HEAD_BALANCED = True  # weight each track by 1/its genre's count, as class_weight="balanced"
+HEAD_TEMPERATURE = 1.0  # the fitted logits are divided by it (calibration; 1 = as fitted)
 
 
 @dataclass
@@ -261,8 +282,9 @@ class HeadResult:
     val_metrics: dict | None
 
 
-def chunk_embeddings(model: models.PretrainedTagger, feats: list[np.ndarray],
-                     spec: F.FeatureSpec) -> list[np.ndarray]:
+def chunk_embeddings(
+    model: models.PretrainedTagger, feats: list[np.ndarray], spec: F.FeatureSpec
+) -> list[np.ndarray]:
     """Per track, the (chunks, n_embed) raw tagger embeddings of all its chunks in time
     order: the frozen ears run once, and heads train on these."""
     out = []
@@ -273,7 +295,9 @@ def chunk_embeddings(model: models.PretrainedTagger, feats: list[np.ndarray],
     return out
 
 
-def track_embeddings(model: models.PretrainedTagger, feats: list[np.ndarray], spec: F.FeatureSpec) -> np.ndarray:
+def track_embeddings(
+    model: models.PretrainedTagger, feats: list[np.ndarray], spec: F.FeatureSpec
+) -> np.ndarray:
     """(tracks, n_embed) raw tagger embeddings, each the mean over all the track's chunks."""
     return np.stack([e.mean(0) for e in chunk_embeddings(model, feats, spec)])
 
@@ -286,21 +310,36 @@ def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return len(y) / (present * counts[y])
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, n_classes: int, c: float = HEAD_C,
-                 sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fit_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    n_classes: int,
+    c: float = HEAD_C,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression with sklearn's objective (½‖W‖² + C·Σ wᵢ·log-loss),
     by L-BFGS: (weight (classes, features), bias (classes,))."""
     xt, yt = torch.from_numpy(x.astype(np.float64)), torch.from_numpy(y)
-    wt = torch.from_numpy(np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64))
+    wt = torch.from_numpy(
+        np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    )
     weight = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([weight, bias], max_iter=500, tolerance_grad=1e-9,
-                            tolerance_change=1e-12, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [weight, bias],
+        max_iter=500,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        line_search_fn="strong_wolfe",
+    )
 
     def objective() -> torch.Tensor:
         opt.zero_grad()
-        loss = 0.5 * weight.square().sum() + c * (wt * nn.functional.cross_entropy(
-            xt @ weight.T + bias, yt, reduction="none")).sum()
+        loss = (
+            0.5 * weight.square().sum()
+            + c
+            * (wt * nn.functional.cross_entropy(xt @ weight.T + bias, yt, reduction="none")).sum()
+        )
         loss.backward()
         return loss
 
@@ -318,29 +357,40 @@ def fit_head(
     val_labels: np.ndarray | None = None,
     c: float = HEAD_C,
     balanced: bool = HEAD_BALANCED,
+    temperature: float = HEAD_TEMPERATURE,
 ) -> HeadResult:
     """A pretrained tagger of HEAD_ARCHS with a genre head fitted on its frozen
     embeddings: standardised mean chunk embedding per track, logistic regression with
-    inverse L2 strength `c`, each genre weighing the same when `balanced`."""
+    inverse L2 strength `c`, each genre weighing the same when `balanced`, its logits
+    divided by `temperature`."""
     if arch not in HEAD_ARCHS:
         raise ValueError(f"{arch!r} has no pretrained ears; choose from {', '.join(HEAD_ARCHS)}")
     model = models.build(arch, n_classes, spec).eval()
     emb = track_embeddings(model, feats, spec)
     mean, std = emb.mean(0), emb.std(0) + 1e-6
-    weight, bias = fit_logistic((emb - mean) / std, labels, n_classes, c,
-                                balanced_weights(labels, n_classes) if balanced else None)
+    weight, bias = fit_logistic(
+        (emb - mean) / std,
+        labels,
+        n_classes,
+        c,
+        balanced_weights(labels, n_classes) if balanced else None,
+    )
     with torch.no_grad():
         model.embedding_mean.copy_(torch.from_numpy(mean))
         model.embedding_std.copy_(torch.from_numpy(std))
-        model.head.weight.copy_(torch.from_numpy(weight))
-        model.head.bias.copy_(torch.from_numpy(bias))
-    train_acc = float((track_probs(model, feats, spec, torch.device("cpu")).argmax(1) == labels).mean())
+        model.head.weight.copy_(torch.from_numpy(weight / temperature))
+        model.head.bias.copy_(torch.from_numpy(bias / temperature))
+    train_acc = float(
+        (track_probs(model, feats, spec, torch.device("cpu")).argmax(1) == labels).mean()
+    )
     val_acc = val_metrics = None
     if val_feats:
         pred = track_probs(model, val_feats, spec, torch.device("cpu")).argmax(1)
         val_acc = float((pred == val_labels).mean())
         val_metrics = metrics.summarise(val_labels, pred, [str(i) for i in range(n_classes)])
-    return HeadResult(model=model, train_accuracy=train_acc, val_accuracy=val_acc, val_metrics=val_metrics)
+    return HeadResult(
+        model=model, train_accuracy=train_acc, val_accuracy=val_acc, val_metrics=val_metrics
+    )
 
 
 # --- the transfer CRNN: a GRU head on frozen pretrained ears --------------------------
@@ -374,8 +424,9 @@ def embedding_stats(seqs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return chunks.mean(0), chunks.std(0) + 1e-6
 
 
-def _run_batch(seqs: list[torch.Tensor], idx: np.ndarray, recipe: SequenceRecipe,
-               rng: np.random.Generator) -> torch.Tensor:
+def _run_batch(
+    seqs: list[torch.Tensor], idx: np.ndarray, recipe: SequenceRecipe, rng: np.random.Generator
+) -> torch.Tensor:
     """(batch, length, n_embed): a random run of consecutive chunks from each track."""
     length = int(rng.integers(recipe.run_chunks[0], recipe.run_chunks[1] + 1))
     runs = []
@@ -386,8 +437,9 @@ def _run_batch(seqs: list[torch.Tensor], idx: np.ndarray, recipe: SequenceRecipe
     return torch.stack([r[:shortest] for r in runs])
 
 
-def sequence_probs(model: models.PretrainedGRU, seqs: list[np.ndarray],
-                   max_chunks: int | None = F.MAX_CHUNKS) -> np.ndarray:
+def sequence_probs(
+    model: models.PretrainedGRU, seqs: list[np.ndarray], max_chunks: int | None = F.MAX_CHUNKS
+) -> np.ndarray:
     """(tracks, genres) probabilities from raw chunk embeddings (chunk_embeddings), each
     track read on the chunks classification picks (F.chunk_indices): what the model
     gives for the track's features, without running the tagger again."""
@@ -397,7 +449,11 @@ def sequence_probs(model: models.PretrainedGRU, seqs: list[np.ndarray],
     with torch.inference_mode():
         for seq in seqs:
             x = (seq[F.chunk_indices(len(seq), max_chunks)] - mean) / std
-            out.append(torch.softmax(model.classify_embeddings(torch.from_numpy(x).float()[None]), -1)[0].numpy())
+            out.append(
+                torch.softmax(model.classify_embeddings(torch.from_numpy(x).float()[None]), -1)[
+                    0
+                ].numpy()
+            )
     return np.stack(out)
 
 
@@ -440,22 +496,33 @@ def fit_gru_head(
         total, steps = 0.0, 0
         for start in range(0, len(order), recipe.batch_size):
             idx = order[start : start + recipe.batch_size]
-            loss = loss_fn(model.classify_embeddings(_run_batch(standard, idx, recipe, rng)), targets[idx])
+            loss = loss_fn(
+                model.classify_embeddings(_run_batch(standard, idx, recipe, rng)), targets[idx]
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total, steps = total + loss.item(), steps + 1
-        row = {"epoch": epoch, "train_loss": round(total / steps, 4),
-               "seconds": round(time.perf_counter() - started, 3)}
+        row = {
+            "epoch": epoch,
+            "train_loss": round(total / steps, 4),
+            "seconds": round(time.perf_counter() - started, 3),
+        }
         if val_seqs:
             row.update(best.offer(epoch, model, sequence_probs(model, val_seqs)))
         history.append(row)
         if progress and (epoch % 10 == 0 or epoch == recipe.epochs):
-            print(f"epoch {epoch}/{recipe.epochs} " + " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
-                  file=sys.stderr, flush=True)
+            print(
+                f"epoch {epoch}/{recipe.epochs} "
+                + " ".join(f"{k}={v}" for k, v in row.items() if k != "epoch"),
+                file=sys.stderr,
+                flush=True,
+            )
     best_epoch = best.restore(model, len(history))
     model.eval()
-    return TrainResult(model=model, history=history, best_epoch=best_epoch, val_metrics=best.metrics)
+    return TrainResult(
+        model=model, history=history, best_epoch=best_epoch, val_metrics=best.metrics
+    )
 
 
 def tagger_digest(model: models.PretrainedTagger) -> str:

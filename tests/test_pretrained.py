@@ -1,6 +1,7 @@
 """The pretrained musicnn taggers: the TF checkpoint reader, the PyTorch ports and their
 parity with the original TensorFlow graphs (tests/fixtures/musicnn_parity.json, made
 once by tools/musicnn_reference.py)."""
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,10 @@ from genreq.pretrained.tf_checkpoint import TABLE_MAGIC, CheckpointError, read_c
 REPO = Path(__file__).resolve().parents[1]
 PARITY = json.loads((REPO / "tests" / "fixtures" / "musicnn_parity.json").read_text())
 WEIGHTS = REPO / "genreq" / "weights"
-SHIPPED = {"MSD_musicnn": WEIGHTS / "musicnn-msd.pt", "MSD_vgg": WEIGHTS / "vgg-msd.pt"}  # genreq checkpoints
+SHIPPED = {
+    "MSD_musicnn": WEIGHTS / "musicnn-msd.pt",
+    "MSD_vgg": WEIGHTS / "vgg-msd.pt",
+}  # genreq checkpoints
 PROB_TOLERANCE = 1e-5  # TF vs PyTorch float32 on the same patches; measured ~8e-7
 
 
@@ -27,7 +31,9 @@ def _wheel() -> Path:
     """The musicnn wheel if it is cached (never downloaded by the tests)."""
     path = Path(os.environ.get("GENREQ_MUSICNN_WHEEL") or convert.default_wheel_path())
     if not path.is_file():
-        pytest.skip(f"musicnn wheel not cached at {path} (genreq models convert-musicnn fetches it)")
+        pytest.skip(
+            f"musicnn wheel not cached at {path} (genreq models convert-musicnn fetches it)"
+        )
     return path
 
 
@@ -58,7 +64,13 @@ def _block(entries: list[tuple[bytes, bytes]], restart_every: int = 2) -> bytes:
                 shared += 1
         else:
             restarts.append(len(out))
-        out += _varint(shared) + _varint(len(key) - shared) + _varint(len(value)) + key[shared:] + value
+        out += (
+            _varint(shared)
+            + _varint(len(key) - shared)
+            + _varint(len(value))
+            + key[shared:]
+            + value
+        )
         prev = key
     return out + b"".join(struct.pack("<I", r) for r in restarts) + struct.pack("<I", len(restarts))
 
@@ -71,7 +83,12 @@ def write_bundle(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
     for name in sorted(tensors):
         arr = np.require(tensors[name], requirements="C")  # ascontiguousarray makes 0-d 1-d
         shape = b"".join(_field(2, _field(1, d)) for d in arr.shape)
-        entry = _field(1, dtypes[arr.dtype]) + _field(2, shape) + _field(4, len(data)) + _field(5, arr.nbytes)
+        entry = (
+            _field(1, dtypes[arr.dtype])
+            + _field(2, shape)
+            + _field(4, len(data))
+            + _field(5, arr.nbytes)
+        )
         entries.append((name.encode(), entry))
         data += arr.tobytes()
     table, index = b"", []
@@ -124,15 +141,25 @@ def test_shapes_and_tf_same_padding():
         assert m.embed(x).shape == (2, 200) and m(x).shape == (2, 50)
         assert v.embed(x).shape == (2, 256) and v(x).shape == (2, 50)
     assert musicnn._same_pad(128) == (63, 64) and musicnn._same_pad(7) == (3, 3)
-    assert all(mod.eps == musicnn.BN_EPS for mod in m.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm))
+    assert all(
+        mod.eps == musicnn.BN_EPS
+        for mod in m.modules()
+        if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)
+    )
 
 
 def test_log_mel_is_finite_on_a_loud_clip():
     """Upstream's float16 log overflows to inf on loud audio; ours stays finite."""
-    loud = np.sign(np.sin(2 * np.pi * 100 * np.arange(musicnn.SAMPLE_RATE * 4) / musicnn.SAMPLE_RATE))
+    loud = np.sign(
+        np.sin(2 * np.pi * 100 * np.arange(musicnn.SAMPLE_RATE * 4) / musicnn.SAMPLE_RATE)
+    )
     mel = musicnn.log_mel(loud.astype(np.float32))
     assert mel.dtype == np.float32 and mel.shape[1] == musicnn.N_MELS and np.isfinite(mel).all()
-    assert musicnn.patches(mel).shape == (mel.shape[0] // musicnn.PATCH_FRAMES, musicnn.PATCH_FRAMES, musicnn.N_MELS)
+    assert musicnn.patches(mel).shape == (
+        mel.shape[0] // musicnn.PATCH_FRAMES,
+        musicnn.PATCH_FRAMES,
+        musicnn.N_MELS,
+    )
     assert musicnn.patches(mel[:50]).shape == (1, musicnn.PATCH_FRAMES, musicnn.N_MELS)
 
 
@@ -141,7 +168,9 @@ def _check_parity(model: torch.nn.Module, reference: dict) -> float:
     with torch.no_grad():
         embedding = model.embed(x)
         probs = torch.sigmoid(model.out(embedding)).numpy()
-    np.testing.assert_allclose(embedding.sum(1).numpy(), reference["embedding_sum"], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(
+        embedding.sum(1).numpy(), reference["embedding_sum"], rtol=1e-5, atol=1e-3
+    )
     np.testing.assert_allclose(embedding[:, :8].numpy(), reference["embedding_head"], atol=1e-4)
     diff = float(np.abs(probs - np.array(reference["probs"])).max())
     assert diff < PROB_TOLERANCE, diff
@@ -186,7 +215,9 @@ def test_registry_model_has_frozen_pretrained_ears(arch: str, name: str, tmp_pat
     model = models.build(arch, n_classes=3)
     assert [n for n, _ in model.named_parameters()] == ["head.weight", "head.bias"]
     assert not model.train().tagger.training  # pretrained batch-norm statistics stay put
-    chunks = torch.from_numpy(musicnn.parity_patches()).transpose(1, 2)[:, None]  # (n, 1, mel, time)
+    chunks = torch.from_numpy(musicnn.parity_patches()).transpose(1, 2)[
+        :, None
+    ]  # (n, 1, mel, time)
     with torch.no_grad():
         tags = torch.sigmoid(model.tagger.out(model.eval().embed(chunks))).numpy()
     assert np.abs(tags - np.array(PARITY["models"][name]["probs"])).max() < PROB_TOLERANCE
@@ -234,8 +265,16 @@ def test_the_transfer_crnn_reads_a_track_as_one_sequence_on_the_bases_ears(tmp_p
     prediction = clf.classify_audio(musicnn.parity_clip(10.0))  # 16 kHz: 3 chunks
     assert sum(prediction.probs.values()) == pytest.approx(1.0, abs=1e-5)
     with torch.no_grad():
-        expected = torch.softmax(model(torch.from_numpy(features.chunks(
-            features.extract(musicnn.parity_clip(10.0), clf.features), clf.features))), -1)[0]
+        expected = torch.softmax(
+            model(
+                torch.from_numpy(
+                    features.chunks(
+                        features.extract(musicnn.parity_clip(10.0), clf.features), clf.features
+                    )
+                )
+            ),
+            -1,
+        )[0]
     np.testing.assert_allclose(list(prediction.probs.values()), expected.numpy(), atol=1e-5)
 
 

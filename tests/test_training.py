@@ -1,5 +1,6 @@
 """Training, evaluation and classification on synthesized audio: two "genres" (steady
 tones vs noise bursts) that a tiny run must learn to separate."""
+
 import json
 
 import numpy as np
@@ -42,8 +43,16 @@ def test_a_tiny_run_learns_tones_from_noise(trained):
 @pytest.mark.slow
 def test_evaluate_confusion_sums_to_n(trained, tmp_path):
     result = CliRunner().invoke(
-        cli, ["evaluate", str(trained["test"]), "--model", str(trained["ckpt"]), "--json",
-              "--confusion-png", str(tmp_path / "cm.png")],
+        cli,
+        [
+            "evaluate",
+            str(trained["test"]),
+            "--model",
+            str(trained["ckpt"]),
+            "--json",
+            "--confusion-png",
+            str(tmp_path / "cm.png"),
+        ],
     )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -55,7 +64,9 @@ def test_evaluate_confusion_sums_to_n(trained, tmp_path):
 @pytest.mark.slow
 def test_classify_prints_genre_and_top_k(trained):
     clip = min((trained["test"] / "tone").iterdir())
-    result = CliRunner().invoke(cli, ["classify", str(clip), "--model", str(trained["ckpt"]), "--json", "--top", "2"])
+    result = CliRunner().invoke(
+        cli, ["classify", str(clip), "--model", str(trained["ckpt"]), "--json", "--top", "2"]
+    )
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)
     assert row["genre"] == "tone"
@@ -67,7 +78,9 @@ def test_classify_names_a_corrupt_file_and_exits_non_zero(trained, tmp_path):
     bad = tmp_path / "cover.mp3"
     bad.write_bytes(b"\xff\xd8\xff\xe0 JFIF image, not audio" * 50)
     good = min((trained["test"] / "noise").iterdir())
-    result = CliRunner().invoke(cli, ["classify", str(bad), str(good), "--model", str(trained["ckpt"])])
+    result = CliRunner().invoke(
+        cli, ["classify", str(bad), str(good), "--model", str(trained["ckpt"])]
+    )
     assert result.exit_code == 1
     assert f"{bad}: not decodable audio" in result.stderr
     assert "noise" in result.stdout  # the good file is still classified
@@ -91,8 +104,11 @@ def _write_labels(path, rows, column="artist_split"):
 
 
 def test_group_split_keeps_groups_together(tmp_path):
-    tracks = [dataset.LabelledTrack(tmp_path / g / f"{g}.{i:05d}.wav", g, f"artist{i // 10}")
-              for g in ("a", "b") for i in range(40)]
+    tracks = [
+        dataset.LabelledTrack(tmp_path / g / f"{g}.{i:05d}.wav", g, f"artist{i // 10}")
+        for g in ("a", "b")
+        for i in range(40)
+    ]
     train_idx, val_idx = dataset.group_split(tracks, 0.25, seed=3)
 
     def groups(idx):
@@ -112,37 +128,54 @@ def test_groups_come_from_a_labels_column_and_excluded_rows_go(tmp_path):
     data = write_labelled(tmp_path / "data", per_genre=3, seed=1)
     tracks, _ = dataset.scan(data)
     rel = [t.path.relative_to(data).as_posix() for t in tracks]
-    labels = _write_labels(data / "labels.csv", zip(rel, ["train", "valid", "excluded", "test", "test", "valid"]))
+    labels = _write_labels(
+        data / "labels.csv",
+        zip(rel, ["train", "valid", "excluded", "test", "test", "valid"], strict=True),
+    )
     grouped, dropped = dataset.apply_groups(tracks, dataset.read_groups(f"{labels}:artist_split"))
     assert [t.group for t in grouped] == ["train", "valid", "test", "test", "valid"]
     assert dropped == {"excluded": 1}
     folds = dataset.group_folds(grouped)
     assert [g for g, _ in folds] == ["test", "train", "valid"]
     assert sorted(i for _, f in folds for i in f) == list(range(5))
-    kept, dropped = dataset.apply_groups(tracks, dataset.read_groups(f"{labels}:artist_split"), {"test"})
-    assert [t.group for t in kept] == ["test", "test"] and dropped == {"excluded": 1, "other groups": 3}
+    kept, dropped = dataset.apply_groups(
+        tracks, dataset.read_groups(f"{labels}:artist_split"), {"test"}
+    )
+    assert [t.group for t in kept] == ["test", "test"] and dropped == {
+        "excluded": 1,
+        "other groups": 3,
+    }
 
 
 def test_a_file_the_labels_do_not_list_is_named(tmp_path):
     data = write_labelled(tmp_path / "data", per_genre=2, seed=1)
     tracks, _ = dataset.scan(data)
-    labels = _write_labels(tmp_path / "labels.csv", [(tracks[0].path.relative_to(data).as_posix(), "train")])
+    labels = _write_labels(
+        tmp_path / "labels.csv", [(tracks[0].path.relative_to(data).as_posix(), "train")]
+    )
     with pytest.raises(dataset.GroupsError, match="3 of 4 files have no row"):
         dataset.apply_groups(tracks, dataset.read_groups(f"{labels}:artist_split"))
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("missing.csv:artist_split", "missing.csv: no such labels file"),
-    ("{labels}:artist", "no column 'artist'"),
-    ("{labels}", "expected LABELS_FILE:COLUMN"),
-])
-def test_train_and_evaluate_refuse_a_bad_groups_file_as_a_usage_error(tmp_path, monkeypatch, spec, message):
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("missing.csv:artist_split", "missing.csv: no such labels file"),
+        ("{labels}:artist", "no column 'artist'"),
+        ("{labels}", "expected LABELS_FILE:COLUMN"),
+    ],
+)
+def test_train_and_evaluate_refuse_a_bad_groups_file_as_a_usage_error(
+    tmp_path, monkeypatch, spec, message
+):
     data = write_labelled(tmp_path / "data", per_genre=2, seed=1)
     labels = _write_labels(tmp_path / "labels.csv", [("tone/x.wav", "train")])
     monkeypatch.chdir(tmp_path)
     spec = spec.format(labels=labels.name)
-    for command in (["train", str(data), "--arch", "crnn", "--epochs", "1"],
-                    ["evaluate", str(data)]):
+    for command in (
+        ["train", str(data), "--arch", "crnn", "--epochs", "1"],
+        ["evaluate", str(data)],
+    ):
         result = CliRunner().invoke(cli, [*command, "--groups", spec])
         assert result.exit_code == 2, result.output
         assert message in result.output and "--groups" in result.output
@@ -152,16 +185,36 @@ def test_train_and_evaluate_refuse_a_bad_groups_file_as_a_usage_error(tmp_path, 
 def test_evaluate_reports_each_group_and_can_keep_one(trained, tmp_path):
     tracks, _ = dataset.scan(trained["test"])
     groups = ["valid", "test", "excluded"] * 4
-    labels = _write_labels(tmp_path / "labels.csv",
-                           [(t.path.relative_to(trained["test"]).as_posix(), g) for t, g in zip(tracks, groups)])
+    labels = _write_labels(
+        tmp_path / "labels.csv",
+        [
+            (t.path.relative_to(trained["test"]).as_posix(), g)
+            for t, g in zip(tracks, groups, strict=True)
+        ],
+    )
     spec = f"{labels}:artist_split"
     full = evaluate_directory(trained["test"], trained["ckpt"], groups=spec)
     assert full["n"] == 8 and full["dropped"] == {"excluded": 4}
     assert {g: s["n"] for g, s in full["per_group"].items()} == {"test": 4, "valid": 4}
-    result = CliRunner().invoke(cli, ["evaluate", str(trained["test"]), "--model", str(trained["ckpt"]),
-                                      "--groups", spec, "--group", "test"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            str(trained["test"]),
+            "--model",
+            str(trained["ckpt"]),
+            "--groups",
+            spec,
+            "--group",
+            "test",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert "n=4," in result.output and "group test:" in result.output and "group valid" not in result.output
+    assert (
+        "n=4," in result.output
+        and "group test:" in result.output
+        and "group valid" not in result.output
+    )
     assert "ECE" in result.output
 
 
@@ -169,10 +222,13 @@ def test_train_holds_out_whole_groups_and_drops_excluded(tmp_path):
     data = write_labelled(tmp_path / "data", per_genre=6, seed=3)
     tracks, _ = dataset.scan(data)
     groups = ["a", "a", "b", "b", "c", "excluded"] * 2
-    labels = _write_labels(tmp_path / "labels.csv",
-                           [(t.path.relative_to(data).as_posix(), g) for t, g in zip(tracks, groups)])
-    report = train_directory(data, "crnn", tmp_path / "g.pt", epochs=1, val_fraction=0.3,
-                             groups=f"{labels}:artist_split")
+    labels = _write_labels(
+        tmp_path / "labels.csv",
+        [(t.path.relative_to(data).as_posix(), g) for t, g in zip(tracks, groups, strict=True)],
+    )
+    report = train_directory(
+        data, "crnn", tmp_path / "g.pt", epochs=1, val_fraction=0.3, groups=f"{labels}:artist_split"
+    )
     assert report["dropped"] == {"excluded": 2}
     assert report["n_train"] + report["n_val"] == 10
     assert report["n_val"] in (2, 4)  # whole groups of two clips per genre
@@ -194,7 +250,9 @@ def test_expected_calibration_error_of_known_bins():
     # 4 tracks at confidence 0.9, 3 right; 2 at 0.55, 1 right: |0.75-0.9|*4/6 + |0.5-0.55|*2/6
     probs = np.array([[0.9, 0.1]] * 4 + [[0.45, 0.55]] * 2)
     true = np.array([0, 0, 0, 1, 1, 0])
-    assert metrics.expected_calibration_error(probs, true) == pytest.approx(0.15 * 4 / 6 + 0.05 * 2 / 6)
+    assert metrics.expected_calibration_error(probs, true) == pytest.approx(
+        0.15 * 4 / 6 + 0.05 * 2 / 6
+    )
     bins = metrics.reliability(probs, true)
     assert [b["n"] for b in bins] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 4]
     assert bins[9]["accuracy"] == 0.75 and bins[5]["confidence"] == 0.55
@@ -212,8 +270,25 @@ def test_summary_scores_each_genre():
 def test_the_crnn_can_learn_from_mfcc_instead_of_log_mel(tmp_path):
     data = write_labelled(tmp_path / "train", per_genre=6, seed=3)
     ckpt = tmp_path / "mfcc.pt"
-    result = CliRunner().invoke(cli, ["train", str(data), "--arch", "crnn", "--features", "mfcc", "--n-mfcc", "20",
-                                      "--epochs", "8", "--val-fraction", "0", "--out", str(ckpt)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            str(data),
+            "--arch",
+            "crnn",
+            "--features",
+            "mfcc",
+            "--n-mfcc",
+            "20",
+            "--epochs",
+            "8",
+            "--val-fraction",
+            "0",
+            "--out",
+            str(ckpt),
+        ],
+    )
     assert result.exit_code == 0, result.output
     clf = Classifier.load(ckpt)
     assert clf.features.kind == "mfcc" and clf.features.n_mfcc == 20
@@ -253,6 +328,13 @@ def test_logistic_head_matches_sklearn():
     reference = sklearn.LogisticRegression(C=1.0, max_iter=5000, tol=1e-10).fit(x, y)
     np.testing.assert_allclose(weight, reference.coef_, atol=2e-3)
     np.testing.assert_allclose(bias, reference.intercept_, atol=2e-3)
+    # class weights as sklearn's class_weight="balanced"
+    weight, bias = train.fit_logistic(x, y, 3, c=0.5, sample_weight=train.balanced_weights(y, 3))
+    reference = sklearn.LogisticRegression(
+        C=0.5, max_iter=5000, tol=1e-10, class_weight="balanced"
+    ).fit(x, y)
+    np.testing.assert_allclose(weight, reference.coef_, atol=2e-3)
+    np.testing.assert_allclose(bias, reference.intercept_, atol=2e-3)
 
 
 @pytest.mark.slow
@@ -260,8 +342,10 @@ def test_train_fits_a_head_on_pretrained_ears(tmp_path):
     train_dir = write_labelled(tmp_path / "train", per_genre=6, seed=3)
     test_dir = write_labelled(tmp_path / "test", per_genre=4, seed=4)
     ckpt = tmp_path / "head.pt"
-    result = CliRunner().invoke(cli, ["train", str(train_dir), "--arch", "vgg-msd",
-                                      "--val-fraction", "0.3", "--out", str(ckpt)])
+    result = CliRunner().invoke(
+        cli,
+        ["train", str(train_dir), "--arch", "vgg-msd", "--val-fraction", "0.3", "--out", str(ckpt)],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.splitlines()[-1])  # after the progress lines (stderr)
     assert summary["checkpoint"] == str(ckpt) and summary["n_val"] >= 2
@@ -304,8 +388,21 @@ def test_train_fits_a_transfer_crnn_that_classify_uses(tmp_path):
     train_dir = write_labelled(tmp_path / "train", per_genre=6, seconds=10.0, seed=3)
     test_dir = write_labelled(tmp_path / "test", per_genre=3, seconds=10.0, seed=4)
     ckpt = tmp_path / "gru.pt"
-    result = CliRunner().invoke(cli, ["train", str(train_dir), "--arch", "vgg-msd-gru", "--epochs", "30",
-                                      "--val-fraction", "0.3", "--out", str(ckpt)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            str(train_dir),
+            "--arch",
+            "vgg-msd-gru",
+            "--epochs",
+            "30",
+            "--val-fraction",
+            "0.3",
+            "--out",
+            str(ckpt),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output.splitlines()[-1])
     assert summary["n_val"] >= 2 and 1 <= summary["best_epoch"] <= 30
@@ -315,8 +412,10 @@ def test_train_fits_a_transfer_crnn_that_classify_uses(tmp_path):
     assert not any(k.startswith("tagger.") for k in saved["state_dict"])
     assert len(saved["metrics"]["history"]) == 30
 
-    result = CliRunner().invoke(cli, ["classify", *map(str, sorted(test_dir.rglob("*.wav"))),
-                                      "--model", str(ckpt), "--json"])
+    result = CliRunner().invoke(
+        cli,
+        ["classify", *map(str, sorted(test_dir.rglob("*.wav"))), "--model", str(ckpt), "--json"],
+    )
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert len(rows) == 6 and {r["model"] for r in rows} == {"vgg-msd-gru"}
@@ -340,11 +439,17 @@ def test_gru_head_scoring_on_cached_embeddings_matches_the_classifier(tmp_path):
     assert [len(s) for s in seqs] == [7] * 4  # 22 s of 16 kHz audio: 7 chunks of 3 s
     recipe = train.with_epochs(train.GRU_RECIPE, 3)
     labels = np.array([genres.index(t.genre) for t in tracks])
-    fitted = train.fit_gru_head("vgg-msd-gru", seqs, labels, len(genres), recipe, progress=False).model
+    fitted = train.fit_gru_head(
+        "vgg-msd-gru", seqs, labels, len(genres), recipe, progress=False
+    ).model
     cached = train.sequence_probs(fitted, seqs)  # 5 of the 7 chunks, as classification reads them
     with torch.inference_mode():
-        direct = np.stack([torch.softmax(fitted(torch.from_numpy(features.chunks(f, spec))), -1)[0].numpy()
-                           for f in feats])
+        direct = np.stack(
+            [
+                torch.softmax(fitted(torch.from_numpy(features.chunks(f, spec))), -1)[0].numpy()
+                for f in feats
+            ]
+        )
     np.testing.assert_allclose(cached, direct, atol=1e-5)
     assert not np.allclose(train.sequence_probs(fitted, seqs, max_chunks=None), cached, atol=1e-5)
 
@@ -366,9 +471,9 @@ def test_best_epoch_keeps_the_most_accurate_state_lowest_loss_on_ties():
         return best.offer(n, model, probs)
 
     assert epoch(1, [0.9, 0.4, 0.4]) == {"val_accuracy": 0.3333, "val_loss": 0.646}
-    epoch(2, [0.6, 0.6, 0.4])   # 2/3 right
+    epoch(2, [0.6, 0.6, 0.4])  # 2/3 right
     epoch(3, [0.9, 0.9, 0.45])  # 2/3 right, lower loss: the best
-    epoch(4, [0.4, 0.9, 0.9])   # 2/3 right, higher loss
+    epoch(4, [0.4, 0.9, 0.9])  # 2/3 right, higher loss
     assert (best.epoch, best.score[0]) == (3, pytest.approx(2 / 3))
     assert best.restore(model, epochs_run=4) == 3
     assert model.bias.tolist() == [3.0, 3.0]
