@@ -33,6 +33,7 @@ from torch import nn
 
 from genreq.errors import ModelError
 from genreq.features import FeatureSpec
+from genreq.pretrained.musicnn import MSD_TAG_NAMES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # pretrained weights shipped in the package
 
@@ -63,9 +64,23 @@ class ModelDims:
         return d
 
 
-class GenreModel(nn.Module):
-    """Shared plumbing: input normalisation buffers and the default feature spec."""
+@dataclass
+class Outputs:
+    """Everything one forward pass gives (GenreModel.outputs)."""
 
+    logits: torch.Tensor  # (rows, n_classes): one row per chunk, or one per track (per_track)
+    embedding: torch.Tensor  # (rows, n_embed): what the final linear layer reads
+    tag_logits: torch.Tensor | None = None  # (chunks, len(tag_names)); None: no tag outputs
+
+
+class GenreModel(nn.Module):
+    """Shared plumbing: input normalisation buffers and the default feature spec.
+
+    A subclass defines `penultimate(x)`, the features its final linear layer (`head`)
+    reads, so that callers can have the logits and that embedding from one pass
+    (`outputs`). A model with tag outputs names them in `tag_names`."""
+
+    tag_names: tuple[str, ...] = ()
     default_channels: tuple[int, ...] = ()
     default_dims: ClassVar[dict] = {}  # ModelDims fields that differ from the dataclass defaults
     feature_kind = "mel"
@@ -84,8 +99,16 @@ class GenreModel(nn.Module):
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.input_mean) / self.input_std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.dropout(self.penultimate(x)))
+
+    def outputs(self, x: torch.Tensor) -> Outputs:
+        """Logits and embedding of one pass (in eval mode, forward's logits)."""
+        embedding = self.penultimate(x)
+        return Outputs(self.head(self.dropout(embedding)), embedding)
 
 
 def conv_block(c_in: int, c_out: int, pool: tuple[int, int], dropout: float) -> nn.Sequential:
@@ -112,13 +135,14 @@ class PaperCRNN(GenreModel):
         )
         freq_out = dims.n_bins // 2 ** (len(chans) - 1)
         self.gru = nn.GRU(chans[-1] * freq_out, dims.hidden, batch_first=True)
+        self.dropout = nn.Identity()  # the paper has none before its softmax layer
         self.head = nn.Linear(dims.hidden, dims.n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         h = self.convs(self.normalise(x))  # (B, C, F', T')
         h = h.flatten(1, 2).transpose(1, 2)  # (B, T', C·F')
         _, last = self.gru(h)
-        return self.head(last[-1])
+        return last[-1]
 
 
 class CRNN(GenreModel):
@@ -150,11 +174,11 @@ class CRNN(GenreModel):
         self.dropout = nn.Dropout(dims.dropout)
         self.head = nn.Linear(dims.hidden, dims.n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         h = self.convs(self.normalise(x)).flatten(1, 2).transpose(1, 2)  # (B, T', C·F')
         seq, _ = self.gru(h)
         weights = torch.softmax(self.attention(seq), dim=1)  # (B, T', 1)
-        return self.head(self.dropout((weights * seq).sum(dim=1)))
+        return (weights * seq).sum(dim=1)
 
 
 class StftCNN(GenreModel):
@@ -183,11 +207,12 @@ class StftCNN(GenreModel):
         self.dense = nn.Sequential(
             nn.Linear(2 * chans[-1], dims.hidden), nn.ReLU(inplace=True), nn.Dropout(dims.dropout)
         )
+        self.dropout = nn.Identity()  # dense ends with its own
         self.head = nn.Linear(dims.hidden, dims.n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         h = self.convs(self.normalise(x)).flatten(2)
-        return self.head(self.dense(torch.cat([h.mean(-1), h.amax(-1)], dim=1)))
+        return self.dense(torch.cat([h.mean(-1), h.amax(-1)], dim=1))
 
 
 class RawCNN(GenreModel):
@@ -218,15 +243,16 @@ class RawCNN(GenreModel):
             nn.ReLU(inplace=True),
             nn.Dropout(dims.dropout),
         )
+        self.dropout = nn.Identity()  # dense ends with its own
         self.head = nn.Linear(dims.hidden, dims.n_classes)
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         # Per-chunk RMS normalisation: loudness is mastering, not genre.
         return x / (x.pow(2).mean(dim=-1, keepdim=True).sqrt() + 1e-4)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
         h = self.convs(self.normalise(x.flatten(1, 2)))  # (B, C, T')
-        return self.head(self.dense(torch.cat([h.mean(-1), h.amax(-1)], dim=1)))
+        return self.dense(torch.cat([h.mean(-1), h.amax(-1)], dim=1))
 
 
 def _freeze_as_buffers(module: nn.Module, persistent: bool = True) -> None:
@@ -258,6 +284,7 @@ class PretrainedTagger(GenreModel):
     standardised with buffers a head trainer sets (identity by default)."""
 
     feature_kind = "musicnn"
+    tag_names = MSD_TAG_NAMES  # the tagger's own 50 outputs
     name = ""  # the registry name
     tagger_arch = ""
     # The registry model whose shipped checkpoint genreq/weights/<base>.pt holds the
@@ -305,11 +332,26 @@ class PretrainedTagger(GenreModel):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 1, n_mels, frames) chunks -> standardised (batch, n_embed) embeddings."""
-        emb = self.tagger.embed(x[:, 0].transpose(1, 2).contiguous())
+        return self._standardise(self._tagger_embed(x))
+
+    def _tagger_embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tagger.embed(x[:, 0].transpose(1, 2).contiguous())
+
+    def _standardise(self, emb: torch.Tensor) -> torch.Tensor:
         return (emb - self.embedding_mean) / self.embedding_std
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.dropout(self.embed(x)))
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embed(x)
+
+    def outputs(self, x: torch.Tensor) -> Outputs:
+        """The tag logits come from the tagger's own output layer on the raw embedding."""
+        raw = self._tagger_embed(x)
+        out = self._head_outputs(self._standardise(raw))
+        out.tag_logits = self.tagger.out(raw)
+        return out
+
+    def _head_outputs(self, emb: torch.Tensor) -> Outputs:
+        return Outputs(self.head(self.dropout(emb)), emb)
 
 
 class MusicnnMSD(PretrainedTagger):
@@ -340,14 +382,26 @@ class PretrainedGRU(PretrainedTagger):
         self.gru = nn.GRU(n_embed, self.dims.hidden // 2, batch_first=True, bidirectional=True)
         self.out = nn.Linear(self.dims.hidden, self.dims.n_classes)
 
+    def pooled_state(self, seq: torch.Tensor) -> torch.Tensor:
+        """(batch, chunks, n_embed) standardised embeddings -> (batch, hidden): what the
+        output layer reads."""
+        states, _ = self.gru(self.dropout(seq))
+        return states.mean(1)
+
     def classify_embeddings(self, seq: torch.Tensor) -> torch.Tensor:
         """(batch, chunks, n_embed) standardised embeddings -> (batch, n_classes) logits."""
-        states, _ = self.gru(self.dropout(seq))
-        return self.out(self.dropout(states.mean(1)))
+        return self.out(self.dropout(self.pooled_state(seq)))
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pooled_state(self.embed(x)[None])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(chunks, 1, n_mels, frames) of one track, in time order -> (1, n_classes)."""
         return self.classify_embeddings(self.embed(x)[None])
+
+    def _head_outputs(self, emb: torch.Tensor) -> Outputs:
+        pooled = self.pooled_state(emb[None])
+        return Outputs(self.out(self.dropout(pooled)), pooled)
 
 
 class MusicnnMSDGRU(PretrainedGRU):

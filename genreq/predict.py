@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,14 @@ class Prediction:
     confidence: float
     probs: dict[str, float]  # every genre the model knows → probability
     duration_s: float  # of the whole file (from its header when known)
+    # Readable tag name → probability (the mean over chunks of each tag's sigmoid), in
+    # the model's output order; empty for a model without tag outputs.
+    tags: dict[str, float] = field(default_factory=dict)
+    # The track's embedding: the mean over chunks of what the model's final linear layer
+    # reads (float32, 1-D), and "name@version" of the model that produced it. Vectors
+    # of different models are not comparable.
+    embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
+    embedding_model: str = ""
 
     def top(self, k: int = config.TOP_K) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
@@ -110,6 +118,25 @@ class Classifier:
         network, ckpt = checkpoint.load(path)
         return cls(network, ckpt, path)
 
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        """The model's tag outputs (readable names), () when it has none."""
+        return tuple(self.model.tag_names)
+
+    @property
+    def model_id(self) -> str:
+        """"name@version": what stored embeddings record as their producer."""
+        return f"{self.name}@{self.version}"
+
+    def chunk_outputs(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """One forward pass over a track's chunks: (genre probabilities (rows, genres),
+        embeddings (rows, n_embed), tag probabilities (chunks, tags) or None). Rows are
+        chunks, or one for a `per_track` model."""
+        with torch.inference_mode():
+            out = self.model.outputs(torch.from_numpy(np.ascontiguousarray(x)))
+            tags = None if out.tag_logits is None else torch.sigmoid(out.tag_logits).numpy()
+            return torch.softmax(out.logits, dim=-1).numpy(), out.embedding.float().numpy(), tags
+
     def chunk_probs(self, x: np.ndarray) -> np.ndarray:
         """Softmax probabilities of a track's chunks (n, 1, bins, width) → (n, genres), or
         (1, genres) for a model that reads the chunks as one sequence (`per_track`)."""
@@ -131,8 +158,8 @@ class Classifier:
         return self.chunk_probs(self.chunks_of_excerpts(excerpts)).mean(axis=0)
 
     def classify_audio(self, samples: np.ndarray, duration_s: float | None = None) -> Prediction:
-        probs = self.probs_of_excerpts([samples])
-        return self._prediction(probs, duration_s or samples.size / self.features.sample_rate)
+        outputs = self.chunk_outputs(self.chunks_of_excerpts([samples]))
+        return self._prediction(outputs, duration_s or samples.size / self.features.sample_rate)
 
     def classify_file(self, path: str | Path, on_stage: StageHook | None = None) -> Prediction:
         """Raises AudioError (with the path and the reason) for anything not classifiable.
@@ -151,19 +178,30 @@ class Classifier:
             raise AudioError(path, "no audio could be decoded")
         batch = self.chunks_of_excerpts(excerpts)
         lap("features")
-        probs = self.chunk_probs(batch).mean(axis=0)
+        outputs = self.chunk_outputs(batch)
         lap("model")
-        if not np.all(np.isfinite(probs)):
+        if not np.all(np.isfinite(outputs[0])):
             raise AudioError(path, "the model produced no finite probabilities for this audio")
         if total_s is None:
             total_s = sum(e.size for e in excerpts) / self.features.sample_rate
-        return self._prediction(probs, total_s)
+        return self._prediction(outputs, total_s)
 
-    def _prediction(self, probs: np.ndarray, duration_s: float) -> Prediction:
+    def _prediction(
+        self, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None], duration_s: float
+    ) -> Prediction:
+        chunk_probs, chunk_embeddings, chunk_tags = outputs
+        probs = chunk_probs.mean(axis=0)
         best = int(np.argmax(probs))
+        tags = {} if chunk_tags is None else {
+            name: float(p)
+            for name, p in zip(self.tag_names, chunk_tags.mean(axis=0), strict=True)
+        }
         return Prediction(
             genre=self.genres[best],
             confidence=float(probs[best]),
             probs={g: float(p) for g, p in zip(self.genres, probs, strict=True)},
             duration_s=float(duration_s),
+            tags=tags,
+            embedding=chunk_embeddings.mean(axis=0).astype(np.float32),
+            embedding_model=self.model_id,
         )

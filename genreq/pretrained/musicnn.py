@@ -43,6 +43,12 @@ MSD_TAGS = (
     "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
     "60s", "rnb", "indie pop", "sad", "House", "happy",
 )
+# The same tags as genreq shows and stores them: lower case as written by people
+# ("Hip-Hop" -> "hip-hop"), and "rnb" spelled as its genre is ("r&b"). Order is the
+# tagger's output order. Both "female vocalist" and "female vocalists" stay: they are
+# two outputs of the tagger, trained on two Last.fm tags.
+_READABLE = {"rnb": "r&b"}
+MSD_TAG_NAMES = tuple(_READABLE.get(tag, tag.lower()) for tag in MSD_TAGS)
 
 
 # ---------------------------------------------------------------------------- input
