@@ -301,3 +301,24 @@ def test_the_shipped_transfer_crnn_was_trained_on_the_shipped_ears():
     assert saved["recipe"]["base"] == "vgg-msd" and saved["metrics"]["n_train"] == 257
     assert saved["recipe"]["base_tagger_sha256"] == train.tagger_digest(clf.model)
     assert train.tagger_digest(clf.model) == train.tagger_digest(models.build("vgg-msd", 10))
+
+
+@pytest.mark.parametrize("name", ["vgg-msd", "musicnn-msd"])
+def test_the_shipped_heads_are_class_weighted_and_carry_their_protocol_figure(name: str):
+    """Each shipped head says how it was fitted (genres weighted equally, the 238
+    non-excluded clips) and points at its artist-disjoint result, whose figure it repeats."""
+    from genreq import train
+
+    saved = torch.load(WEIGHTS / f"{name}.pt", map_location="cpu", weights_only=True)
+    recipe, run = saved["recipe"], saved["metrics"]
+    assert (recipe["balanced"], recipe["c"], recipe["temperature"]) == (
+        train.HEAD_BALANCED,
+        train.HEAD_C,
+        train.HEAD_TEMPERATURE,
+    )
+    assert run["n_train"] == 238 and run["dropped"] == {"excluded": 19}
+    assert run["groups"].endswith("labels.csv:artist_split")
+    result = json.loads((Path(__file__).parents[1] / run["crossval"]["result"]).read_text())
+    assert result["protocol"]["name"] == "artist-disjoint 3-fold" and result["n"] == 238
+    assert result["candidate"]["balanced"] and result["candidate"]["c"] == recipe["c"]
+    assert run["crossval"]["accuracy"] == result["accuracy"]
