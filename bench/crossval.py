@@ -20,7 +20,19 @@ per-genre recall with n, and the expected calibration error (10 bins). Anything 
 scratch (bench/results/<arch><tag>.json). `--cache` also stores decoded features
 (log-dB quantised to uint8) so a run can happen where the audio is not.
 
-Every result file has the same schema (RESULT_SCHEMA, described in bench/README.md).
+Every result file has the same schema (RESULT_SCHEMA, "genreq-crossval/2"), also written by
+bench/transfer_gru.py:
+
+    schema, name, model, [arch, tag, recipe, candidate, parameters, macs_per_chunk, ...]
+    protocol          {name, groups, test_groups, dropped, description}
+    n                 clips pooled (238 on ../shared/data/gtzan)
+    accuracy, ci95, ci_method ("wilson"), balanced_accuracy, ece     pooled figures
+    per_genre         {genre: {recall, n, precision}}
+    fold_accuracy     one per test group, in `folds` order; mean_accuracy, std_accuracy
+    folds             [{test_group, n, correct, accuracy, ...what was tuned there}]
+    pooled            metrics.summarise of the pooled predictions: the figures above with
+                      per-genre f1/support, confusion, reliability bins (10), ece_bins
+    all_chunks        (heads, GRU) the same folds scored on every chunk of a clip
 """
 
 from __future__ import annotations
