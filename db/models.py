@@ -12,6 +12,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -49,6 +50,7 @@ class State(str, enum.Enum):
     running = "running"
     done = "done"
     failed = "failed"
+    skipped = "skipped"  # not classified on purpose (e.g. shorter than --min-duration)
 
 
 class Base(DeclarativeBase):
@@ -76,6 +78,9 @@ class Track(Base):
     batch_id: Mapped[str | None] = mapped_column(String(32))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # Why the track ended failed or skipped, without its path (`error` has both), so
+    # that status can count the tracks per reason.
+    reason: Mapped[str | None] = mapped_column(Text)
 
     genre: Mapped[str | None] = mapped_column(String(64))
     confidence: Mapped[float | None] = mapped_column(Float)
@@ -84,6 +89,18 @@ class Track(Base):
     model_name: Mapped[str | None] = mapped_column(String(64))
     model_version: Mapped[str | None] = mapped_column(String(64))
     elapsed_s: Mapped[float | None] = mapped_column(Float)  # wall time of the classification
+    # Readable tag name -> probability, for a model with tag outputs (genreq.predict).
+    tags: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    # The model's track embedding as float16 bytes (genreq.db.work.embedding_bytes), and
+    # "name@version" of the model that made it: only vectors of one model compare.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    embedding_model: Mapped[str | None] = mapped_column(String(128))
+
+    # What the file's own tags say (genreq.filetags), read by the worker.
+    artist: Mapped[str | None] = mapped_column(Text)
+    album: Mapped[str | None] = mapped_column(Text)
+    title: Mapped[str | None] = mapped_column(Text)
+    file_genres: Mapped[list[str] | None] = mapped_column(JSON)  # as the file lists them
 
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

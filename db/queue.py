@@ -75,9 +75,11 @@ def _reset(track: Track, stat: WalkedFile) -> None:
     track.mtime_ns = stat.mtime_ns
     track.state = State.queued
     track.attempts = 0
-    track.error = None
+    track.error = track.reason = None
     track.genre = track.confidence = track.probs = track.duration_s = None
     track.model_name = track.model_version = track.elapsed_s = None
+    track.tags = track.embedding = track.embedding_model = None
+    track.artist = track.album = track.title = track.file_genres = None
     track.queued_at = utcnow()
     track.started_at = track.finished_at = None
 
@@ -105,7 +107,8 @@ def reset_for_requeue(
         result.failed = session.execute(
             update(Track)
             .where(Track.state == State.failed)
-            .values(state=State.queued, attempts=0, error=None, finished_at=None)
+            .values(state=State.queued, attempts=0, error=None, reason=None,
+                    finished_at=None)
         ).rowcount
     return result
 

@@ -26,6 +26,7 @@ class Status:
     running: int = 0
     done: int = 0
     failed: int = 0
+    skipped: int = 0  # not classified on purpose (e.g. shorter than the minimum duration)
     genres: dict[str, int] = field(default_factory=dict)
     # While work is pending: tracks finished per second recently, and time left at that rate.
     throughput_per_s: float | None = None
@@ -33,7 +34,7 @@ class Status:
 
     @property
     def total(self) -> int:
-        return self.queued + self.running + self.done + self.failed
+        return self.queued + self.running + self.done + self.failed + self.skipped
 
     @property
     def pending(self) -> int:
@@ -46,6 +47,7 @@ class Status:
             "running": self.running,
             "done": self.done,
             "failed": self.failed,
+            "skipped": self.skipped,
             "genres": self.genres,
             "throughput_per_s": self.throughput_per_s,
             "eta_s": self.eta_s,

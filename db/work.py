@@ -7,7 +7,7 @@ identity map for the two small writes every track costs. Each also accepts a Ses
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, select, update
@@ -40,7 +40,8 @@ def claim(db: Connection | Session, track_id: int, max_attempts: int) -> str | N
     db.execute(
         update(Track)
         .where(Track.id == track_id, pending)
-        .values(state=State.failed, error=Track.path + gave_up, finished_at=utcnow())
+        .values(state=State.failed, error=Track.path + gave_up, reason=gave_up[2:],
+                finished_at=utcnow())
     )
     return None
 
@@ -86,6 +87,14 @@ class Result:
     duration_s: float
     elapsed_s: float
     finished_at: datetime
+    tags: dict[str, float] | None = None  # None: the model has no tag outputs
+    embedding: bytes | None = None  # genreq.similarity.embedding_bytes
+    embedding_model: str | None = None
+    # What the file's own tags say (genreq.filetags)
+    artist: str | None = None
+    album: str | None = None
+    title: str | None = None
+    file_genres: list[str] = field(default_factory=list)
 
 
 def record_results(
@@ -109,12 +118,22 @@ def record_results(
             model_version=model_version,
             elapsed_s=bindparam("b_elapsed_s"),
             finished_at=bindparam("b_finished_at"),
+            reason=None,
+            tags=bindparam("b_tags"),
+            embedding=bindparam("b_embedding"),
+            embedding_model=bindparam("b_embedding_model"),
+            artist=bindparam("b_artist"),
+            album=bindparam("b_album"),
+            title=bindparam("b_title"),
+            file_genres=bindparam("b_file_genres"),
         )
         .execution_options(synchronize_session=False),
         [
             {"b_id": r.track_id, "b_genre": r.genre, "b_confidence": r.confidence,
              "b_probs": r.probs, "b_duration_s": r.duration_s, "b_elapsed_s": r.elapsed_s,
-             "b_finished_at": r.finished_at}
+             "b_finished_at": r.finished_at, "b_tags": r.tags, "b_embedding": r.embedding,
+             "b_embedding_model": r.embedding_model, "b_artist": r.artist,
+             "b_album": r.album, "b_title": r.title, "b_file_genres": r.file_genres}
             for r in results
         ],
     )
@@ -126,10 +145,30 @@ def record_failure(
     reason: str,
     elapsed_s: float,
     finished_at: datetime | None = None,
+    short_reason: str | None = None,
 ) -> None:
+    """`reason` is the message with the path (the `error` column); `short_reason` the
+    same without it, by which status counts failures (None: `reason` as it is)."""
     db.execute(
         update(Track)
         .where(Track.id == track_id)
-        .values(state=State.failed, error=reason, elapsed_s=elapsed_s,
-                finished_at=finished_at or utcnow())
+        .values(state=State.failed, error=reason, reason=short_reason or reason,
+                elapsed_s=elapsed_s, finished_at=finished_at or utcnow())
+    )
+
+
+def record_skip(
+    db: Connection | Session,
+    track_id: int,
+    reason: str,
+    duration_s: float | None,
+    elapsed_s: float,
+    finished_at: datetime | None = None,
+) -> None:
+    """A track not classified on purpose (e.g. too short): state skipped, its reason."""
+    db.execute(
+        update(Track)
+        .where(Track.id == track_id)
+        .values(state=State.skipped, error=None, reason=reason, duration_s=duration_s,
+                elapsed_s=elapsed_s, finished_at=finished_at or utcnow())
     )

@@ -1,13 +1,16 @@
-"""Decoding audio files to mono float32 at a fixed sample rate.
+"""Decoding audio files to mono float32 at a fixed sample rate, reading only what is
+analysed.
 
-soundfile (libsndfile) decodes WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF and AU directly
-and can seek; anything else (m4a/aac, odd containers) goes through ffmpeg. Every
-failure leaves this module as an AudioError naming the file and the cause.
+Every format is decoded in-process: PyAV (FFmpeg's libraries, bundled in its wheels, so
+no ffmpeg program is needed) opens anything FFmpeg reads, and soundfile (libsndfile)
+reads the formats in SOUNDFILE_SUFFIXES, where it is as fast or faster. For a long track
+only the excerpt windows are decoded: a seek in the container to just before each
+window, then decoding up to the window's first sample. Only the decoded samples are
+mixed down and resampled. Every failure leaves this module as an AudioError naming the
+file and the cause.
 """
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +23,16 @@ from genreq.errors import AudioError
 
 SAMPLE_RATE = 22050  # Hz, the rate every model in genreq is trained at
 MIN_DURATION_S = 1.0  # shorter clips carry too little music to classify
-FFMPEG_TIMEOUT_S = 300
+# Decoded ahead of each window and dropped: after a seek, the first frames of mp3 (bit
+# reservoir), aac (overlapped transform) and opus (pre-skip) are not yet the music.
+PREROLL_S = 0.2
+# Read by libsndfile: uncompressed and FLAC/Vorbis, where its seek is exact and its
+# decode no slower than FFmpeg's (bench/results/formats.json). mp3, m4a, opus and the
+# rest go through PyAV.
+SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".au",
+                                ".ogg", ".oga"})
+
+Windows = list[tuple[float, float]] | None  # (start_s, length_s) excerpts, None: all
 
 
 def _to_mono(data: np.ndarray) -> np.ndarray:
@@ -45,18 +57,19 @@ def _check(path: Path, audio: np.ndarray, rate: int) -> np.ndarray:
     return audio
 
 
-def duration_s(path: str | Path) -> float | None:
-    """Duration from the file header, or None when soundfile cannot read the header."""
-    try:
-        info = sf.info(str(path))
-    except Exception:  # a header probe only: decoding the file reports the real error
-        return None
+def _uses_soundfile(path: Path) -> bool:
+    return path.suffix.lower() in SOUNDFILE_SUFFIXES
+
+
+# --- libsndfile ----------------------------------------------------------------------------
+
+
+def _soundfile_duration_s(path: Path) -> float | None:
+    info = sf.info(str(path))
     return info.frames / info.samplerate if info.samplerate else None
 
 
-def _read_soundfile(
-    path: Path, windows_s: list[tuple[float, float]] | None
-) -> tuple[list[np.ndarray], int]:
+def _read_soundfile(path: Path, windows_s: Windows) -> tuple[list[np.ndarray], int]:
     with sf.SoundFile(str(path)) as f:
         rate = f.samplerate
         if windows_s is None:
@@ -68,25 +81,112 @@ def _read_soundfile(
         return parts, rate
 
 
-def _read_ffmpeg(path: Path, rate: int, window_s: tuple[float, float] | None = None) -> np.ndarray:
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise AudioError(
-            path, "this format needs ffmpeg to decode; install ffmpeg (e.g. apt-get install ffmpeg)"
-        )
-    # -ss/-t before -i: ffmpeg seeks in the container instead of decoding up to the window.
-    seek = ["-ss", f"{window_s[0]:.3f}", "-t", f"{window_s[1]:.3f}"] if window_s else []
-    cmd = [ffmpeg, "-nostdin", "-v", "error", *seek, "-i", str(path),
-           "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
+# --- FFmpeg's libraries through PyAV --------------------------------------------------------
+
+
+def _open_av(path: Path):
+    import av  # ~40 ms of imports, paid only by processes that decode through it
+
+    # Tags in a wrong encoding (common in old mp3s) must not stop the audio being read.
+    container = av.open(str(path), metadata_errors="replace")
+    if not container.streams.audio:
+        container.close()
+        raise AudioError(path, "not decodable audio (no audio stream)")
+    return container, container.streams.audio[0]
+
+
+def _av_duration_s(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000  # AV_TIME_BASE: microseconds
+    return None
+
+
+def _frame_mono(frame) -> np.ndarray:
+    """A decoded frame as mono float32, the channels averaged as for libsndfile's output."""
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if not frame.format.is_planar:
+        data = data.reshape(-1, channels).T
+    if data.dtype.kind == "i":  # s16, s32, s64: full scale is 2^(bits-1)
+        data = data.astype(np.float32) / np.float32(2 ** (8 * data.dtype.itemsize - 1))
+    elif data.dtype.kind == "u":  # u8
+        data = (data.astype(np.float32) - 128) / np.float32(128)
+    mono = data.mean(axis=0, dtype=np.float32) if channels > 1 else data[0]
+    return np.asarray(mono, dtype=np.float32)
+
+
+def _frame_start(frame, rate: int) -> int | None:
+    """The frame's first sample, counted from the start of the stream."""
+    if frame.pts is None or frame.time_base is None:
+        return None
+    return round(float(frame.pts * frame.time_base) * rate)
+
+
+def _decode_all(container, stream) -> np.ndarray:
+    parts = [_frame_mono(frame) for frame in container.decode(stream)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _decode_window(container, stream, rate: int, start_s: float, length_s: float) -> np.ndarray:
+    first, wanted = round(start_s * rate), round(length_s * rate)
+    seek_s = max(0.0, start_s - PREROLL_S)
+    container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
+    stream.codec_context.flush_buffers()  # nothing from before the seek
+    parts, have, position = [], 0, None
+    for frame in container.decode(stream):
+        samples = _frame_mono(frame)
+        start = _frame_start(frame, rate)
+        position = start if start is not None else position
+        if position is None:  # no timestamps at all: count from where the seek went
+            position = round(seek_s * rate)
+        skip = first - position
+        position += samples.size
+        if skip >= samples.size:
+            continue
+        if skip > 0:
+            samples = samples[skip:]
+        parts.append(samples[: wanted - have])
+        have += parts[-1].size
+        if have >= wanted:
+            break
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def _read_av(path: Path, windows_s: Windows) -> tuple[list[np.ndarray], int]:
+    container, stream = _open_av(path)
+    with container:
+        rate = stream.codec_context.sample_rate
+        if not rate:
+            raise AudioError(path, "not decodable audio (no sample rate)")
+        if windows_s is None:
+            return [_decode_all(container, stream)], rate
+        return [_decode_window(container, stream, rate, *w) for w in windows_s], rate
+
+
+# --- the module's API ----------------------------------------------------------------------
+
+
+def _av_errors() -> tuple[type[Exception], ...]:
+    import av
+
+    return (av.FFmpegError, UnicodeDecodeError)
+
+
+def duration_s(path: str | Path) -> float | None:
+    """Duration from the file's header, or None when no header can be read."""
+    path = Path(path)
     try:
-        out = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=False)
-    except subprocess.TimeoutExpired:
-        raise AudioError(path, f"ffmpeg did not finish within {FFMPEG_TIMEOUT_S} s") from None
-    if out.returncode != 0:
-        message = out.stderr.decode("utf-8", "replace").strip().splitlines()
-        reason = message[-1] if message else "failed"
-        raise AudioError(path, f"not decodable audio (ffmpeg: {reason})")
-    return np.frombuffer(out.stdout, dtype=np.float32).copy()
+        if _uses_soundfile(path):
+            with_soundfile = _soundfile_duration_s(path)
+            if with_soundfile is not None:
+                return with_soundfile
+        container, stream = _open_av(path)
+        with container:
+            return _av_duration_s(container, stream)
+    except Exception:  # a header probe only: decoding the file reports the real error
+        return None
 
 
 def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -96,16 +196,16 @@ def load_audio(path: str | Path, rate: int = SAMPLE_RATE) -> np.ndarray:
 
 def load_windows(
     path: str | Path,
-    windows_s: list[tuple[float, float]] | None,
+    windows_s: Windows,
     rate: int = SAMPLE_RATE,
     on_stage: Callable[[str, float], None] | None = None,
 ) -> list[np.ndarray]:
     """Mono float32 excerpts (start_s, length_s) of a file at `rate` Hz.
 
-    With `windows_s=None`, one excerpt: the whole file. Seekable formats decode only
-    the excerpts, so a one-hour mix costs about as much as a 30-s clip. `on_stage`, if
-    given, is told the seconds spent on "decode" and on "resample" (inside decode when
-    ffmpeg does both at once), as Classifier.classify_file reports its stages.
+    With `windows_s=None`, one excerpt: the whole file. Only the excerpts are decoded,
+    in every format, so a one-hour mix costs about as much as a 30-s clip. `on_stage`,
+    if given, is told the seconds spent on "decode" and on "resample", as
+    Classifier.classify_file reports its stages.
     """
     path = Path(path)
     if not path.is_file():
@@ -114,18 +214,19 @@ def load_windows(
         raise AudioError(path, "empty file (0 bytes)")
     # Three clock reads per file whether or not anyone listens: nothing beside a decode.
     started = time.perf_counter()
-    try:
-        parts, source_rate = _read_soundfile(path, windows_s)
-        decoded = time.perf_counter()
-        parts = [_resample(p, source_rate, rate) for p in parts]
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
-        # libsndfile does not know the container (m4a, ...) or the file is damaged:
-        # ffmpeg decides which.
-        if windows_s is None:
-            parts = [_read_ffmpeg(path, rate)]
-        else:
-            parts = [_read_ffmpeg(path, rate, w) for w in windows_s]
-        decoded = time.perf_counter()
+    parts = None
+    if _uses_soundfile(path):
+        try:
+            parts, source_rate = _read_soundfile(path, windows_s)
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+            parts = None  # a damaged file or a misleading suffix: FFmpeg decides which
+    if parts is None:
+        try:
+            parts, source_rate = _read_av(path, windows_s)
+        except _av_errors() as err:
+            raise AudioError(path, f"not decodable audio ({_reason(err)})") from None
+    decoded = time.perf_counter()
+    parts = [_resample(p, source_rate, rate) for p in parts]
     if on_stage is not None:
         on_stage("decode", decoded - started)
         on_stage("resample", time.perf_counter() - decoded)
@@ -133,3 +234,8 @@ def load_windows(
         return [_check(path, p, rate) for p in parts]
     return [p for p in parts if p.size]
 
+
+def _reason(err: Exception) -> str:
+    """FFmpeg's words for what is wrong, without the path it repeats."""
+    strerror = getattr(err, "strerror", None)
+    return f"ffmpeg: {strerror}" if strerror else f"{type(err).__name__}: {err}"

@@ -7,6 +7,7 @@ GENREQ_BROKER_URL    a Redis URL; unset means the embedded broker under GENREQ_H
 GENREQ_MODEL         checkpoint path or shipped model name; unset means the default
 GENREQ_TASK_BATCH    most tracks per Celery message (default 8); 1: one track id each
 GENREQ_TAXONOMY      genre mapping file for status, export, show, tag and report
+GENREQ_MIN_DURATION  seconds: shorter files are skipped, not classified (default below)
 """
 from __future__ import annotations
 
@@ -58,6 +59,29 @@ def taxonomy() -> str | None:
     """GENREQ_TAXONOMY (a TOML or YAML genre mapping, see genreq.app.taxonomy), or None
     for the model's own genres."""
     return os.environ.get("GENREQ_TAXONOMY") or None
+
+
+# Files shorter than this are skipped, not classified: one model input (a 2.97-s chunk),
+# below which the model sees mostly padding. Music is still told apart at shorter
+# lengths, but the short files of real libraries are mostly sound effects, which get a
+# genre at every length, only less confidently (bench/short_clips.py,
+# bench/results/short_clips.json); --min-duration 0 classifies them anyway.
+DEFAULT_MIN_DURATION_S = 3.0
+
+
+def min_duration_s() -> float:
+    """GENREQ_MIN_DURATION: files shorter than this many seconds are skipped."""
+    value = os.environ.get("GENREQ_MIN_DURATION", "").strip()
+    if not value:
+        return DEFAULT_MIN_DURATION_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise GenreqError(
+            f"GENREQ_MIN_DURATION must be a number of seconds, 0 or more, not {value!r}")
+    return seconds
 
 
 def model() -> str | None:

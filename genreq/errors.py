@@ -21,5 +21,17 @@ class AudioError(GenreqError):
         super().__init__(f"{self.path}: {reason}")
 
 
+class TooShort(AudioError):
+    """A file shorter than the shortest genreq classifies: skipped, not failed. `reason`
+    leaves the file's own duration out, so that files can be counted by it."""
+
+    def __init__(self, path: str | Path, duration_s: float, min_duration_s: float):
+        super().__init__(path, f"too short to classify (under {min_duration_s:g} s)")
+        self.duration_s = duration_s
+        self.min_duration_s = min_duration_s
+        self.args = (f"{self.path}: too short to classify ({duration_s:.3f} s; "
+                     f"at least {min_duration_s:g} s needed)",)
+
+
 class ModelError(GenreqError):
     """A checkpoint that cannot be used: missing, corrupt, or built for other features."""

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from genreq import audio, checkpoint, config, features
-from genreq.errors import AudioError, ModelError
+from genreq.errors import AudioError, ModelError, TooShort
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 DEFAULT_MODEL = WEIGHTS_DIR / "crnn.pt"
@@ -161,8 +161,12 @@ class Classifier:
         outputs = self.chunk_outputs(self.chunks_of_excerpts([samples]))
         return self._prediction(outputs, duration_s or samples.size / self.features.sample_rate)
 
-    def classify_file(self, path: str | Path, on_stage: StageHook | None = None) -> Prediction:
-        """Raises AudioError (with the path and the reason) for anything not classifiable.
+    def classify_file(self, path: str | Path, on_stage: StageHook | None = None,
+                      min_duration_s: float = 0.0) -> Prediction:
+        """Raises AudioError (with the path and the reason) for anything not classifiable,
+        and its TooShort for a file shorter than `min_duration_s` (told by its header
+        before anything is decoded, else by the decoded audio) or than
+        audio.MIN_DURATION_S.
 
         `on_stage(stage, seconds)`, if given, is called once per stage of STAGES, in
         order, as each ends (a StageTimes collects them); a file that fails stops the
@@ -170,12 +174,18 @@ class Classifier:
         """
         lap = _Laps(on_stage)
         total_s = audio.duration_s(path)
+        if total_s is not None and total_s < min_duration_s:
+            raise TooShort(path, total_s, min_duration_s)
         windows = features.excerpt_windows(total_s, self.features)
         lap("probe")
         excerpts = audio.load_windows(path, windows, self.features.sample_rate, on_stage)
         lap.restart()  # load_windows reported decode and resample
         if not excerpts:
             raise AudioError(path, "no audio could be decoded")
+        if total_s is None:  # no header duration: the decoded audio is the whole file
+            decoded_s = sum(e.size for e in excerpts) / self.features.sample_rate
+            if decoded_s < min_duration_s:
+                raise TooShort(path, decoded_s, min_duration_s)
         batch = self.chunks_of_excerpts(excerpts)
         lap("features")
         outputs = self.chunk_outputs(batch)

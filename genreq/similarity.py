@@ -30,6 +30,28 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return np.divide(v, norms, out=np.zeros_like(v), where=norms > 0).astype(np.float16)
 
 
+# How an embedding is stored (the tracks table's `embedding` column): float16, little
+# endian, no header; its length gives the dimension.
+STORED_DTYPE = np.dtype("<f2")
+
+
+def embedding_bytes(vector: np.ndarray) -> bytes:
+    """A 1-D embedding as stored: float16 bytes (not normalised)."""
+    return np.asarray(vector, dtype=np.float32).ravel().astype(STORED_DTYPE).tobytes()
+
+
+def embedding_from_bytes(data: bytes) -> np.ndarray:
+    """A stored embedding back as a 1-D float16 array."""
+    return np.frombuffer(data, dtype=STORED_DTYPE)
+
+
+def matrix_from_bytes(blobs: list[bytes]) -> np.ndarray:
+    """Stored embeddings of one model as the normalised float16 matrix top_n reads."""
+    if not blobs:
+        return np.zeros((0, 0), dtype=np.float16)
+    return normalise(np.frombuffer(b"".join(blobs), dtype=STORED_DTYPE).reshape(len(blobs), -1))
+
+
 @dataclass(frozen=True)
 class Neighbour:
     row: int  # index into the matrix

@@ -50,7 +50,7 @@ def write_corpus(root: Path, one_hour: bool = True) -> dict[Path, tuple[str, str
         "This is not audio, just the lyrics someone saved with the wrong extension.\n" * 20)
     case("random bytes.mp3", "failed", "not decodable").write_bytes(
         np.random.default_rng(7).integers(0, 256, 64_000, dtype=np.uint8).tobytes())
-    sf.write(case("one millisecond.wav", "failed", "too short"), _music(0.001), RATE)
+    sf.write(case("one millisecond.wav", "skipped", "too short"), _music(0.001), RATE)
     sf.write(case("digital silence.wav", "done"), np.zeros(30 * RATE, np.float32), RATE)
     sf.write(case("dc offset only.wav", "done"), np.full(30 * RATE, 0.5, np.float32), RATE)
     sf.write(case("8ch 96k 24bit.wav", "done"), _music(6.0, rate=96_000, channels=8), 96_000,

@@ -82,11 +82,12 @@ class WorkerProcess:
 
 
 def wait_until_finished(total: int, timeout_s: float = 180, worker: WorkerProcess | None = None):
-    """Poll `genreq status --json` until every track is done or failed."""
+    """Poll `genreq status --json` until every track is done, failed or skipped."""
     deadline = time.monotonic() + timeout_s
     while True:
         status = json.loads(genreq("status", "--json").stdout)
-        if status["total"] == total and status["done"] + status["failed"] == total:
+        finished = status["done"] + status["failed"] + status["skipped"]
+        if status["total"] == total and finished == total:
             return status
         if worker is not None and worker.process.poll() is not None:
             raise AssertionError(f"worker exited early:\n{worker.log()}")

@@ -1,5 +1,5 @@
-"""The bad-input corpus through the real pipeline: every file ends `done` or `failed`
-with a reason that names it, and the worker keeps going."""
+"""The bad-input corpus through the real pipeline: every file ends `done`, `failed` with
+a reason that names it, or `skipped` (too short), and the worker keeps going."""
 from __future__ import annotations
 
 import json
@@ -57,11 +57,15 @@ def test_corpus_every_file_accounted_for(tmp_path, start_worker, batched):
     status = wait_until_finished(len(expected), timeout_s=300, worker=worker)
     batch_tasks = worker.log().count(CLASSIFY_BATCH_TASK)
     assert batch_tasks > 0 if batched else batch_tasks == 0
-    assert status["done"] + status["failed"] == len(expected)
+    skipped = {str(p) for p, (state, _) in expected.items() if state == "skipped"}
+    assert status["done"] + status["failed"] + status["skipped"] == len(expected)
+    assert status["skipped"] == len(skipped)
 
     rows = rows_by_path()
-    assert set(rows) == {str(p) for p in expected}
+    assert set(rows) == {str(p) for p in expected} - skipped  # neither exported nor failed
     for path, (state, reason) in expected.items():
+        if state == "skipped":
+            continue
         row = rows[str(path)]
         assert row["state"] == state, (path, row)
         if state == "failed":

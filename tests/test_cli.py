@@ -46,7 +46,7 @@ def test_every_command_has_an_example():
 def test_status_json(seeded):
     result = invoke("status", "--json")
     assert json.loads(result.stdout) == {
-        "total": 4, "queued": 1, "running": 0, "done": 2, "failed": 1,
+        "total": 4, "queued": 1, "running": 0, "done": 2, "failed": 1, "skipped": 0,
         "genres": {"jazz": 1, "rock": 1}, "throughput_per_s": None, "eta_s": None,
     }
     failures = json.loads(invoke("status", "--json", "--failed").stdout)["failures"]

@@ -25,7 +25,7 @@ def test_status_counts_genres_and_eta(db_url):
     with session_scope(db_url) as s:
         status = db_status.status(s)
         assert status.as_dict() | {"throughput_per_s": None, "eta_s": None} == {
-            "total": 7, "queued": 1, "running": 1, "done": 4, "failed": 1,
+            "total": 7, "queued": 1, "running": 1, "done": 4, "failed": 1, "skipped": 0,
             "genres": {"rock": 3, "jazz": 1}, "throughput_per_s": None, "eta_s": None,
         }
         # 4 finished since the first of them started, 10 s ago

@@ -16,7 +16,8 @@ from genreq.worker import app as worker_app
 from genreq.worker import tasks
 
 StubPrediction = SimpleNamespace(
-    genre="jazz", confidence=0.75, probs={"jazz": 0.75, "blues": 0.2, "rock": 0.05}, duration_s=30.0
+    genre="jazz", confidence=0.75, probs={"jazz": 0.75, "blues": 0.2, "rock": 0.05},
+    duration_s=30.0, tags={}, embedding=None, embedding_model="",
 )
 
 
@@ -29,7 +30,7 @@ class StubClassifier:
         self.errors = errors or {}  # path -> the exception classifying it raises
         self.calls: list[str] = []
 
-    def classify_file(self, path):
+    def classify_file(self, path, min_duration_s=0.0):
         self.calls.append(path)
         if error := self.errors.get(path, self.error):
             raise error
@@ -129,7 +130,8 @@ def handed_on(monkeypatch) -> list[int]:
 def test_batch_classifies_each_track_and_writes_failures_apart(sqlite_url, stub, handed_on):
     classifier = stub(errors={"/music/b.ogg": AudioError("/music/b.ogg", "truncated")})
     ids = [new_track("/music/a.flac"), new_track("/music/b.ogg"), new_track("/music/c.mp3")]
-    assert tasks.classify_tracks.run(ids) == {"done": 2, "failed": 1, "skipped": 0, "handed_on": 0}
+    assert tasks.classify_tracks.run(ids) == {
+        "done": 2, "failed": 1, "too_short": 0, "skipped": 0, "handed_on": 0}
     a, b, c = (get(i) for i in ids)
     assert (a.state, a.genre, a.probs, a.attempts) == (State.done, "jazz", StubPrediction.probs, 1)
     assert (b.state, b.error, b.genre) == (State.failed, "/music/b.ogg: truncated", None)
@@ -137,7 +139,8 @@ def test_batch_classifies_each_track_and_writes_failures_apart(sqlite_url, stub,
     assert a.finished_at <= c.finished_at
     assert classifier.calls == ["/music/a.flac", "/music/b.ogg", "/music/c.mp3"]
     # The same message again (redelivered after its ack was lost): nothing to do.
-    assert tasks.classify_tracks.run(ids) == {"done": 0, "failed": 0, "skipped": 3, "handed_on": 0}
+    assert tasks.classify_tracks.run(ids) == {
+        "done": 0, "failed": 0, "too_short": 0, "skipped": 3, "handed_on": 0}
     assert len(classifier.calls) == 3 and handed_on == []
 
 
@@ -148,7 +151,8 @@ def test_batch_hands_tracks_left_running_to_one_track_tasks(sqlite_url, stub, ha
     ids = [new_track("/music/a.flac"), new_track("/music/b.ogg")]
     with session_scope() as s:
         s.get(Track, ids[0]).state = State.running
-    assert tasks.classify_tracks.run(ids) == {"done": 1, "failed": 0, "skipped": 0, "handed_on": 1}
+    assert tasks.classify_tracks.run(ids) == {
+        "done": 1, "failed": 0, "too_short": 0, "skipped": 0, "handed_on": 1}
     assert handed_on == [ids[0]] and classifier.calls == ["/music/b.ogg"]
     assert tasks.classify_track.run(ids[0]) == "done"  # what the handed-on task does
 
@@ -156,7 +160,8 @@ def test_batch_hands_tracks_left_running_to_one_track_tasks(sqlite_url, stub, ha
 def test_batch_time_limit_fails_the_slow_file_and_hands_on_the_rest(sqlite_url, stub, handed_on):
     stub(errors={"/music/slow.wav": SoftTimeLimitExceeded()})
     ids = [new_track("/music/a.flac"), new_track("/music/slow.wav"), new_track("/music/c.mp3")]
-    assert tasks.classify_tracks.run(ids) == {"done": 1, "failed": 1, "skipped": 0, "handed_on": 1}
+    assert tasks.classify_tracks.run(ids) == {
+        "done": 1, "failed": 1, "too_short": 0, "skipped": 0, "handed_on": 1}
     slow = get(ids[1])
     assert slow.state == State.failed and slow.error.startswith("/music/slow.wav: stopped after")
     assert "time limit" in slow.error

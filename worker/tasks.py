@@ -21,10 +21,11 @@ import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
+from genreq import config, filetags, similarity
 from genreq.db import work
 from genreq.db.models import utcnow
 from genreq.db.session import dispose_engines, transaction
-from genreq.errors import AudioError, ModelError
+from genreq.errors import AudioError, ModelError, TooShort
 from genreq.worker.app import CLASSIFY_BATCH_TASK, CLASSIFY_TASK, TASK_SOFT_TIME_LIMIT_S, app
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,11 @@ class Outcome:
     elapsed_s: float
     finished_at: datetime
     result: work.Result | None = None
-    reason: str | None = None
+    reason: str | None = None  # with the path
     timed_out: bool = False
+    short_reason: str | None = None  # without the path, for counting by reason
+    skipped: bool = False  # not classified on purpose (too short): not a failure
+    duration_s: float | None = None
 
 
 def _classify(track_id: int, path: str) -> Outcome:
@@ -107,21 +111,29 @@ def _classify(track_id: int, path: str) -> Outcome:
     started = time.perf_counter()
     timed_out = False
     try:
-        prediction = classifier().classify_file(path)
+        prediction = classifier().classify_file(path, min_duration_s=config.min_duration_s())
+        tags = filetags.read(path)
+    except TooShort as exc:
+        log.info("skipped: %s", exc)
+        return Outcome(track_id, time.perf_counter() - started, utcnow(), reason=str(exc),
+                       short_reason=exc.reason, skipped=True, duration_s=exc.duration_s)
     except AudioError as exc:
-        reason = str(exc)
+        reason, short_reason = str(exc), exc.reason
     except SoftTimeLimitExceeded:
         timed_out = True
         reason = (f"{path}: stopped after {time.perf_counter() - started:.0f} s"
                   f" (time limit {TASK_SOFT_TIME_LIMIT_S} s per track)")
+        short_reason = f"stopped at the time limit ({TASK_SOFT_TIME_LIMIT_S} s per track)"
     except (ModelError, *TRANSIENT_ERRORS):
         raise
     except Exception as exc:  # a bug or an undecodable corner case: same answer next time
         log.exception("classifying %s failed", path)
         reason = f"{path}: {type(exc).__name__}: {exc}"
+        short_reason = f"{type(exc).__name__}: {exc}"
     else:
         elapsed_s = time.perf_counter() - started
         finished_at = utcnow()
+        embedding = prediction.embedding
         return Outcome(track_id, elapsed_s, finished_at, result=work.Result(
             track_id=track_id,
             genre=prediction.genre,
@@ -130,10 +142,17 @@ def _classify(track_id: int, path: str) -> Outcome:
             duration_s=float(prediction.duration_s),
             elapsed_s=elapsed_s,
             finished_at=finished_at,
+            tags=prediction.tags or None,
+            embedding=None if embedding is None else similarity.embedding_bytes(embedding),
+            embedding_model=prediction.embedding_model or None,
+            artist=tags.artist,
+            album=tags.album,
+            title=tags.title,
+            file_genres=tags.genres,
         ))
     log.warning("failed: %s", reason)
     return Outcome(track_id, time.perf_counter() - started, utcnow(), reason=reason,
-                   timed_out=timed_out)
+                   timed_out=timed_out, short_reason=short_reason)
 
 
 def _record(outcomes: list[Outcome]) -> None:
@@ -143,14 +162,19 @@ def _record(outcomes: list[Outcome]) -> None:
         work.record_results(db, [o.result for o in outcomes if o.result], model.name,
                                model.version)
         for o in outcomes:
-            if o.reason is not None:
-                work.record_failure(db, o.track_id, o.reason, o.elapsed_s, o.finished_at)
+            if o.skipped:
+                work.record_skip(db, o.track_id, o.short_reason, o.duration_s, o.elapsed_s,
+                                 o.finished_at)
+            elif o.reason is not None:
+                work.record_failure(db, o.track_id, o.reason, o.elapsed_s, o.finished_at,
+                                    o.short_reason)
 
 
 @app.task(name=CLASSIFY_BATCH_TASK, **TASK_OPTIONS)
 def classify_tracks(track_ids: list[int]) -> dict[str, int]:
-    """Classify a batch of tracks. Returns how many ended done, failed, skipped (done or
-    failed already, or unknown) or were handed on one per task (see classify_track)."""
+    """Classify a batch of tracks. Returns how many ended done, failed, too_short (state
+    skipped: shorter than the minimum duration), skipped (done, failed or skipped
+    already, or unknown) or were handed on one per task (see classify_track)."""
     with transaction() as db:
         claimed = work.claim_batch(db, track_ids, MAX_ATTEMPTS)
         unclaimed = [i for i in track_ids if i not in claimed]
@@ -167,18 +191,22 @@ def classify_tracks(track_ids: list[int]) -> dict[str, int]:
     _record(outcomes)
     for track_id in handed_on:
         classify_track.delay(track_id)
-    failed = sum(o.reason is not None for o in outcomes)
-    return {"done": len(outcomes) - failed, "failed": failed, "skipped": skipped,
-            "handed_on": len(handed_on)}
+    too_short = sum(o.skipped for o in outcomes)
+    failed = sum(o.reason is not None for o in outcomes) - too_short
+    return {"done": len(outcomes) - failed - too_short, "failed": failed,
+            "too_short": too_short, "skipped": skipped, "handed_on": len(handed_on)}
 
 
 @app.task(name=CLASSIFY_TASK, **TASK_OPTIONS)
 def classify_track(track_id: int) -> str:
-    """Classify one track. Returns what happened: done, failed or skipped."""
+    """Classify one track. Returns what happened: done, failed, too_short (state
+    skipped) or skipped (nothing to do)."""
     with transaction() as db:
         path = work.claim(db, track_id, MAX_ATTEMPTS)
     if path is None:
         return "skipped"  # done, failed, or unknown: a repeated task is a no-op
     outcome = _classify(track_id, path)
     _record([outcome])
+    if outcome.skipped:
+        return "too_short"
     return "done" if outcome.result else "failed"
