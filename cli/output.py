@@ -78,7 +78,7 @@ def m3u_title(path: str) -> str:
         import mutagen
 
         audio = mutagen.File(path, easy=True)
-    except Exception:  # noqa: BLE001 -- missing, unreadable or odd files: fall back to the name
+    except Exception:  # missing, unreadable or odd files: fall back to the name
         return stem
     tags = getattr(audio, "tags", None) or {}
     try:

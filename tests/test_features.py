@@ -18,7 +18,8 @@ def test_log_mel_shape_follows_the_named_constants():
 
 def test_log_mel_puts_a_440_hz_tone_in_the_right_band():
     mel = F.log_mel(sine(3))
-    centres = F._mel_basis(F.SAMPLE_RATE, F.N_FFT, F.N_MELS).argmax(axis=1) * F.SAMPLE_RATE / F.N_FFT
+    peak_bins = F._mel_basis(F.SAMPLE_RATE, F.N_FFT, F.N_MELS).argmax(axis=1)
+    centres = peak_bins * F.SAMPLE_RATE / F.N_FFT
     loudest_band = int(mel.mean(axis=1).argmax())
     assert abs(centres[loudest_band] - 440) < 60
 
@@ -37,7 +38,8 @@ def test_mfcc_matches_librosa():
     ours = F.extract(audio, spec)
     theirs = librosa.feature.mfcc(
         S=librosa.power_to_db(
-            librosa.feature.melspectrogram(y=audio, sr=F.SAMPLE_RATE, n_fft=F.N_FFT, hop_length=F.HOP_LENGTH),
+            librosa.feature.melspectrogram(
+                y=audio, sr=F.SAMPLE_RATE, n_fft=F.N_FFT, hop_length=F.HOP_LENGTH),
             amin=F.AMIN, top_db=None,
         ),
         n_mfcc=13,
@@ -77,9 +79,10 @@ def test_long_tracks_are_read_from_a_bounded_set_of_excerpts():
     assert len(F.excerpt_windows(30.0, spec)) == F.MAX_CHUNKS
     windows = F.excerpt_windows(3600.0, spec)
     assert len(windows) == F.MAX_CHUNKS
-    assert all(0 <= start and start + length <= 3600 for start, length in windows)
+    assert all(start >= 0 and start + length <= 3600 for start, length in windows)
     # each excerpt is long enough for one full chunk of frames
-    assert all(length * F.SAMPLE_RATE >= (F.CHUNK_FRAMES - 1) * F.HOP_LENGTH for _, length in windows)
+    chunk_samples = (F.CHUNK_FRAMES - 1) * F.HOP_LENGTH
+    assert all(length * F.SAMPLE_RATE >= chunk_samples for _, length in windows)
 
 
 def test_unknown_feature_kind_is_refused():
@@ -92,7 +95,8 @@ def test_mel_filterbank_matches_librosa(rate, n_fft, n_mels):
     import librosa
 
     ours = F._mel_basis(rate, n_fft, n_mels)
-    np.testing.assert_allclose(ours, librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels), atol=1e-6)
+    theirs = librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels)
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
 
 
 def test_computing_features_does_not_import_librosa():
