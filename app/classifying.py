@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Classified:
     path: str
+    model: str  # the name of the model that classified it
     prediction: Prediction | None  # None when the file could not be classified
     error: str | None = None  # then: the path and the reason
 
@@ -29,6 +30,6 @@ def classify(paths: Iterable[str | Path], model: str | None = None) -> Iterator[
     classifier = Classifier.load(model)
     for path in paths:
         try:
-            yield Classified(str(path), classifier.classify_file(path))
+            yield Classified(str(path), classifier.name, classifier.classify_file(path))
         except AudioError as exc:
-            yield Classified(str(path), None, str(exc))
+            yield Classified(str(path), classifier.name, None, str(exc))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from genreq.config import TOP_K
+
 # genreq.train.RECIPES (trained from scratch), HEAD_ARCHS (pretrained ears, a genre
 # head fitted on them) and GRU_ARCHS (pretrained ears, a GRU head trained on their chunk
 # embeddings); kept here so that the CLI imports no torch.
@@ -229,7 +231,7 @@ def evaluate(
     "[default: $GENREQ_MODEL or the shipped crnn].",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (ndjson).")
-@click.option("--top", "top_k", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--top", "top_k", type=click.IntRange(min=1), default=TOP_K, show_default=True)
 def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top_k: int) -> None:
     """Classify audio files directly, without the queue.
 
@@ -239,34 +241,31 @@ def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top
     Example:
       genreq classify song.mp3 --top 3
     """
-    from genreq.errors import AudioError
-    from genreq.predict import Classifier
+    from genreq.app import classify as classify_files
 
-    clf = Classifier.load(model_path)
     failed = 0
-    for path in files:
-        try:
-            p = clf.classify_file(path)
-        except AudioError as exc:
+    for item in classify_files(files, model_path):
+        p = item.prediction
+        if p is None:
             failed += 1
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {item.error}", err=True)
             continue
         if as_json:
             click.echo(
                 json.dumps(
                     {
-                        "path": str(path),
+                        "path": item.path,
                         "genre": p.genre,
                         "confidence": round(p.confidence, 4),
                         "top": [{"genre": g, "probability": round(q, 4)} for g, q in p.top(top_k)],
                         "duration_s": round(p.duration_s, 2),
-                        "model": clf.name,
+                        "model": item.model,
                     }
                 )
             )
         else:
             top = ", ".join(f"{g} {q:.2f}" for g, q in p.top(top_k))
-            click.echo(f"{path}\t{p.genre}\t{p.confidence:.2f}\t[{top}]")
+            click.echo(f"{item.path}\t{p.genre}\t{p.confidence:.2f}\t[{top}]")
     if failed:
         sys.exit(1)
 
