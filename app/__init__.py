@@ -44,6 +44,7 @@ from genreq.app.pipeline import (
     upgrade_database,
 )
 from genreq.app.reporting import report
+from genreq.app.similar import SimilarResult, similar
 from genreq.app.tagging import TagChange, TagSummary, tag
 from genreq.app.taxonomy import Labeller
 from genreq.app.workers import serve as serve_worker
@@ -56,6 +57,7 @@ __all__ = [
     "Record",
     "RequeueSummary",
     "RunResult",
+    "SimilarResult",
     "TagChange",
     "TagSummary",
     "TrackFilter",
@@ -71,6 +73,7 @@ __all__ = [
     "run",
     "serve_worker",
     "show",
+    "similar",
     "status",
     "stop",
     "tag",

@@ -12,6 +12,7 @@ import click
 
 from genreq.cli import ml
 from genreq.cli import models as models_cli
+from genreq.cli import similar as similar_cli
 from genreq.cli.options import filter_options, label_options, make_labeller
 from genreq.cli.output import format_detail, output_options, write_records, write_split_m3u
 from genreq.cli.progress import ProgressLine, duration
@@ -473,3 +474,4 @@ def report(out_dir: str, least: int, taxonomy: str | None, unknown_below: float 
 
 ml.register(cli)  # train, evaluate, classify
 models_cli.register(cli)  # `genreq models ...`: pretrained taggers
+similar_cli.register(cli)  # search by sound
