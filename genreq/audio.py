@@ -26,11 +26,13 @@ MIN_DURATION_S = 1.0  # shorter clips carry too little music to classify
 # Decoded ahead of each window and dropped: after a seek, the first frames of mp3 (bit
 # reservoir), aac (overlapped transform) and opus (pre-skip) are not yet the music.
 PREROLL_S = 0.2
-# Read by libsndfile: uncompressed and FLAC/Vorbis, where its seek is exact and its
-# decode no slower than FFmpeg's (bench/results/formats.json). mp3, m4a, opus and the
-# rest go through PyAV.
+# Read by libsndfile: uncompressed, FLAC, Ogg Vorbis and mp3, where it decodes the
+# excerpts faster than FFmpeg does frame by frame through PyAV and its seek lands on the
+# sample (FFmpeg's lands a codec delay early in mp3, and a few hundred samples off in
+# some Ogg Vorbis files); bench/results/formats.json. m4a/aac, opus and anything else go
+# through PyAV, as does a file libsndfile refuses.
 SOUNDFILE_SUFFIXES = frozenset({".wav", ".wave", ".flac", ".aif", ".aiff", ".aifc", ".au",
-                                ".ogg", ".oga"})
+                                ".ogg", ".oga", ".mp3"})
 
 Windows = list[tuple[float, float]] | None  # (start_s, length_s) excerpts, None: all
 
@@ -103,30 +105,46 @@ def _av_duration_s(container, stream) -> float | None:
     return None
 
 
-def _frame_mono(frame) -> np.ndarray:
-    """A decoded frame as mono float32, the channels averaged as for libsndfile's output."""
-    data = frame.to_ndarray()
-    channels = len(frame.layout.channels)
-    if not frame.format.is_planar:
-        data = data.reshape(-1, channels).T
-    if data.dtype.kind == "i":  # s16, s32, s64: full scale is 2^(bits-1)
-        data = data.astype(np.float32) / np.float32(2 ** (8 * data.dtype.itemsize - 1))
-    elif data.dtype.kind == "u":  # u8
-        data = (data.astype(np.float32) - 128) / np.float32(128)
-    mono = data.mean(axis=0, dtype=np.float32) if channels > 1 else data[0]
-    return np.asarray(mono, dtype=np.float32)
+# FFmpeg sample formats (planar ones end in "p") → numpy dtypes.
+_AV_DTYPES = {"u8": np.uint8, "s16": np.int16, "s32": np.int32, "s64": np.int64,
+              "flt": np.float32, "dbl": np.float64}
 
 
-def _frame_start(frame, rate: int) -> int | None:
-    """The frame's first sample, counted from the start of the stream."""
-    if frame.pts is None or frame.time_base is None:
-        return None
-    return round(float(frame.pts * frame.time_base) * rate)
+def _frame_pcm(frame) -> np.ndarray:
+    """A decoded frame's samples in their own dtype, shape (channels, samples): views of
+    the frame's planes, no copy (cheaper than frame.to_ndarray(), frame by frame)."""
+    name = frame.format.name
+    dtype = np.dtype(_AV_DTYPES[name.removesuffix("p")])
+    channels, n = frame.layout.nb_channels, frame.samples
+    if frame.format.is_planar:
+        return np.stack([np.frombuffer(plane, dtype, n) for plane in frame.planes[:channels]])
+    return np.frombuffer(frame.planes[0], dtype, n * channels).reshape(n, channels).T
+
+
+def _pcm_mono(pcm: np.ndarray) -> np.ndarray:
+    """(channels, samples) of any dtype → mono float32, the channels averaged as for
+    libsndfile's output, integers scaled to ±1 as libsndfile scales them."""
+    if pcm.dtype.kind == "i":
+        scale = np.float32(1 / 2 ** (8 * pcm.dtype.itemsize - 1))
+        data = pcm.astype(np.float32) * scale
+    elif pcm.dtype.kind == "u":
+        data = (pcm.astype(np.float32) - 128) * np.float32(1 / 128)
+    else:
+        data = pcm.astype(np.float32, copy=False)
+    mono = data[0] if data.shape[0] == 1 else data.mean(axis=0, dtype=np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _join(pcms: list[np.ndarray]) -> np.ndarray:
+    if not pcms:
+        return np.zeros(0, np.float32)
+    if all(p.shape[0] == pcms[0].shape[0] and p.dtype == pcms[0].dtype for p in pcms):
+        return _pcm_mono(np.concatenate(pcms, axis=1))  # one conversion per window
+    return np.concatenate([_pcm_mono(p) for p in pcms])  # the layout changed mid-stream
 
 
 def _decode_all(container, stream) -> np.ndarray:
-    parts = [_frame_mono(frame) for frame in container.decode(stream)]
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return _join([_frame_pcm(frame) for frame in container.decode(stream)])
 
 
 def _decode_window(container, stream, rate: int, start_s: float, length_s: float) -> np.ndarray:
@@ -134,24 +152,21 @@ def _decode_window(container, stream, rate: int, start_s: float, length_s: float
     seek_s = max(0.0, start_s - PREROLL_S)
     container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
     stream.codec_context.flush_buffers()  # nothing from before the seek
-    parts, have, position = [], 0, None
+    pcms, have, position = [], 0, round(seek_s * rate)
     for frame in container.decode(stream):
-        samples = _frame_mono(frame)
-        start = _frame_start(frame, rate)
-        position = start if start is not None else position
-        if position is None:  # no timestamps at all: count from where the seek went
-            position = round(seek_s * rate)
-        skip = first - position
-        position += samples.size
-        if skip >= samples.size:
+        pcm = _frame_pcm(frame)
+        if frame.time is not None:  # else: count on from the previous frame
+            position = round(frame.time * rate)
+        skip, position = first - position, position + pcm.shape[1]
+        if skip >= pcm.shape[1]:
             continue
         if skip > 0:
-            samples = samples[skip:]
-        parts.append(samples[: wanted - have])
-        have += parts[-1].size
+            pcm = pcm[:, skip:]
+        pcms.append(pcm[:, : wanted - have])
+        have += pcms[-1].shape[1]
         if have >= wanted:
             break
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return _join(pcms)
 
 
 def _read_av(path: Path, windows_s: Windows) -> tuple[list[np.ndarray], int]:

@@ -1,3 +1,7 @@
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -30,7 +34,8 @@ def test_windows_decode_only_the_excerpts(tmp_path):
     [
         ("empty.wav", b"", "empty file"),
         ("text.flac", b"this is not audio, it is a text file\n" * 20, "not decodable audio"),
-        ("noise.mp3", bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8)), "not decodable"),
+        ("noise.mp3", np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes(),
+         "not decodable"),
     ],
 )
 def test_unreadable_files_raise_an_error_naming_file_and_cause(tmp_path, name, content, reason):
@@ -56,31 +61,105 @@ def test_missing_file_and_directory_are_reported(tmp_path):
         audio.load_audio(tmp_path / "dir.wav")
 
 
-def test_m4a_goes_through_ffmpeg(tmp_path):
-    import shutil
-    import subprocess
-
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
-    sf.write(tmp_path / "src.wav", np.sin(np.arange(44100 * 2) / 10).astype(np.float32) * 0.3, 44100)
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "src.wav"), str(tmp_path / "a.m4a")], check=True)
-    samples = audio.load_audio(tmp_path / "a.m4a")
-    assert abs(samples.size / audio.SAMPLE_RATE - 2.0) < 0.1
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                                  reason="the ffmpeg program makes the test's files")
 
 
-def test_long_m4a_windows_are_decoded_by_seeking(tmp_path):
-    import shutil
-    import subprocess
+def encode(source: Path, target: Path, *options: str) -> Path:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source), *options,
+                    str(target)], check=True)
+    return target
 
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
-    rate = audio.SAMPLE_RATE
-    # 90 s whose level rises each second: a window's level says where it was read from.
-    level = np.repeat(np.linspace(0.01, 0.9, 90), rate).astype(np.float32)
-    carrier = np.sin(2 * np.pi * 440 * np.arange(level.size) / rate).astype(np.float32)
-    sf.write(tmp_path / "src.wav", carrier * level, rate)
-    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "src.wav"), str(tmp_path / "long.m4a")],
+
+@needs_ffmpeg
+def test_m4a_and_opus_decode_without_the_ffmpeg_program(tmp_path, monkeypatch):
+    sf.write(tmp_path / "src.wav", np.sin(np.arange(44100 * 2) / 10).astype(np.float32) * 0.3,
+             44100)
+    files = [encode(tmp_path / "src.wav", tmp_path / f"a.{ext}") for ext in ("m4a", "opus")]
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    for path in files:
+        samples = audio.load_audio(path)
+        assert abs(samples.size / audio.SAMPLE_RATE - 2.0) < 0.1, path
+        assert audio.duration_s(path) == pytest.approx(2.0, abs=0.1)
+
+
+# A minute of noise: a window's samples say exactly where they were read from.
+SEEK_SOURCE_S = 60
+SEEK_WINDOWS = [(7.3, 3.1), (31.0, 3.1), (52.25, 3.1)]
+CODECS = {"flac": [], "ogg": ["-c:a", "libvorbis", "-q:a", "5"],
+          "mp3": ["-c:a", "libmp3lame", "-q:a", "2"], "m4a": ["-c:a", "aac", "-b:a", "256k"],
+          "opus": ["-c:a", "libopus", "-b:a", "128k"]}
+
+
+@pytest.fixture(scope="module")
+def noise_source(tmp_path_factory) -> tuple[Path, np.ndarray]:
+    """44.1 kHz stereo noise, and its mono mix at the model's rate."""
+    rate = 44100
+    rng = np.random.default_rng(5)
+    stereo = 0.2 * rng.standard_normal((SEEK_SOURCE_S * rate, 2))
+    path = tmp_path_factory.mktemp("seek") / "noise.wav"
+    sf.write(path, stereo.astype(np.float32), rate, subtype="FLOAT")
+    mono = audio._resample(stereo.mean(axis=1).astype(np.float32), rate, audio.SAMPLE_RATE)
+    return path, mono
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("ext", CODECS)
+def test_windows_start_on_their_sample_in_every_format(noise_source, tmp_path, ext):
+    """Each excerpt is the source's samples from its start, to within a few samples at
+    the model's rate (lossy codecs change the waveform, not where it is)."""
+    source, mono = noise_source
+    path = encode(source, tmp_path / f"noise.{ext}", *CODECS[ext])
+    parts = audio.load_windows(path, SEEK_WINDOWS)
+    rate, margin = audio.SAMPLE_RATE, 2000
+    for (start_s, length_s), part in zip(SEEK_WINDOWS, parts, strict=True):
+        assert part.size == pytest.approx(length_s * rate, abs=2), (ext, start_s)
+        first = round(start_s * rate)
+        reference = mono[first - margin : first + part.size + margin]
+        lag = int(np.argmax(np.correlate(reference, part[:rate], "valid"))) - margin
+        assert abs(lag) <= 3, (ext, start_s, lag)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("ext", ["m4a", "opus"])
+def test_pyav_decodes_only_the_windows(noise_source, tmp_path, monkeypatch, ext):
+    source, _ = noise_source
+    path = encode(source, tmp_path / f"noise.{ext}", *CODECS[ext])
+    decoded = []
+    frame_pcm = audio._frame_pcm
+    monkeypatch.setattr(audio, "_frame_pcm", lambda f: decoded.append(f.samples) or frame_pcm(f))
+    audio.load_windows(path, SEEK_WINDOWS)
+    wanted_s = sum(length for _, length in SEEK_WINDOWS)
+    rate = 48000 if ext == "opus" else 44100
+    # The windows, each one's pre-roll, and what the demuxer's seek backs off (an Ogg
+    # page and opus's own pre-roll): a fraction of the minute.
+    assert sum(decoded) / rate < wanted_s + len(SEEK_WINDOWS) * (audio.PREROLL_S + 0.6)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("ext", ["mp3", "m4a", "opus"])
+@pytest.mark.parametrize("damage", ["header only", "garbage"])
+def test_damaged_compressed_files_are_an_audio_error_with_the_path(noise_source, tmp_path,
+                                                                   ext, damage):
+    source, _ = noise_source
+    path = encode(source, tmp_path / f"noise.{ext}", *CODECS[ext])
+    if damage == "header only":
+        path.write_bytes(path.read_bytes()[:3000])
+    else:
+        path.write_bytes(np.random.default_rng(2).integers(0, 256, 50_000, np.uint8).tobytes())
+    # The first 3000 bytes of an mp3 hold a frame or two of audio: too short, then.
+    with pytest.raises(AudioError, match="not decodable audio|too short to classify") as err:
+        audio.load_audio(path)
+    assert err.value.path == str(path)
+
+
+@needs_ffmpeg
+def test_an_image_with_an_audio_suffix_has_no_audio_stream(tmp_path):
+    path = tmp_path / "cover.m4a"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                    "color=c=red:s=32x32", "-frames:v", "1", "-f", "image2", str(path)],
                    check=True)
-    early, late = audio.load_windows(tmp_path / "long.m4a", [(10.0, 2.0), (80.0, 2.0)])
-    assert abs(early.size - 2 * rate) < rate // 10 and abs(late.size - 2 * rate) < rate // 10
-    assert np.abs(late).max() > 5 * np.abs(early).max()
+    with pytest.raises(AudioError, match="no audio stream"):
+        audio.load_audio(path)

@@ -96,3 +96,48 @@ def test_hires_multichannel_is_mixed_down_and_resampled(classifier, source, tmp_
     shift = max(abs(prediction.probs[g] - expected.probs[g]) for g in expected.probs)
     assert shift < MAX_PROB_SHIFT, shift
     assert prediction.duration_s == pytest.approx(samples.size / audio.SAMPLE_RATE, abs=0.01)
+
+
+# Two 30-s clips of other genres, as long enough tracks (excerpts, seeks) in each format.
+EQUIVALENCE_CLIPS = ["gtzan/metal/metal.00000.ogg", "gtzan/hiphop/hiphop.00000.ogg"]
+# Both decoders read the same samples from the same encoded file; what differs is the
+# resampler (FFmpeg's inside the program against soxr) and the downmix rounding.
+MAX_DECODER_SHIFT = 0.03
+
+
+def ffmpeg_program_excerpts(path: Path, windows) -> list[np.ndarray]:
+    """What genreq decoded before PyAV: the ffmpeg program, one subprocess per window,
+    seeking in the container (-ss before -i), mixing down and resampling itself."""
+    excerpts = []
+    for start_s, length_s in windows:
+        out = subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-ss", f"{start_s:.3f}", "-t",
+             f"{length_s:.3f}", "-i", str(path), "-f", "f32le", "-ac", "1", "-ar",
+             str(audio.SAMPLE_RATE), "-"], check=True, capture_output=True)
+        excerpts.append(np.frombuffer(out.stdout, dtype=np.float32).copy())
+    return excerpts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ext", ["m4a", "opus", "mp3"])
+@pytest.mark.parametrize("clip", EQUIVALENCE_CLIPS)
+def test_in_process_decoding_classifies_like_the_ffmpeg_program(classifier, tmp_path, ext,
+                                                                clip):
+    from genreq import features
+
+    source = SHARED_DATA / clip
+    if not source.exists():
+        pytest.skip("the shared clips are not here")
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    path = tmp_path / f"track.{ext}"
+    rate = "48000" if ext == "opus" else "44100"  # opus knows no 44.1 kHz
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(source), "-ar", rate,
+                    "-ac", "2", "-c:a", FFMPEG_CODECS[ext], "-b:a", "192k", str(path)],
+                   check=True)
+    windows = features.excerpt_windows(audio.duration_s(path), classifier.features)
+    assert windows is not None  # a track long enough to be read by excerpts
+    in_process = classifier.probs_of_excerpts(audio.load_windows(path, windows))
+    program = classifier.probs_of_excerpts(ffmpeg_program_excerpts(path, windows))
+    assert np.abs(in_process - program).max() < MAX_DECODER_SHIFT, (in_process, program)
+    assert classifier.classify_file(path).genre == classifier.genres[int(np.argmax(program))]

@@ -1,0 +1,333 @@
+"""Real formats and lengths: ms per track by stage, the old decoder against the new one.
+
+    .venv/bin/python bench/formats.py                 # figures on stderr, JSON on stdout
+    .venv/bin/python bench/formats.py --save          # also writes bench/results/formats.json
+    .venv/bin/python bench/formats.py --library DIR   # build (or reuse) the library in DIR
+
+Builds a library of 4-minute, 44.1 kHz stereo tracks (TRACKS_PER_FORMAT per format):
+eight 30-s GTZAN clips from ../shared/data/gtzan concatenated, resampled to 44.1 kHz,
+made stereo (the right channel a few ms late) and encoded with the ffmpeg program as
+a real library holds them: mp3 (LAME VBR with a 600x600 JPEG cover in its ID3 tag),
+m4a/aac (256 kb/s, cover art), flac (cover art), Ogg Vorbis and Opus. Every format is
+made from the same TRACKS_PER_FORMAT source tracks, so the formats compare like with
+like.
+
+Then, one torch thread, in this process, for the default model: each track through
+Classifier.classify_file, whose stage hook times probe, decode, resample, features and
+model, REPEATS times per track (the per-track figure is the median of its repeats), with
+
+- old: the decoder genreq had before PyAV (`legacy_duration_s`/`legacy_load_windows`
+  below, copied from genreq/audio.py as it was): libsndfile for what it reads, and the
+  ffmpeg program in a subprocess for the rest (m4a: no header duration, so the whole
+  file is decoded);
+- new: genreq.audio as it is.
+
+Old and new alternate on each track, so that a busy moment of the machine falls on
+both. Per format: the median and range over the tracks of the total and of each stage,
+the ratio old/new, and the largest difference in any genre probability between the two
+paths, as each runs and with both decoding the same windows.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+REPO = Path(__file__).resolve().parents[1]
+GTZAN = REPO.parent / "shared" / "data" / "gtzan"
+RESULTS = REPO / "bench" / "results" / "formats.json"
+
+TRACKS_PER_FORMAT = 5
+CLIPS_PER_TRACK = 8  # 8 x 30 s = 4 minutes
+CLIP_MIN_S = 29.0
+TRACK_RATE = 44100  # Hz
+STEREO_DELAY_MS = 7  # the right channel lags: stereo that is not two copies of one signal
+REPEATS = 3
+COVER_SIZE = 600  # pixels, a common size for embedded album art
+# ext -> the ffmpeg output options; "cover": whether the cover image goes in too.
+ENCODINGS = {
+    "mp3": (["-c:a", "libmp3lame", "-q:a", "2", "-id3v2_version", "3"], True),
+    "m4a": (["-c:a", "aac", "-b:a", "256k", "-movflags", "+faststart"], True),
+    "flac": (["-c:a", "flac"], True),
+    "ogg": (["-c:a", "libvorbis", "-q:a", "5"], False),
+    "opus": (["-c:a", "libopus", "-b:a", "128k"], False),
+}
+FFMPEG_TIMEOUT_S = 300
+
+
+def _ffmpeg(*args: str) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", *args], check=True,
+                   timeout=FFMPEG_TIMEOUT_S)
+
+
+def _clips(n_tracks: int) -> list[list[Path]]:
+    """CLIPS_PER_TRACK clips of mixed genres for each track, the same on every run."""
+    with open(GTZAN / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if float(r["duration_s"]) >= CLIP_MIN_S]
+    by_genre: dict[str, list[Path]] = {}
+    for r in rows:
+        by_genre.setdefault(r["genre"], []).append(GTZAN / r["path"])
+    genres = sorted(by_genre)
+    tracks = []
+    for t in range(n_tracks):
+        # Mostly one genre per track (as an album track is), two clips of the next one.
+        main, other = genres[t % len(genres)], genres[(t + 1) % len(genres)]
+        picks = [by_genre[main][(t + i) % len(by_genre[main])] for i in range(6)]
+        picks += [by_genre[other][(t + i) % len(by_genre[other])] for i in range(2)]
+        tracks.append(picks[:CLIPS_PER_TRACK])
+    return tracks
+
+
+def build_library(root: Path, n_tracks: int = TRACKS_PER_FORMAT) -> dict[str, list[Path]]:
+    """Encode the library under root (files already there are reused)."""
+    root.mkdir(parents=True, exist_ok=True)
+    cover = root / "cover.jpg"
+    if not cover.exists():
+        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={COVER_SIZE}x{COVER_SIZE}", "-frames:v", "1",
+                "-q:v", "2", str(cover))
+    library: dict[str, list[Path]] = {ext: [] for ext in ENCODINGS}
+    for t, clips in enumerate(_clips(n_tracks)):
+        source = root / f"source-{t}.wav"
+        if not source.exists():
+            inputs = [a for c in clips for a in ("-i", str(c))]
+            graph = (
+                "".join(f"[{i}:a]" for i in range(len(clips)))
+                + f"concat=n={len(clips)}:v=0:a=1,aresample={TRACK_RATE},"
+                + f"pan=stereo|c0=c0|c1=c0,adelay=0|{STEREO_DELAY_MS}[out]"
+            )
+            _ffmpeg(*inputs, "-filter_complex", graph, "-map", "[out]", "-c:a", "pcm_s16le",
+                    str(source))
+        for ext, (options, with_cover) in ENCODINGS.items():
+            target = root / ext / f"track-{t}.{ext}"
+            target.parent.mkdir(exist_ok=True)
+            if not target.exists():
+                art = (["-i", str(cover), "-map", "0:a", "-map", "1:v", "-c:v", "copy",
+                        "-disposition:v", "attached_pic"] if with_cover else ["-map", "0:a"])
+                _ffmpeg("-i", str(source), *art, *options, str(target))
+            library[ext].append(target)
+    return library
+
+
+# --- the decoder genreq used before PyAV (genreq/audio.py before this benchmark) ---------
+
+
+def legacy_duration_s(path: str | Path) -> float | None:
+    try:
+        info = sf.info(str(path))
+    except Exception:
+        return None
+    return info.frames / info.samplerate if info.samplerate else None
+
+
+def _legacy_soundfile(path: Path, windows_s):
+    def mono(d: np.ndarray) -> np.ndarray:
+        return d.mean(axis=1) if d.ndim == 2 else d
+
+    with sf.SoundFile(str(path)) as f:
+        rate = f.samplerate
+        if windows_s is None:
+            return [mono(f.read(dtype="float32", always_2d=False))], rate
+        parts = []
+        for start_s, length_s in windows_s:
+            f.seek(int(start_s * rate))
+            parts.append(mono(f.read(int(length_s * rate), dtype="float32", always_2d=False)))
+        return parts, rate
+
+
+def _legacy_ffmpeg(path: Path, rate: int, window_s=None) -> np.ndarray:
+    seek = ["-ss", f"{window_s[0]:.3f}", "-t", f"{window_s[1]:.3f}"] if window_s else []
+    cmd = ["ffmpeg", "-nostdin", "-v", "error", *seek, "-i", str(path),
+           "-f", "f32le", "-ac", "1", "-ar", str(rate), "-"]
+    out = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT_S, check=True)
+    return np.frombuffer(out.stdout, dtype=np.float32).copy()
+
+
+def legacy_load_windows(path, windows_s, rate, on_stage=None) -> list[np.ndarray]:
+    path = Path(path)
+    started = time.perf_counter()
+    try:
+        parts, source_rate = _legacy_soundfile(path, windows_s)
+        decoded = time.perf_counter()
+        if source_rate != rate:
+            parts = [soxr.resample(p, source_rate, rate, quality="HQ").astype(np.float32)
+                     for p in parts]
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        if windows_s is None:
+            parts = [_legacy_ffmpeg(path, rate)]
+        else:
+            parts = [_legacy_ffmpeg(path, rate, w) for w in windows_s]
+        decoded = time.perf_counter()
+    if on_stage is not None:
+        on_stage("decode", decoded - started)
+        on_stage("resample", time.perf_counter() - decoded)
+    return [p for p in parts if p.size]
+
+
+def legacy_decoder():
+    """A context in which Classifier.classify_file decodes as genreq did before PyAV."""
+    from genreq import audio
+
+    return mock.patch.multiple(audio, duration_s=legacy_duration_s,
+                               load_windows=legacy_load_windows)
+
+
+# --- measurement ---------------------------------------------------------------------------
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _timed(classifier, path: Path) -> tuple[dict[str, float], dict[str, float]]:
+    from genreq.predict import STAGES, StageTimes
+
+    times = StageTimes()
+    started = time.perf_counter()
+    prediction = classifier.classify_file(path, on_stage=times)
+    total = 1000 * (time.perf_counter() - started)
+    return {"total": total, **{s: 1000 * times.get(s, 0.0) for s in STAGES}}, prediction.probs
+
+
+def time_tracks(classifier, paths: list[Path], repeats: int) -> dict[str, list]:
+    """Per track, old and new decoders alternating (so that a busy moment of the machine
+    falls on both): the median over repeats of each stage's ms and of the total, and the
+    genre probabilities; and the old decoder's probabilities on the new one's windows."""
+    from genreq import audio
+
+    found = {"old": [], "new": [], "old_probs": [], "new_probs": [], "same_window_probs": []}
+    for path in paths:
+        runs: dict[str, list[dict]] = {"old": [], "new": []}
+        for _ in range(repeats):
+            with legacy_decoder():
+                old, old_probs = _timed(classifier, path)
+            runs["old"].append(old)
+            new, new_probs = _timed(classifier, path)
+            runs["new"].append(new)
+        for key, rows in runs.items():
+            found[key].append({k: statistics.median(r[k] for r in rows) for k in rows[0]})
+        found["old_probs"].append(old_probs)
+        found["new_probs"].append(new_probs)
+        # The decoders alone: the old one reading the windows the new probe chose.
+        with mock.patch.object(audio, "load_windows", legacy_load_windows):
+            found["same_window_probs"].append(classifier.classify_file(path).probs)
+    return found
+
+
+def summarize(per_track: list[dict]) -> dict:
+    return {key: _spread([t[key] for t in per_track]) for key in per_track[0]}
+
+
+def _max_diff(a: list[dict], b: list[dict]) -> float:
+    return max(abs(x[g] - y[g]) for x, y in zip(a, b, strict=True) for g in x)
+
+
+def measure(library: dict[str, list[Path]], repeats: int,
+            progress: Callable[[str], None]) -> dict:
+    import torch
+
+    from genreq.predict import Classifier
+
+    torch.set_num_threads(1)
+    classifier = Classifier.load()
+    first = next(iter(library.values()))[0]
+    classifier.classify_file(first)  # warm-up: first-call allocations, lazy imports
+    with legacy_decoder():
+        classifier.classify_file(first)
+    formats = {}
+    for ext, paths in library.items():
+        progress(f"{ext}: {len(paths)} tracks x {repeats} repeats, old and new decoders")
+        found = time_tracks(classifier, paths, repeats)
+        ratios = [o["total"] / n["total"] for o, n in zip(found["old"], found["new"],
+                                                           strict=True)]
+        formats[ext] = {
+            "n_tracks": len(paths), "repeats": repeats,
+            "mean_file_mb": statistics.mean(p.stat().st_size for p in paths) / 2**20,
+            "old_ms": summarize(found["old"]), "new_ms": summarize(found["new"]),
+            "speedup_old_over_new": _spread(ratios),
+            # Old against new as each runs (the old m4a path read the whole file, so its
+            # chunks came from other places), and the two decoders on the same windows.
+            "max_prob_diff_old_vs_new": _max_diff(found["old_probs"], found["new_probs"]),
+            "max_prob_diff_same_windows": _max_diff(found["same_window_probs"],
+                                                    found["new_probs"]),
+        }
+    return formats
+
+
+def report_lines(formats: dict) -> list[str]:
+    lines = [f"{'format':<6} {'n':>2}  {'old ms/track (range)':>22}  "
+             f"{'new ms/track (range)':>22}  {'old/new':>7}  {'Δp same windows':>6}  "
+             "new by stage: probe decode resample features model"]
+    for ext, f in formats.items():
+        o, n = f["old_ms"]["total"], f["new_ms"]["total"]
+        stages = " ".join(f"{f['new_ms'][s]['median']:.1f}"
+                          for s in ("probe", "decode", "resample", "features", "model"))
+        lines.append(
+            f"{ext:<6} {f['n_tracks']:>2}  {o['median']:8.1f} ({o['min']:.0f}–{o['max']:.0f})"
+            f"{'':>4}  {n['median']:8.1f} ({n['min']:.0f}–{n['max']:.0f}){'':>4}  "
+            f"{f['speedup_old_over_new']['median']:6.1f}x  "
+            f"{f['max_prob_diff_same_windows']:.3f}  {stages}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--library", type=Path, help="where to build (or reuse) the library")
+    parser.add_argument("--tracks", type=int, default=TRACKS_PER_FORMAT)
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--save", action="store_true", help=f"also write {RESULTS.name}")
+    args = parser.parse_args()
+    if shutil.which("ffmpeg") is None:
+        sys.exit("bench/formats.py needs the ffmpeg program to build its library")
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="genreq-formats-") as tmp:
+        root = args.library or Path(tmp)
+        progress(f"building {args.tracks} tracks per format in {root}")
+        started = time.perf_counter()
+        library = build_library(root, args.tracks)
+        progress(f"library ready in {time.perf_counter() - started:.0f} s")
+        formats = measure(library, args.repeats, progress)
+    import av
+
+    from genreq import predict
+
+    report = {
+        "benchmark": "formats",
+        "when": datetime.now(timezone.utc).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "torch_threads": 1, "pyav": av.__version__,
+                    "ffmpeg_program": subprocess.run(["ffmpeg", "-version"], check=True,
+                                                     capture_output=True, text=True
+                                                     ).stdout.split("\n")[0]},
+        "model": predict.DEFAULT_MODEL.stem,
+        "track": {"minutes": CLIPS_PER_TRACK * 30 / 60, "rate_hz": TRACK_RATE, "channels": 2},
+        "formats": formats,
+    }
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.save:
+        RESULTS.write_text(text + "\n")
+    for line in report_lines(formats):
+        print(line, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
