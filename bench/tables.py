@@ -195,6 +195,48 @@ def pipeline(path: Path, r: dict, results: Path) -> str:
     )
 
 
+def is_formats(r: dict) -> bool:
+    return r.get("benchmark") == "formats"
+
+
+def _ms(x: dict) -> str:
+    return f"{x['median']:.0f} ({x['min']:.0f}–{x['max']:.0f})"
+
+
+def formats(path: Path, r: dict, results: Path) -> str:
+    """bench/formats.py: ms per 4-minute track by format, the decoder before PyAV and now."""
+    stages = ("probe", "decode", "resample", "features", "model")
+    rows = [[ext, str(f["n_tracks"]), _ms(f["old_ms"]["total"]), _ms(f["new_ms"]["total"]),
+             f"{f['speedup_old_over_new']['median']:.1f}×",
+             f"{f['max_prob_diff_same_windows']:.3f}",
+             *[f"{f['new_ms'][s]['median']:.0f}" for s in stages]]
+            for ext, f in r["formats"].items()]
+    table = _table(["format", "tracks", "old ms/track (range)", "new ms/track (range)",
+                    "old/new", "max Δp, same windows", *[f"new {s} ms" for s in stages]], rows)
+    t, m = r["track"], r["machine"]
+    return (f"{_name(path, results)}: {t['minutes']:g}-minute {t['rate_hz'] / 1000:g} kHz "
+            f"stereo tracks, model `{r['model']}`, one torch thread, {m['cpus']} cores; "
+            f"medians over the tracks of each track's median of "
+            f"{next(iter(r['formats'].values()))['repeats']} runs, old and new alternating."
+            f"\n\n{table}")
+
+
+def is_broker(r: dict) -> bool:
+    return r.get("benchmark") == "broker"
+
+
+def broker(path: Path, r: dict, results: Path) -> str:
+    """bench/broker.py: the embedded broker's candidate servers."""
+    keys = {"start_ms": ".1f", "ping_us": ".0f", "lpush_rpop_per_s": ".0f",
+            "pipelined_set_per_s": ".0f", "rss_mb": ".1f"}
+    rows = [[s["label"], s["version"].split(" sha=")[0], f"{s['binary_mb']:.1f}",
+             *[format(s[k]["median"], spec) for k, spec in keys.items()]] for s in r["servers"]]
+    table = _table(["server", "version", "binary MB", "start ms", "ping µs", "lpush+rpop /s",
+                    "pipelined set /s", "RSS MB"], rows)
+    return (f"{_name(path, results)}: medians of {r['servers'][0]['n']} starts each, "
+            f"redis-py over the unix socket.\n\n{table}")
+
+
 def render(results: Path = RESULTS) -> str:
     """Every table, in a fixed order; a result file of a shape not known here is named."""
     loaded = [(p, json.loads(p.read_text())) for p in sorted(results.rglob("*.json"))]
@@ -222,7 +264,11 @@ def render(results: Path = RESULTS) -> str:
         sections.append(transfer(tr, results))
     for path, r in section("Pipeline throughput", is_pipeline):
         sections.append(pipeline(path, r, results))
-    known = (is_protocol, is_crossval, is_probe, is_transfer, is_pipeline)
+    for path, r in section("Real formats and lengths (bench/formats.py)", is_formats):
+        sections.append(formats(path, r, results))
+    for path, r in section("The embedded broker's server (bench/broker.py)", is_broker):
+        sections.append(broker(path, r, results))
+    known = (is_protocol, is_crossval, is_probe, is_transfer, is_pipeline, is_formats, is_broker)
     others = [p for p, r in loaded if not any(k(r) for k in known)]
     if others:
         sections.append("Other result files (no table yet): "
