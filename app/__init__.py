@@ -43,6 +43,7 @@ from genreq.app.pipeline import (
     stop,
     upgrade_database,
 )
+from genreq.app.reasons import ReasonCount, reasons
 from genreq.app.reporting import report
 from genreq.app.similar import SimilarResult, similar
 from genreq.app.tagging import TagChange, TagSummary, tag
@@ -56,6 +57,7 @@ __all__ = [
     "Labeller",
     "Record",
     "RequeueSummary",
+    "ReasonCount",
     "RunResult",
     "SimilarResult",
     "TagChange",
@@ -68,6 +70,7 @@ __all__ = [
     "failures",
     "genres",
     "labeller",
+    "reasons",
     "report",
     "requeue",
     "run",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -64,6 +64,8 @@ class TrackFilter:
     since: datetime | None = None  # finished at or after
     model: str | None = None  # model name, e.g. crnn
     sort: str = "id"  # one of genreq.config.SORTS
+    tags: tuple[str, ...] = ()  # a track must have every one, scored min_tag_score or more
+    min_tag_score: float | None = None  # None: DEFAULT_MIN_TAG_SCORE
 
     def __post_init__(self) -> None:
         if self.sort not in SORTS:
@@ -82,6 +84,30 @@ class Record:
     duration_s: float | None = None
     model: str | None = None
     model_version: str | None = None
+    tags: list[dict] = field(default_factory=list)  # [{"tag": ..., "score": ...}], best first
+
+
+# A tag "is" a track's when its probability reaches this: the taggers' sigmoid outputs
+# run low (MSD tags are sparse), and the score that best marks the clips of a tag's own
+# genre is far under 0.5 for most tags (bench/tag_threshold.py,
+# bench/results/tag_threshold.json). Export lists at least TAGS_LISTED tags however low.
+DEFAULT_MIN_TAG_SCORE = 0.15
+TAGS_LISTED = 5
+
+
+def tag_list(tags: dict[str, float] | None, min_score: float = DEFAULT_MIN_TAG_SCORE
+             ) -> list[dict]:
+    """Export's `tags`: the TAGS_LISTED best and any others scoring MIN_SCORE or more,
+    best first (ties by name); [] for a model without tag outputs."""
+    ranked = sorted((tags or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    return [{"tag": t, "score": round(s, 4)} for i, (t, s) in enumerate(ranked)
+            if i < TAGS_LISTED or s >= min_score]
+
+
+def has_tags(track: Track, wanted: tuple[str, ...], min_score: float | None) -> bool:
+    threshold = DEFAULT_MIN_TAG_SCORE if min_score is None else min_score
+    tags = track.tags or {}
+    return all(tags.get(t, 0.0) >= threshold for t in wanted)
 
 
 def track_record(track: Track, labeller: Labeller | None = None) -> dict:
@@ -101,6 +127,7 @@ def track_record(track: Track, labeller: Labeller | None = None) -> dict:
         "duration_s": round(track.duration_s, 2) if track.duration_s is not None else None,
         "model": track.model_name,
         "model_version": track.model_version,
+        "tags": tag_list(track.tags),
     }
 
 
@@ -121,6 +148,8 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller,
     for n, track in enumerate(tracks, 1):
         if on_track:
             on_track(n)
+        if flt.tags and not has_tags(track, flt.tags, flt.min_tag_score):
+            continue
         record = track_record(track, labeller)
         if not in_sql:
             if flt.genres and record["genre"] not in flt.genres:
@@ -141,8 +170,7 @@ def records(session: Session, flt: TrackFilter, labeller: Labeller,
     an external merge sort (sorted runs spilled to temporary files): memory stays bounded
     by SORT_RUN."""
     if flt.sort == "confidence" and labeller.taxonomy.mapping:
-        by_id = TrackFilter(flt.genres, flt.min_confidence, flt.path_glob, flt.since,
-                            flt.model, "id")
+        by_id = replace(flt, sort="id")
         keyed = (((-record["confidence"], track.id), record)
                  for track, record in labelled_tracks(session, by_id, labeller, on_track))
         yield from external_sort(keyed, SORT_RUN)

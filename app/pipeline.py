@@ -200,7 +200,8 @@ def run(
 
         def on_batch(summary: EnqueueSummary) -> None:
             batch = batch_status(summary.batch_id)
-            on_progress(batch.done + batch.failed, summary.sent, batch.throughput_per_s, True)
+            finished = batch.done + batch.failed + batch.skipped
+            on_progress(finished, summary.sent, batch.throughput_per_s, True)
 
         summary = enqueue(paths, on_batch=on_batch)
         if on_enqueued:
@@ -209,7 +210,7 @@ def run(
         while True:
             batch = batch_status(summary.batch_id)
             rate = batch.throughput_per_s or rate  # keep the last rate once nothing is pending
-            on_progress(batch.done + batch.failed, batch.total, rate, False)
+            on_progress(batch.done + batch.failed + batch.skipped, batch.total, rate, False)
             if batch.pending == 0:
                 break
             time.sleep(POLL_INTERVAL_S)

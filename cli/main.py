@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from genreq.cli import similar as similar_cli
 from genreq.cli.options import filter_options, label_options, make_labeller
 from genreq.cli.output import format_detail, output_options, write_records, write_split_m3u
 from genreq.cli.progress import ProgressLine, duration
+from genreq.cli.reasons import print_reasons
 from genreq.config import SORTS, TOP_K
 from genreq.errors import GenreqError
 
@@ -118,6 +120,17 @@ model_option = click.option(
     "--model", default=None,
     help="Checkpoint path or shipped model name, e.g. vgg-msd [default: $GENREQ_MODEL or crnn].",
 )
+min_duration_option = click.option(
+    "--min-duration", "min_duration_s", type=click.FloatRange(min=0), default=None,
+    metavar="S", help="Skip files shorter than S seconds instead of classifying them "
+    "[default: $GENREQ_MIN_DURATION or 3]. Reaches the workers this command starts.",
+)
+
+
+def _set_min_duration(seconds: float | None) -> None:
+    # Workers read their settings from the environment (genreq.config), and inherit it.
+    if seconds is not None:
+        os.environ["GENREQ_MIN_DURATION"] = repr(seconds)
 
 
 @cli.command()
@@ -126,7 +139,9 @@ model_option = click.option(
 @model_option
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               default="INFO", show_default=True)
-def worker(concurrency: int | None, model: str | None, loglevel: str) -> None:
+@min_duration_option
+def worker(concurrency: int | None, model: str | None, loglevel: str,
+           min_duration_s: float | None) -> None:
     """Classify queued tracks until stopped (Ctrl-C, SIGTERM or `genreq stop`).
 
     Prefork Celery worker: the model is loaded once, before the pool processes start
@@ -139,6 +154,7 @@ def worker(concurrency: int | None, model: str | None, loglevel: str) -> None:
     """
     from genreq import app
 
+    _set_min_duration(min_duration_s)
     sys.exit(app.serve_worker(concurrency, loglevel, model))
 
 
@@ -167,7 +183,9 @@ class Progress:
 @click.option("-w", "--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes to start [default: number of CPUs].")
 @model_option
-def run(paths: tuple[Path, ...], workers: int | None, model: str | None) -> None:
+@min_duration_option
+def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
+        min_duration_s: float | None) -> None:
     """Classify every audio file under PATHS, start to finish, and print a summary.
 
     Enqueues the files, starts local workers, shows progress on stderr, waits until
@@ -182,6 +200,7 @@ def run(paths: tuple[Path, ...], workers: int | None, model: str | None) -> None
     """
     from genreq import app
 
+    _set_min_duration(min_duration_s)
     progress = Progress()
     result = app.run(
         paths, workers, model, on_progress=progress.update,
@@ -190,14 +209,13 @@ def run(paths: tuple[Path, ...], workers: int | None, model: str | None) -> None
     progress.close()
     batch = result.status
     _print_genre_table(batch.genres)
-    finished = batch.done + batch.failed
+    finished = batch.done + batch.failed + batch.skipped
     rate = f" ({finished / result.elapsed_s:.2f} clips/s)" if finished else ""
-    click.echo(f"\ndone {batch.done} · failed {batch.failed} · "
+    skipped = f"skipped {batch.skipped} · " if batch.skipped else ""
+    click.echo(f"\ndone {batch.done} · failed {batch.failed} · {skipped}"
                f"{_plural(finished, 'file')} in {result.elapsed_s:.1f} s{rate}")
-    if batch.failed:
-        click.echo("\nfailed:")
-        for failure in app.failures(result.batch_id):
-            click.echo(f"  {failure.error}")
+    if batch.failed or batch.skipped:  # one line per reason, not per file
+        print_reasons(app.reasons(result.batch_id))
 
 
 def _print_genre_table(genres: dict[str, int]) -> None:
@@ -230,7 +248,7 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
             result["failures"] = [{"path": f.path, "error": f.error} for f in app.failures()]
         click.echo(json.dumps(result))
         return
-    for state in ("queued", "running", "done", "failed", "total"):
+    for state in ("queued", "running", "done", "failed", "skipped", "total"):
         click.echo(f"{state:<14}{getattr(counts, state):>7}")
     if counts.pending and counts.throughput_per_s:
         click.echo(f"{'throughput':<14}{counts.throughput_per_s:>7.2f} tracks/s"
@@ -242,6 +260,8 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
         click.echo("\nfailed:")
         for failure in app.failures():
             click.echo(f"  {failure.error}")
+    elif counts.failed or counts.skipped:
+        print_reasons(app.reasons())
 
 
 @cli.command()
@@ -257,11 +277,16 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
                    "--split-by-genre).")
 @click.option("--split-by-genre", type=click.Path(file_okay=False), default=None,
               metavar="DIR", help="Write one extended M3U per genre, DIR/<genre>.m3u.")
+@click.option("--tag", "tags", multiple=True, metavar="T",
+              help="Only tracks tagged T (repeatable: every one), e.g. electronic; needs a "
+                   "model with tag outputs, such as vgg-msd.")
+@click.option("--min-tag-score", type=click.FloatRange(0, 1), default=None, metavar="X",
+              help="The score a --tag needs [default: 0.15].")
 @output_options
 def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | None,
            since, model_name: str | None, taxonomy: str | None, unknown_below: float | None,
            top_k: int, sort: str, relative: bool, split_by_genre: str | None,
-           fmt: str, output: str) -> None:
+           tags: tuple[str, ...], min_tag_score: float | None, fmt: str, output: str) -> None:
     """Print the classified tracks: path, genre, confidence, top-K genres, duration, model.
 
     Progress (tracks read of those matching, rate, ETA) goes to stderr, unless the data
@@ -274,6 +299,7 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
       genreq export --taxonomy genres.toml --unknown-below 0.5 --top 5 --format json
       genreq export --path-glob '*/Incoming/*' --since 2026-11-01 --sort confidence
       genreq export --split-by-genre playlists/ --relative
+      genreq export --tag electronic --tag dance --format m3u -o dance.m3u
     """
     from genreq import app
 
@@ -289,7 +315,8 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
     elif relative and (fmt != "m3u" or output == "-"):
         raise click.UsageError("--relative needs --format m3u with -o FILE, or --split-by-genre")
     labeller = make_labeller(taxonomy, unknown_below, top_k)
-    flt = app.TrackFilter(genres, min_confidence, path_glob, since, model_name, sort)
+    flt = app.TrackFilter(genres, min_confidence, path_glob, since, model_name, sort,
+                          tuple(t.lower() for t in tags), min_tag_score)
     unknown = app.unknown_genres(genres, labeller)
     if unknown:
         raise click.BadParameter(

@@ -15,7 +15,8 @@ from genreq.config import TOP_K
 
 FORMATS = ("csv", "json", "ndjson", "table", "m3u")
 # "top" is headed top<K>: top3 by default.
-CSV_COLUMNS = ("path", "genre", "confidence", "top", "duration_s", "model", "model_version")
+CSV_COLUMNS = ("path", "genre", "confidence", "top", "duration_s", "model", "model_version",
+               "tags")
 
 
 def output_options(command: Callable) -> Callable:
@@ -35,7 +36,8 @@ def write_csv(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None
     writer.writerow([f"top{top_k}" if c == "top" else c for c in CSV_COLUMNS])
     for r in records:
         writer.writerow([r["path"], r["genre"], f"{r['confidence']:.4f}", _top_text(r),
-                         r["duration_s"], r["model"], r["model_version"]])
+                         r["duration_s"], r["model"], r["model_version"],
+                         " ".join(f"{t['tag']}={t['score']:.3f}" for t in r.get("tags", []))])
 
 
 def write_json(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None:

@@ -95,6 +95,15 @@ def throughput(session: Session, scope: Iterable = (), now: datetime | None = No
     return count / span_s if span_s > 0 else None
 
 
+def unclassified(session: Session, batch_id: str | None = None
+                 ) -> Iterator[tuple[State, str, str | None, str | None]]:
+    """(state, path, error, reason) of every failed or skipped track, in id order, paged."""
+    scope = [Track.batch_id == batch_id] if batch_id else []
+    query = select(Track.state, Track.path, Track.error, Track.reason).where(
+        Track.state.in_([State.failed, State.skipped]), *scope)
+    return paging.rows(session, query, Track.id)
+
+
 def failures(session: Session, batch_id: str | None = None) -> Iterator[Track]:
     """Failed tracks in id (enqueue) order, paged."""
     scope = [Track.batch_id == batch_id] if batch_id else []

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from genreq.errors import AudioError
+from genreq.errors import AudioError, TooShort
 
 SAMPLE_RATE = 22050  # Hz, the rate every model in genreq is trained at
 MIN_DURATION_S = 1.0  # shorter clips carry too little music to classify
@@ -48,11 +48,8 @@ def _resample(audio: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
 
 
 def _check(path: Path, audio: np.ndarray, rate: int) -> np.ndarray:
-    if audio.size < MIN_DURATION_S * rate:
-        seconds = audio.size / rate
-        raise AudioError(
-            path, f"too short to classify ({seconds:.3f} s; at least {MIN_DURATION_S:g} s needed)"
-        )
+    if audio.size < MIN_DURATION_S * rate:  # skipped, not failed (see TooShort)
+        raise TooShort(path, audio.size / rate, MIN_DURATION_S)
     if not np.all(np.isfinite(audio)):
         # Rare, but a NaN would poison every feature downstream.
         audio = np.nan_to_num(audio, nan=0.0, posinf=0.0, neginf=0.0)

@@ -1,0 +1,55 @@
+"""Why tracks were not classified, counted: one line per reason with its count and an
+example or two, for `run` and `status`, instead of one line per file (`status --failed`
+still lists every failed file)."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+EXAMPLES = 2  # paths kept per reason
+
+
+@dataclass
+class ReasonCount:
+    state: str  # "failed" or "skipped"
+    reason: str  # without the path or per-file details
+    count: int = 0
+    examples: list[str] = field(default_factory=list)  # paths
+    example_error: str | None = None  # the first example's full message, for a count of one
+
+
+def reason_key(error: str | None, reason: str | None, path: str) -> str:
+    """What tracks are counted by: the stored reason (the message without its path),
+    else the message with the path removed (tracks failed before reasons were stored);
+    details in parentheses go, as the report groups them (genreq.app.reporting)."""
+    from genreq.app.reporting import failure_reason
+
+    return failure_reason(f"{path}: {reason}" if reason else error, path)
+
+
+def count_reasons(session, batch_id: str | None = None) -> list[ReasonCount]:
+    """Failed, then skipped, tracks by reason, most first (ties by reason)."""
+    from genreq.db import status as db_status
+
+    counts: dict[tuple[str, str], ReasonCount] = {}
+    for state, path, error, reason in db_status.unclassified(session, batch_id):
+        state = getattr(state, "value", state)
+        # A skip's reason carries no per-file details: kept whole ("under 3 s").
+        key = (state, reason if state == "skipped" and reason
+               else reason_key(error, reason, path))
+        entry = counts.setdefault(key, ReasonCount(state, key[1]))
+        entry.count += 1
+        if len(entry.examples) < EXAMPLES:
+            entry.examples.append(path)
+            if entry.example_error is None:
+                entry.example_error = error or f"{path}: {reason}"
+    return sorted(counts.values(), key=lambda r: (r.state != "failed", -r.count, r.reason))
+
+
+def reasons(batch_id: str | None = None) -> Iterator[ReasonCount]:
+    """The Python API: count_reasons on the configured database (every track, or one
+    enqueue batch as in run's result)."""
+    from genreq.app.library import session
+
+    with session() as db:
+        yield from count_reasons(db, batch_id)
