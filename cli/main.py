@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from genreq.cli import learn as learn_cli
 from genreq.cli import ml
 from genreq.cli import models as models_cli
 from genreq.cli import similar as similar_cli
@@ -502,3 +503,4 @@ def report(out_dir: str, least: int, taxonomy: str | None, unknown_below: float 
 ml.register(cli)  # train, evaluate, classify
 models_cli.register(cli)  # `genreq models ...`: pretrained taggers
 similar_cli.register(cli)  # search by sound
+learn_cli.register(cli)  # genres learned from the library

@@ -1,0 +1,91 @@
+"""Genres learned from the library itself (`genreq learn`): a head fitted on the stored
+embeddings of done tracks, labelled by their files' own genre tags or by their
+folders' names, cross-validated by album (genreq.learn), kept under GENREQ_HOME.
+Learning reads the database only: no file is decoded and none is written.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from genreq import config
+from genreq.errors import GenreqError
+
+HEAD_FILE = "learned-genres.npz"
+FROM_TAGS, FROM_FOLDERS = "tags", "folders"
+
+
+def head_path() -> Path:
+    return config.home() / HEAD_FILE
+
+
+def _rows(session, embedding_model: str):
+    from sqlalchemy import select
+
+    from genreq.db import paging
+    from genreq.db.models import State, Track
+
+    query = select(Track.id, Track.path, Track.embedding, Track.file_genres, Track.artist,
+                   Track.album).where(Track.state == State.done,
+                                      Track.embedding_model == embedding_model,
+                                      Track.embedding.is_not(None))
+    return paging.rows(session, query, Track.id)
+
+
+def learn_genres(session, source: str = FROM_TAGS, min_tracks: int = 5,
+                 mapping: dict[str, str] | None = None, output: str | Path | None = None,
+                 on_message: Callable[[str], None] | None = None):
+    """Fit, cross-validate and save a genre head (genreq.learn.Learned). SOURCE: the
+    files' genre tags (FROM_TAGS) or their parent folders' names (FROM_FOLDERS).
+    Uses the embeddings of the model that embedded most of the library."""
+    from genreq import learn
+    from genreq.db import embeddings as db_embeddings
+    from genreq.similarity import STORED_DTYPE
+
+    models = db_embeddings.embedding_models(session)
+    if not models:
+        raise GenreqError("no track in the library has an embedding yet "
+                          "(run `genreq run` on it with this version of genreq)")
+    embedding_model = next(iter(models))
+    blobs, genre_lists, groups = [], [], []
+    for _id, path, blob, file_genres, artist, album in _rows(session, embedding_model):
+        folder = os.path.dirname(path)
+        if source == FROM_FOLDERS:
+            genres = learn.split_genres(os.path.basename(folder), mapping)
+        else:
+            genres = learn.split_genres(file_genres or [], mapping)
+        blobs.append(blob)
+        genre_lists.append(genres)
+        groups.append(learn.group_key(album, artist, folder))
+    x = np.frombuffer(b"".join(blobs), dtype=STORED_DTYPE).reshape(len(blobs), -1)
+    learned = learn.learn(x, genre_lists, groups, embedding_model, min_tracks)
+    if learned.labels.left_out and on_message:
+        rare = ", ".join(f"{g} ({n})" for g, n in learned.labels.left_out.items())
+        on_message(f"left out, fewer than {min_tracks} tracks: {rare}")
+    learned.head.info["source"] = source
+    learned.head.save(output or head_path())
+    return learned
+
+
+def learn_api(source: str = FROM_TAGS, min_tracks: int = 5, taxonomy: str | None = None,
+              output: str | Path | None = None,
+              on_message: Callable[[str], None] | None = None):
+    """The Python API of `genreq learn`."""
+    from genreq.app import taxonomy as taxonomy_module
+    from genreq.app.library import session
+
+    mapping = dict(taxonomy_module.resolve(taxonomy).mapping) if taxonomy else None
+    with session() as db:
+        return learn_genres(db, source, min_tracks, mapping, output, on_message)
+
+
+def reset() -> bool:
+    """Back to the model's own genres: the learned head goes. True if there was one."""
+    path = head_path()
+    if path.exists():
+        path.unlink()
+        return True
+    return False
