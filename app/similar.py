@@ -95,6 +95,60 @@ def _file_query(path: str, models: dict[str, int], labeller: Labeller) -> _Query
                   tags.artist, tags.album)
 
 
+def _cache_path(embedding_model: str):
+    from genreq import config
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in embedding_model)
+    return config.home() / "cache" / f"embeddings-{safe}.npz"
+
+
+def album_key(album: str | None, artist: str | None) -> str:
+    """Tracks of one album share this (album and artist tags, ignoring case); "" for a
+    track without an album tag, which shares none."""
+    if not album or not album.strip():
+        return ""
+    return f"{(artist or '').strip().lower()}\x1f{album.strip().lower()}"
+
+
+@dataclass(frozen=True)
+class _Library:
+    ids: np.ndarray  # track ids, ascending
+    matrix: np.ndarray  # their normalised float16 embeddings, row by row
+    albums: np.ndarray  # their album_key
+
+
+def _library_matrix(session, embedding_model: str) -> _Library:
+    """Track ids, the normalised float16 matrix of their embeddings and their album
+    keys. Reading 100,000
+    embeddings from the database costs several times the search itself, so the matrix
+    is kept under GENREQ_HOME and read again only when the embedded tracks changed
+    (db.embeddings.fingerprint)."""
+    from genreq.db import embeddings as db_embeddings
+    from genreq.similarity import matrix_from_bytes
+
+    path = _cache_path(embedding_model)
+    stamp = np.asarray(repr(db_embeddings.fingerprint(session, embedding_model)))
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            if str(cached["stamp"]) == str(stamp):
+                return _Library(cached["ids"], cached["matrix"], cached["albums"])
+    except (OSError, ValueError, KeyError):
+        pass  # no cache yet, or a damaged one: read the database
+    ids, blobs, albums = [], [], []
+    for track_id, blob, album, artist in db_embeddings.embeddings(session, embedding_model):
+        ids.append(track_id)
+        blobs.append(blob)
+        albums.append(album_key(album, artist))
+    library = _Library(np.asarray(ids, dtype=np.int64), matrix_from_bytes(blobs),
+                       np.asarray(albums, dtype=str))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    with partial.open("wb") as f:  # written whole, then renamed: readers never see half
+        np.savez(f, ids=library.ids, matrix=library.matrix, albums=library.albums, stamp=stamp)
+    partial.replace(path)
+    return library
+
+
 def find_similar(session, path: str, limit: int = DEFAULT_LIMIT, same_album: bool = False,
                  labeller: Labeller | None = None) -> SimilarResult:
     """The LIMIT tracks most similar to the file at PATH; see the module docstring.
@@ -104,43 +158,39 @@ def find_similar(session, path: str, limit: int = DEFAULT_LIMIT, same_album: boo
     from genreq.db import embeddings as db_embeddings
     from genreq.db import tracks as db_tracks
     from genreq.db.models import State
-    from genreq.similarity import matrix_from_bytes, top_n
+    from genreq.similarity import top_n
 
     labeller = labeller or Labeller()
     absolute = os.path.abspath(os.path.expanduser(str(path)))
-    models = db_embeddings.embedding_models(session)
-    if not models:
-        raise GenreqError("no track in the library has an embedding yet "
-                          "(run `genreq run` on it with this version of genreq)")
     track = db_tracks.track_by_path(session, absolute)
     if track is not None and track.state == State.done and track.embedding is not None:
         query = _library_query(track, labeller)
-    elif os.path.isfile(absolute):
-        query = _file_query(absolute, models, labeller)
     else:
-        raise GenreqError(f"{absolute}: not in the library and no such file")
+        models = db_embeddings.embedding_models(session)
+        if not models:
+            raise GenreqError("no track in the library has an embedding yet "
+                              "(run `genreq run` on it with this version of genreq)")
+        if not os.path.isfile(absolute):
+            raise GenreqError(f"{absolute}: not in the library and no such file")
+        query = _file_query(absolute, models, labeller)
 
-    ids, blobs = [], []
-    for track_id, blob in db_embeddings.embeddings(session, query.embedding_model):
-        ids.append(track_id)
-        blobs.append(blob)
-    if not ids:
+    library = _library_matrix(session, query.embedding_model)
+    if not library.ids.size:
         raise GenreqError(f"no track in the library was embedded by {query.embedding_model}")
-    row_of = {track_id: row for row, track_id in enumerate(ids)}
-    exclude = set()
-    if query.track_id is not None:
-        exclude.add(query.track_id)
-    same_path = db_tracks.track_by_path(session, absolute)
-    if same_path is not None:
-        exclude.add(same_path.id)
-    if query.album and not same_album:
-        exclude.update(db_embeddings.album_ids(session, query.album, query.artist))
-    neighbours = top_n(matrix_from_bytes(blobs), query.vector, limit,
-                       exclude=[row_of[i] for i in exclude if i in row_of])
-    found = db_embeddings.tracks_by_id(session, [ids[n.row] for n in neighbours])
+    exclude = []
+    if track is not None:  # PATH itself, whatever its state
+        row = int(np.searchsorted(library.ids, track.id))
+        if row < library.ids.size and library.ids[row] == track.id:
+            exclude.append(row)
+    key = album_key(query.album, query.artist)
+    if key and not same_album:
+        exclude.extend(np.flatnonzero(library.albums == key).tolist())
+    neighbours = top_n(library.matrix, query.vector, limit, exclude=exclude)
+    ids = library.ids
+    found = db_embeddings.tracks_by_id(session, [int(ids[n.row]) for n in neighbours])
     rows = []
     for n in neighbours:
-        t = found[ids[n.row]]
+        t = found[int(ids[n.row])]
         label = labeller.label(t.probs) if t.probs else None
         rows.append({
             "path": t.path,
@@ -152,7 +202,7 @@ def find_similar(session, path: str, limit: int = DEFAULT_LIMIT, same_album: boo
             "album": t.album,
             "title": t.title,
         })
-    return SimilarResult(query.record, rows, query.embedding_model, len(ids))
+    return SimilarResult(query.record, rows, query.embedding_model, int(ids.size))
 
 
 def similar(path: str, limit: int = DEFAULT_LIMIT, same_album: bool = False,

@@ -1,5 +1,5 @@
 """The stored track embeddings, for search by sound and learning: which models made
-them, all of one model's (paged), and the tracks that share an album."""
+them, all of one model's (paged), and whether they changed."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -21,22 +21,24 @@ def embedding_models(session: Session) -> dict[str, int]:
     return dict(sorted(((m, n) for m, n in rows if m), key=lambda kv: (-kv[1], kv[0])))
 
 
-def embeddings(session: Session, embedding_model: str) -> Iterator[tuple[int, bytes]]:
-    """(track id, embedding bytes) of every done track embedded by EMBEDDING_MODEL, in id
-    order, paged."""
-    query = select(Track.id, Track.embedding).where(
+def embeddings(session: Session, embedding_model: str
+               ) -> Iterator[tuple[int, bytes, str | None, str | None]]:
+    """(track id, embedding bytes, album, artist) of every done track embedded by
+    EMBEDDING_MODEL, in id order, paged."""
+    query = select(Track.id, Track.embedding, Track.album, Track.artist).where(
         Track.state == State.done, Track.embedding_model == embedding_model,
         Track.embedding.is_not(None))
     return paging.rows(session, query, Track.id)
 
 
-def album_ids(session: Session, album: str, artist: str | None) -> list[int]:
-    """Ids of the tracks whose album tag is ALBUM (ignoring case and surrounding blanks)
-    and whose artist tag is ARTIST likewise (or absent, when ARTIST is None)."""
-    same_artist = (Track.artist.is_(None) if artist is None
-                   else func.lower(func.trim(Track.artist)) == artist.strip().lower())
-    return list(session.scalars(select(Track.id).where(
-        func.lower(func.trim(Track.album)) == album.strip().lower(), same_artist)))
+def fingerprint(session: Session, embedding_model: str) -> tuple:
+    """What changes whenever the embeddings of EMBEDDING_MODEL do: how many done tracks
+    have one, their largest id and latest finish. A cache of them is good while it holds."""
+    count, max_id, last = session.execute(
+        select(func.count(), func.max(Track.id), func.max(Track.finished_at)).where(
+            Track.state == State.done, Track.embedding_model == embedding_model,
+            Track.embedding.is_not(None))).one()
+    return (int(count), int(max_id or 0), str(last))
 
 
 def tracks_by_id(session: Session, ids: Sequence[int]) -> dict[int, Track]:
