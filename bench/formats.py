@@ -3,6 +3,7 @@
     .venv/bin/python bench/formats.py                 # figures on stderr, JSON on stdout
     .venv/bin/python bench/formats.py --save          # also writes bench/results/formats.json
     .venv/bin/python bench/formats.py --library DIR   # build (or reuse) the library in DIR
+    .venv/bin/python bench/formats.py --e2e           # also `genreq run`, 1 and 2 workers
 
 Builds a library of 4-minute, 44.1 kHz stereo tracks (TRACKS_PER_FORMAT per format):
 eight 30-s GTZAN clips from ../shared/data/gtzan concatenated, resampled to 44.1 kHz,
@@ -20,9 +21,10 @@ model, REPEATS times per track (the per-track figure is the median of its repeat
   below, copied from genreq/audio.py as it was): libsndfile for what it reads, and the
   ffmpeg program in a subprocess for the rest (m4a: no header duration, so the whole
   file is decoded);
-- new: genreq.audio as it is.
+- new: genreq.audio as it is (libsndfile for SOUNDFILE_SUFFIXES, PyAV for the rest);
+- pyav: genreq.audio with PyAV for every format, to show where libsndfile pays.
 
-Old and new alternate on each track, so that a busy moment of the machine falls on
+Old, new and pyav alternate on each track, so that a busy moment of the machine falls on
 both. Per format: the median and range over the tracks of the total and of each stage,
 the ratio old/new, and the largest difference in any genre probability between the two
 paths, as each runs and with both decoding the same windows.
@@ -210,19 +212,25 @@ def time_tracks(classifier, paths: list[Path], repeats: int) -> dict[str, list]:
     genre probabilities; and the old decoder's probabilities on the new one's windows."""
     from genreq import audio
 
-    found = {"old": [], "new": [], "old_probs": [], "new_probs": [], "same_window_probs": []}
+    found = {"old": [], "new": [], "pyav": [], "old_probs": [], "new_probs": [],
+             "same_window_probs": [], "pyav_probs": []}
     for path in paths:
-        runs: dict[str, list[dict]] = {"old": [], "new": []}
+        runs: dict[str, list[dict]] = {"old": [], "new": [], "pyav": []}
         for _ in range(repeats):
             with legacy_decoder():
                 old, old_probs = _timed(classifier, path)
             runs["old"].append(old)
             new, new_probs = _timed(classifier, path)
             runs["new"].append(new)
+            # What choosing PyAV for every format would cost: libsndfile's share measured.
+            with mock.patch.object(audio, "SOUNDFILE_SUFFIXES", frozenset()):
+                pyav, pyav_probs = _timed(classifier, path)
+            runs["pyav"].append(pyav)
         for key, rows in runs.items():
             found[key].append({k: statistics.median(r[k] for r in rows) for k in rows[0]})
         found["old_probs"].append(old_probs)
         found["new_probs"].append(new_probs)
+        found["pyav_probs"].append(pyav_probs)
         # The decoders alone: the old one reading the windows the new probe chose.
         with mock.patch.object(audio, "load_windows", legacy_load_windows):
             found["same_window_probs"].append(classifier.classify_file(path).probs)
@@ -259,14 +267,39 @@ def measure(library: dict[str, list[Path]], repeats: int,
             "n_tracks": len(paths), "repeats": repeats,
             "mean_file_mb": statistics.mean(p.stat().st_size for p in paths) / 2**20,
             "old_ms": summarize(found["old"]), "new_ms": summarize(found["new"]),
+            "pyav_only_ms": summarize(found["pyav"]),
             "speedup_old_over_new": _spread(ratios),
             # Old against new as each runs (the old m4a path read the whole file, so its
             # chunks came from other places), and the two decoders on the same windows.
             "max_prob_diff_old_vs_new": _max_diff(found["old_probs"], found["new_probs"]),
             "max_prob_diff_same_windows": _max_diff(found["same_window_probs"],
                                                     found["new_probs"]),
+            "max_prob_diff_pyav_only": _max_diff(found["pyav_probs"], found["new_probs"]),
         }
     return formats
+
+
+def end_to_end(library: dict[str, list[Path]], workers: int, root: Path) -> dict:
+    """`genreq run` over every track of the library (all formats), on a fresh GENREQ_HOME
+    (embedded broker, SQLite): wall time from start to exit, start-up included."""
+    tracks = root / f"e2e-{workers}" / "library"
+    tracks.mkdir(parents=True)
+    for paths in library.values():
+        for path in paths:
+            os.link(path, tracks / f"{path.parent.name}-{path.name}")
+    env = {**os.environ, "GENREQ_HOME": str(tracks.parent / "home")}
+    for name in ("GENREQ_DATABASE_URL", "GENREQ_BROKER_URL"):
+        env.pop(name, None)
+    n = sum(len(p) for p in library.values())
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "genreq.cli", "run", str(tracks), "--workers",
+                          str(workers)], env=env, capture_output=True, text=True, check=True,
+                         timeout=FFMPEG_TIMEOUT_S * 4)
+    wall_s = time.perf_counter() - started
+    if f"done {n} · failed 0" not in out.stdout:
+        raise RuntimeError(f"genreq run did not classify every track:\n{out.stdout}")
+    return {"workers": workers, "tracks": n, "wall_s": wall_s, "tracks_per_s": n / wall_s,
+            "tracks_per_s_per_worker": n / wall_s / workers}
 
 
 def report_lines(formats: dict) -> list[str]:
@@ -291,6 +324,8 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=TRACKS_PER_FORMAT)
     parser.add_argument("--repeats", type=int, default=REPEATS)
     parser.add_argument("--save", action="store_true", help=f"also write {RESULTS.name}")
+    parser.add_argument("--e2e", action="store_true",
+                        help="also time `genreq run` on the whole library with 1 and 2 workers")
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
         sys.exit("bench/formats.py needs the ffmpeg program to build its library")
@@ -305,6 +340,12 @@ def main() -> None:
         library = build_library(root, args.tracks)
         progress(f"library ready in {time.perf_counter() - started:.0f} s")
         formats = measure(library, args.repeats, progress)
+        runs = []
+        if args.e2e:
+            for workers in (1, 2):
+                progress(f"genreq run, {workers} worker(s)")
+                runs.append(end_to_end(library, workers, Path(tmp)))
+                progress(f"  {runs[-1]['tracks_per_s']:.2f} tracks/s")
     import av
 
     from genreq import predict
@@ -320,6 +361,7 @@ def main() -> None:
         "model": predict.DEFAULT_MODEL.stem,
         "track": {"minutes": CLIPS_PER_TRACK * 30 / 60, "rate_hz": TRACK_RATE, "channels": 2},
         "formats": formats,
+        "end_to_end": runs,
     }
     text = json.dumps(report, indent=2)
     print(text)

@@ -207,18 +207,28 @@ def formats(path: Path, r: dict, results: Path) -> str:
     """bench/formats.py: ms per 4-minute track by format, the decoder before PyAV and now."""
     stages = ("probe", "decode", "resample", "features", "model")
     rows = [[ext, str(f["n_tracks"]), _ms(f["old_ms"]["total"]), _ms(f["new_ms"]["total"]),
+             _ms(f["pyav_only_ms"]["total"]) if "pyav_only_ms" in f else "",
              f"{f['speedup_old_over_new']['median']:.1f}×",
              f"{f['max_prob_diff_same_windows']:.3f}",
              *[f"{f['new_ms'][s]['median']:.0f}" for s in stages]]
             for ext, f in r["formats"].items()]
     table = _table(["format", "tracks", "old ms/track (range)", "new ms/track (range)",
-                    "old/new", "max Δp, same windows", *[f"new {s} ms" for s in stages]], rows)
+                    "PyAV for every format", "old/new", "max Δp, same windows",
+                    *[f"new {s} ms" for s in stages]], rows)
     t, m = r["track"], r["machine"]
-    return (f"{_name(path, results)}: {t['minutes']:g}-minute {t['rate_hz'] / 1000:g} kHz "
+    text = (f"{_name(path, results)}: {t['minutes']:g}-minute {t['rate_hz'] / 1000:g} kHz "
             f"stereo tracks, model `{r['model']}`, one torch thread, {m['cpus']} cores; "
             f"medians over the tracks of each track's median of "
             f"{next(iter(r['formats'].values()))['repeats']} runs, old and new alternating."
             f"\n\n{table}")
+    if r.get("end_to_end"):
+        runs = _table(["workers", "tracks (all formats)", "wall s (start-up included)",
+                       "tracks/s", "tracks/s per worker"],
+                      [[str(x["workers"]), str(x["tracks"]), f"{x['wall_s']:.1f}",
+                        f"{x['tracks_per_s']:.2f}", f"{x['tracks_per_s_per_worker']:.2f}"]
+                       for x in r["end_to_end"]])
+        text += f"\n\n`genreq run` on the whole library, new decoder:\n\n{runs}"
+    return text
 
 
 def is_broker(r: dict) -> bool:
