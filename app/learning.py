@@ -65,9 +65,23 @@ def learn_genres(session, source: str = FROM_TAGS, min_tracks: int = 5,
     if learned.labels.left_out and on_message:
         rare = ", ".join(f"{g} ({n})" for g, n in learned.labels.left_out.items())
         on_message(f"left out, fewer than {min_tracks} tracks: {rare}")
+    if on_message:
+        for genre in _untestable_genres(learned.labels, groups):
+            on_message(f"{genre}: all its tracks share one album, artist or folder, so "
+                       "cross-validation cannot test it on an unseen one (its accuracy "
+                       "there is 0 by construction); tag albums or artists to measure it")
     learned.head.info["source"] = source
     learned.head.save(output or head_path())
     return learned
+
+
+def _untestable_genres(labels, groups: list[str]) -> list[str]:
+    """Genres whose labelled tracks all sit in one group: a grouped fold never trains
+    on them while it tests them."""
+    groups_of: dict[int, set[str]] = {}
+    for row, y in zip(labels.rows, labels.y, strict=True):
+        groups_of.setdefault(int(y), set()).add(groups[row])
+    return [labels.genres[y] for y, seen in sorted(groups_of.items()) if len(seen) == 1]
 
 
 def learn_api(source: str = FROM_TAGS, min_tracks: int = 5, taxonomy: str | None = None,

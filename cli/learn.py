@@ -8,9 +8,8 @@ import click
 
 
 @click.command()
-@click.option("--from-tags", "source", flag_value="tags",
-              help="Label tracks by their files' own genre tags.")
-@click.option("--from-folders", "source", flag_value="folders",
+@click.option("--from-tags", is_flag=True, help="Label tracks by their files' own genre tags.")
+@click.option("--from-folders", is_flag=True,
               help="Label tracks by the name of their parent folder.")
 @click.option("--field", default="genre", show_default=True,
               help="The tag field the labels come from (only genre for now).")
@@ -22,7 +21,7 @@ import click
               help="Write the head here [default: GENREQ_HOME/learned-genres.npz].")
 @click.option("--json", "as_json", is_flag=True, help="Print the cross-validation as JSON.")
 @click.option("--reset", is_flag=True, help="Remove the learned head.")
-def learn(source: str | None, field: str, min_tracks: int, taxonomy: str | None,
+def learn(from_tags: bool, from_folders: bool, field: str, min_tracks: int, taxonomy: str | None,
           output: str | None, as_json: bool, reset: bool) -> None:
     """Fit a genre head on the stored embeddings of done tracks, labelled by the files'
     genre tags or folder names, and print its accuracy per genre, cross-validated so
@@ -45,8 +44,10 @@ def learn(source: str | None, field: str, min_tracks: int, taxonomy: str | None,
         click.echo("removed the learned head" if removed else "no learned head to remove",
                    err=True)
         return
-    if source is None:
-        raise click.UsageError("say what to learn from: --from-tags or --from-folders")
+    if from_tags == from_folders:
+        raise click.UsageError("say what to learn from: --from-tags or --from-folders, "
+                               "one of them")
+    source = learning.FROM_TAGS if from_tags else learning.FROM_FOLDERS
     if field.lower() != "genre":
         raise click.UsageError("--field: only genre is read from the files for now")
     learned = learning.learn_api(source, min_tracks, taxonomy, output,

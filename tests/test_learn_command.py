@@ -55,3 +55,15 @@ def test_learn_from_tags_and_from_folders(tmp_path, genreq_home):
     assert genreq("learn", "--reset").stderr.strip() == "removed the learned head"
     assert not (genreq_home / "learned-genres.npz").exists()
     assert genreq("learn", check=False).returncode == 2  # no source given
+    both = genreq("learn", "--from-tags", "--from-folders", check=False)
+    assert both.returncode == 2 and "one of them" in both.stderr
+
+
+def test_a_genre_held_in_one_album_is_named_as_untestable():
+    from genreq.app.learning import _untestable_genres
+    from genreq.learn import choose_labels
+
+    genre_lists = [["jazz"], ["jazz"], ["rock"], ["rock"], ["pop"], ["pop"], []]
+    groups = ["a1", "a2", "b1", "b1", "c1", "c2", "z"]
+    labels = choose_labels(genre_lists, 2)
+    assert sorted(_untestable_genres(labels, groups)) == ["rock"]
