@@ -219,7 +219,7 @@ def formats(path: Path, r: dict, results: Path) -> str:
     text = (f"{_name(path, results)}: {t['minutes']:g}-minute {t['rate_hz'] / 1000:g} kHz "
             f"stereo tracks, model `{r['model']}`, one torch thread, {m['cpus']} cores; "
             f"medians over the tracks of each track's median of "
-            f"{next(iter(r['formats'].values()))['repeats']} runs, old and new alternating."
+            f"{next(iter(r['formats'].values()))['repeats']} runs, the decoders alternating."
             f"\n\n{table}")
     if r.get("end_to_end"):
         runs = _table(["workers", "tracks (all formats)", "wall s (start-up included)",
