@@ -27,11 +27,13 @@ from genreq.app.library import (
     export_records,
     failures,
     genres,
+    known_tags,
     labeller,
     show,
     status,
     tracks,
     unknown_genres,
+    unknown_tags,
 )
 from genreq.app.pipeline import (
     EnqueueSummary,
@@ -81,6 +83,8 @@ __all__ = [
     "stop",
     "tag",
     "tracks",
+    "known_tags",
     "unknown_genres",
+    "unknown_tags",
     "upgrade_database",
 ]

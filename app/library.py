@@ -361,6 +361,19 @@ def unknown_genres(names: Iterable[str], labeller: Labeller | None = None) -> li
         return check_genres(db, names, _identity(labeller))
 
 
+def known_tags() -> tuple[str, ...]:
+    """The tags a track can carry: the outputs of the shipped taggers, as stored."""
+    from genreq.pretrained.musicnn import MSD_TAG_NAMES
+
+    return MSD_TAG_NAMES
+
+
+def unknown_tags(names: Iterable[str]) -> list[str]:
+    """Those of `names` (any case) that no tagger outputs."""
+    vocabulary = set(known_tags())
+    return [name for name in names if name.lower() not in vocabulary]
+
+
 def show(path: str, labeller: Labeller | None = None) -> dict:
     """Everything stored about the track at `path` (`genreq show --json`). Raises
     GenreqError when it is not in the library."""

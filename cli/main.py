@@ -325,6 +325,11 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
             + (", ".join(app.genres(labeller)) or "none yet (no track classified)"),
             param_hint="--genre",
         )
+    unknown = app.unknown_tags(tags)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown tag {', '.join(unknown)}; the taggers' tags: {', '.join(app.known_tags())}",
+            param_hint="--tag")
     to_terminal = split_by_genre is None and output == "-" and sys.stdout.isatty()
     progress = ProgressLine("tracks", app.count_records(flt, labeller),
                             enabled=not (to_terminal and sys.stderr.isatty()))

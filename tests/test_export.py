@@ -84,6 +84,12 @@ def test_unknown_below_keeps_tracks_min_confidence_drops_them(library):
     assert "unknown genre unknown" in invoke("export", "-g", "unknown", code=2).stderr
 
 
+
+def test_a_tag_no_tagger_outputs_is_a_usage_error(library):
+    stderr = invoke("export", "--tag", "electronic", "--tag", "polka", code=2).stderr
+    assert "unknown tag polka; the taggers' tags: rock, pop" in stderr
+    assert "unknown tag" not in invoke("export", "--tag", "Hip-Hop", code=0).stderr
+
 def test_taxonomy_option_sums_member_genres(library, taxonomy_file):
     rows = export_json("--taxonomy", str(taxonomy_file), "--top", "2")
     assert [(r["genre"], r["confidence"], r["top"]) for r in rows] == [
