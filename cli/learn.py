@@ -44,9 +44,10 @@ def learn(from_tags: bool, from_folders: bool, field: str, min_tracks: int, taxo
         click.echo("removed the learned head" if removed else "no learned head to remove",
                    err=True)
         return
-    if from_tags == from_folders:
-        raise click.UsageError("say what to learn from: --from-tags or --from-folders, "
-                               "one of them")
+    if not (from_tags or from_folders):
+        raise click.UsageError("say what to learn from: --from-tags or --from-folders")
+    if from_tags and from_folders:
+        raise click.UsageError("--from-tags and --from-folders: choose one of them")
     source = learning.FROM_TAGS if from_tags else learning.FROM_FOLDERS
     if field.lower() != "genre":
         raise click.UsageError("--field: only genre is read from the files for now")
