@@ -3,14 +3,13 @@ genreq.app.similar finds them."""
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable
 from typing import IO
 
 import click
 
 from genreq.cli.options import label_options, make_labeller
-from genreq.cli.output import m3u_entries
+from genreq.cli.output import m3u_entries, write_json, write_ndjson
 
 FORMATS = ("table", "json", "ndjson", "csv", "m3u")
 CSV_COLUMNS = ("path", "similarity", "genre", "confidence", "duration_s", "artist", "album",
@@ -32,10 +31,10 @@ def _csv(rows: Iterable[dict], out: IO[str]) -> None:
 
 def write(result, fmt: str, out: IO[str]) -> None:
     rows = result.rows
-    if fmt == "json":
-        out.write(json.dumps(rows, indent=2) + "\n")
+    if fmt == "json":  # one row a line, as export writes it
+        write_json(rows, out)
     elif fmt == "ndjson":
-        out.writelines(json.dumps(r) + "\n" for r in rows)
+        write_ndjson(rows, out)
     elif fmt == "csv":
         _csv(rows, out)
     elif fmt == "m3u":  # a playlist that starts with the query
