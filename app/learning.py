@@ -2,11 +2,19 @@
 embeddings of done tracks, labelled by their files' own genre tags or by their
 folders' names, cross-validated by album (genreq.learn), kept under GENREQ_HOME.
 Learning reads the database only: no file is decoded and none is written.
+
+The head at `head_path()` is the active one: status, export, tag, report and show
+label every done track whose embedding it reads by it (`active_head`, applied in
+genreq.app.taxonomy.Labeller at read time), untagged tracks and tracks classified
+later included. Read time rather than stored results: nothing to backfill or keep in
+step when the head changes or goes (`reset`), and the float16 embedding every done
+track already has is all it reads.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +28,85 @@ FROM_TAGS, FROM_FOLDERS = "tags", "folders"
 
 def head_path() -> Path:
     return config.home() / HEAD_FILE
+
+
+# The active head, kept while its file is unchanged: export calls several API functions
+# per command, each of which asks for it.
+_cache: dict[Path, tuple[tuple[int, int], object]] = {}
+
+
+def active_head():
+    """The learned head (genreq.learn.GenreHead) at head_path(), or None when there is
+    none. Raises LearnError (a GenreqError) naming the file when it is not a head."""
+    from genreq.learn import GenreHead
+
+    path = head_path()
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        _cache.pop(path, None)
+        return None
+    except OSError as exc:
+        raise GenreqError(f"{path}: cannot read the learned head ({exc.strerror})") from exc
+    key = (info.st_mtime_ns, info.st_size)
+    cached = _cache.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    try:
+        head = GenreHead.load(path)
+    except GenreqError as exc:
+        raise GenreqError(f"{exc} (`genreq learn --reset` removes it)") from None
+    _cache[path] = (key, head)
+    return head
+
+
+@dataclass(frozen=True)
+class LearnedSummary:
+    """What `status` says of the active head: which tracks it labels and which keep the
+    model's genres. `.as_dict()` is status --json's `learned`."""
+
+    head: str  # its file
+    source: str | None  # FROM_TAGS or FROM_FOLDERS
+    embedding_model: str  # "name@version" whose embeddings it reads
+    genres: list[str]
+    tracks: int  # done tracks it labels
+    model_genre_tracks: int  # done tracks without that model's embedding: model's genres
+
+    def as_dict(self) -> dict:
+        return {"head": self.head, "source": self.source,
+                "embedding_model": self.embedding_model, "genres": self.genres,
+                "tracks": self.tracks, "model_genre_tracks": self.model_genre_tracks}
+
+
+def learned_tracks(session, head) -> tuple[int, int]:
+    """(done tracks HEAD labels, done tracks that keep the model's genres)."""
+    from sqlalchemy import func, select
+
+    from genreq.db import embeddings as db_embeddings
+    from genreq.db.models import State, Track
+
+    done = session.scalar(select(func.count()).select_from(Track).where(
+        Track.state == State.done))
+    labelled = db_embeddings.embedding_models(session).get(head.embedding_model, 0)
+    return labelled, done - labelled
+
+
+def summary(session) -> LearnedSummary | None:
+    """The active head and the tracks it labels; None without one."""
+    head = active_head()
+    if head is None:
+        return None
+    labelled, others = learned_tracks(session, head)
+    return LearnedSummary(str(head_path()), head.info.get("source"), head.embedding_model,
+                          list(head.genres), labelled, others)
+
+
+def learned_summary() -> LearnedSummary | None:
+    """The Python API of status's learned-genres line (`app.learned()`)."""
+    from genreq.app.library import session
+
+    with session() as db:
+        return summary(db)
 
 
 def _rows(session, embedding_model: str):

@@ -8,6 +8,11 @@ embedded default first. The ones taking a session are their building blocks.
     from genreq import app
     for track in app.tracks(app.TrackFilter(genres=("Rock",)), app.labeller("genres.toml")):
         print(track.path, track.genre, track.confidence)
+
+Once `genreq learn` has kept a head under GENREQ_HOME, every function here labels the
+tracks whose embedding it reads with the learned genres (`with_learned_head`; a
+Labeller(use_learned=False) keeps the model's), computed from the stored embedding at
+read time (genreq.app.learning says why).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from genreq.app.taxonomy import UNKNOWN, Labeller
+from genreq.app.taxonomy import MODEL, UNKNOWN, Labeller
 from genreq.config import SORTS, TOP_K
 from genreq.db import status as db_status
 from genreq.db import tracks as db_tracks
@@ -52,8 +57,18 @@ def labeller(taxonomy: str | None = None, unknown_below: float | None = None,
     return Labeller(taxonomy_module.resolve(taxonomy), unknown_below, top_k)
 
 
-def _identity(labeller: Labeller | None) -> Labeller:
-    return labeller if labeller is not None else Labeller()
+def with_learned_head(labeller: Labeller | None) -> Labeller:
+    """LABELLER (None: the model's own genres) with the active learned head, if there is
+    one and the labeller does not say use_learned=False. Raises GenreqError when the
+    head file is damaged."""
+    from genreq.app.learning import active_head
+
+    labeller = labeller if labeller is not None else Labeller()
+    if labeller.use_learned and labeller.head is None:
+        head = active_head()
+        if head is not None:
+            labeller = replace(labeller, head=head)
+    return labeller
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,8 @@ class Record:
     model: str | None = None
     model_version: str | None = None
     tags: list[dict] = field(default_factory=list)  # [{"tag": ..., "score": ...}], best first
+    genre_source: str = MODEL  # "learned": the learned head's genres; "model": the model's
+    file_genre: list[str] = field(default_factory=list)  # the file's own genre values
 
 
 # A tag "is" a track's when its probability reaches this: the taggers' sigmoid outputs
@@ -112,13 +129,15 @@ def has_tags(track: Track, wanted: tuple[str, ...], min_score: float | None) -> 
 
 def track_record(track: Track, labeller: Labeller | None = None) -> dict:
     """The exported view of a done track (the keys of Record, export's --format json):
-    its stored genre and confidence, or with a labeller, the user's genre names
-    (taxonomy), `unknown` below a threshold, top K."""
+    its stored genre and confidence, or with a labeller, the learned genres (under a
+    head that reads its embedding) or the user's genre names (taxonomy), `unknown`
+    below a threshold, top K; `file_genre` is what the file's own genre tag says."""
     if labeller is None:
         genre, confidence, top = track.genre, track.confidence, track.top(TOP_K)
+        source = MODEL
     else:
-        label = labeller.label(track.probs or {})
-        genre, confidence, top = label.genre, label.confidence, label.top
+        label = labeller.label_track(track)
+        genre, confidence, top, source = label.genre, label.confidence, label.top, label.source
     return {
         "path": track.path,
         "genre": genre,
@@ -128,6 +147,8 @@ def track_record(track: Track, labeller: Labeller | None = None) -> dict:
         "model": track.model_name,
         "model_version": track.model_version,
         "tags": tag_list(track.tags),
+        "genre_source": source,
+        "file_genre": list(track.file_genres or []),
     }
 
 
@@ -166,10 +187,11 @@ SORT_RUN = 10_000
 def records(session: Session, flt: TrackFilter, labeller: Labeller,
             on_track: Callable[[int], None] | None = None) -> Iterator[dict]:
     """Exported records in the filter's order (`on_track` as in labelled_tracks). Under a
-    taxonomy, a user genre's confidence is not a stored column, so `confidence` order is
+    taxonomy or a learned head, a label's confidence is not a stored column, so
+    `confidence` order is
     an external merge sort (sorted runs spilled to temporary files): memory stays bounded
     by SORT_RUN."""
-    if flt.sort == "confidence" and labeller.taxonomy.mapping:
+    if flt.sort == "confidence" and not labeller.confidence_is_stored:
         by_id = replace(flt, sort="id")
         keyed = (((-record["confidence"], track.id), record)
                  for track, record in labelled_tracks(session, by_id, labeller, on_track))
@@ -234,9 +256,16 @@ def external_sort(items: Iterable[tuple[tuple, dict]], run: int) -> Iterator[dic
 
 
 def known_genres(session: Session, labeller: Labeller) -> list[str]:
-    """Every genre a track can be labelled with: the models' genres through the taxonomy,
-    and `unknown` when a threshold is set."""
-    return labeller.genres(db_tracks.known_genres(session))
+    """Every genre a track can be labelled with: the models' genres through the taxonomy
+    (under a learned head, its genres, and the models' only while some track keeps
+    them), and `unknown` when a threshold is set."""
+    model_genres = db_tracks.known_genres(session)
+    if labeller.head is None:
+        return labeller.genres(model_genres)
+    from genreq.app.learning import learned_tracks
+
+    _labelled, others = learned_tracks(session, labeller.head)
+    return labeller.genres(model_genres, learned_only=others == 0)
 
 
 def check_genres(session: Session, genres: tuple[str, ...], labeller: Labeller) -> list[str]:
@@ -249,8 +278,25 @@ def genre_counts(session: Session, labeller: Labeller) -> dict[str, int]:
     """Done tracks per labelled genre, most first (ties by name)."""
     if labeller.is_identity:
         return db_status.status(session).genres
-    counts = Counter(labeller.label(probs).genre for probs in db_tracks.done_probs(session))
+    if labeller.head is None:
+        labels = (labeller.label_probs(probs) for probs in db_tracks.done_probs(session))
+    else:
+        labels = _head_labels(session, labeller)
+    counts = Counter(label.genre for label in labels)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] == UNKNOWN, kv[0])))
+
+
+def _head_labels(session: Session, labeller: Labeller):
+    """The label of every done track under a learned head, a page at a time."""
+    from sqlalchemy import select
+
+    from genreq.db import paging
+    from genreq.db.models import State, Track
+
+    query = select(Track.probs, Track.embedding, Track.embedding_model).where(
+        Track.state == State.done)
+    for page in paging.pages(session, query, Track.id):
+        yield from labeller.label_rows(page)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -290,9 +336,12 @@ def track_detail(session: Session, path: str, labeller: Labeller) -> dict:
         "mtime_ns": track.mtime_ns,
     }
     if track.probs and not labeller.is_identity:
-        label = labeller.label(track.probs)
+        learned = labeller.learned_probs(track.embedding, track.embedding_model)
+        label = labeller.label(track.probs, track.embedding, track.embedding_model)
         detail["label"] = {"genre": label.genre, "confidence": label.confidence,
-                           "probs": labeller.taxonomy.map_probs(track.probs)}
+                           "probs": labeller.taxonomy.map_probs(
+                               track.probs if learned is None else learned),
+                           "source": label.source}
     return detail
 
 
@@ -309,7 +358,7 @@ def status(labeller: Labeller | None = None, batch_id: str | None = None) -> db_
     """Counts by state and by genre (labelled by `labeller`, e.g. under a taxonomy), with
     throughput and ETA while work is pending: of every track, or of one enqueue batch
     (`batch_id`, as in run's result). `.as_dict()` is `genreq status --json`."""
-    labeller = _identity(labeller)
+    labeller = with_learned_head(labeller)
     with session() as db:
         counts = db_status.status(db, batch_id)
         if not labeller.is_identity and batch_id is None:
@@ -330,7 +379,7 @@ def export_records(flt: TrackFilter | None = None, labeller: Labeller | None = N
     the filter's order; streamed, so a library of any size fits. `on_track(n)` is called
     as the n-th candidate is read, up to `count_records(flt, labeller)`."""
     with session() as db:
-        yield from records(db, flt or TrackFilter(), _identity(labeller), on_track)
+        yield from records(db, flt or TrackFilter(), with_learned_head(labeller), on_track)
 
 
 def tracks(flt: TrackFilter | None = None, labeller: Labeller | None = None
@@ -343,13 +392,13 @@ def tracks(flt: TrackFilter | None = None, labeller: Labeller | None = None
 def count_records(flt: TrackFilter | None = None, labeller: Labeller | None = None) -> int:
     """How many tracks export_records reads for this filter (what progress counts to)."""
     with session() as db:
-        return count_tracks(db, flt or TrackFilter(), _identity(labeller))
+        return count_tracks(db, flt or TrackFilter(), with_learned_head(labeller))
 
 
 def genres(labeller: Labeller | None = None) -> list[str]:
     """Every genre a track in this library can be labelled with, sorted."""
     with session() as db:
-        return known_genres(db, _identity(labeller))
+        return known_genres(db, with_learned_head(labeller))
 
 
 def unknown_genres(names: Iterable[str], labeller: Labeller | None = None) -> list[str]:
@@ -358,7 +407,7 @@ def unknown_genres(names: Iterable[str], labeller: Labeller | None = None) -> li
     if not names:
         return []
     with session() as db:
-        return check_genres(db, names, _identity(labeller))
+        return check_genres(db, names, with_learned_head(labeller))
 
 
 def known_tags() -> tuple[str, ...]:
@@ -378,4 +427,4 @@ def show(path: str, labeller: Labeller | None = None) -> dict:
     """Everything stored about the track at `path` (`genreq show --json`). Raises
     GenreqError when it is not in the library."""
     with session() as db:
-        return track_detail(db, str(path), _identity(labeller))
+        return track_detail(db, str(path), with_learned_head(labeller))

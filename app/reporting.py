@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genreq.app.library import TrackFilter, labelled_tracks, session
+from genreq.app.library import TrackFilter, labelled_tracks, session, with_learned_head
 from genreq.app.taxonomy import Labeller
 
 if TYPE_CHECKING:
@@ -233,4 +233,4 @@ def report(out_dir: str | Path, labeller: Labeller | None = None,
     """Write the library's report (index.html and its PNG plots) into `out_dir`, created;
     returns the path of index.html. `on_track(n)` as each of the done tracks is read."""
     with session() as db:
-        return write_report(db, out_dir, labeller or Labeller(), least, on_track)
+        return write_report(db, out_dir, with_learned_head(labeller), least, on_track)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from genreq.app.library import TrackFilter, labelled_tracks, session
+from genreq.app.library import TrackFilter, labelled_tracks, session, with_learned_head
 from genreq.app.taxonomy import UNKNOWN, Labeller
 
 if TYPE_CHECKING:
@@ -277,6 +277,6 @@ def tag(flt: TrackFilter | None = None, labeller: Labeller | None = None, *,
     the user set are kept unless `overwrite`. Yields a TagChange per file; `summary`
     (if given) counts them as they go. Audio data is never touched."""
     with session() as db:
-        yield from tag_library(db, flt or TrackFilter(), labeller or Labeller(), field=field,
+        yield from tag_library(db, flt or TrackFilter(), with_learned_head(labeller), field=field,
                                overwrite=overwrite, dry_run=dry_run, summary=summary,
                                on_track=on_track)

@@ -9,17 +9,30 @@ genres, several to one, and a user genre's probability is the sum of its members
 
 The file's suffix says which format it is. Model genres the file does not name keep
 their own name. Pure functions, no database:
-status, export and tag all label a probability vector through `Labeller.label`.
+status, export and tag all label a track through `Labeller.label`.
+
+Genres learned from the library (`genreq learn`, genreq.learn.GenreHead) are applied
+here too, at read time: a labeller holding a head labels a track by the head's
+probabilities of its stored embedding when the head reads that embedding model's
+vectors, and by the model's stored probabilities otherwise. Nothing is decoded again and
+nothing is stored, so a new head, `learn --reset` and tracks classified later all take
+effect at once.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from genreq import config
 from genreq.config import TOP_K
 from genreq.errors import GenreqError
+
+if TYPE_CHECKING:
+    from genreq.learn import GenreHead
 
 UNKNOWN = "unknown"  # the genre of a track below the --unknown-below threshold
 
@@ -148,39 +161,105 @@ def resolve(path: str | Path | None) -> Taxonomy:
     return load(path) if path else IDENTITY
 
 
+# Where a label's genres come from (export's `genre_source`).
+MODEL, LEARNED = "model", "learned"
+
+
 @dataclass(frozen=True)
 class Label:
     genre: str
     confidence: float  # probability of `genre` (of the top genre when genre is unknown)
     top: list[tuple[str, float]]  # user genres, most probable first
+    source: str = MODEL  # MODEL: the classifier's genres; LEARNED: the learned head's
 
 
 @dataclass(frozen=True)
 class Labeller:
-    """Turns a stored probability vector into what the user sees."""
+    """Turns a stored track (its probability vector, or its embedding under a learned
+    head) into what the user sees."""
 
     taxonomy: Taxonomy = IDENTITY
     unknown_below: float | None = None
     top_k: int = TOP_K
+    # The learned genre head applied to the tracks whose embeddings it reads. The app
+    # layer fills it in from GENREQ_HOME when `use_learned` (genreq.app.library);
+    # use_learned=False keeps the model's genres while a head is saved.
+    head: GenreHead | None = None
+    use_learned: bool = True
 
     @property
     def is_identity(self) -> bool:
         """True when labels equal the stored genre and confidence (filters can go to SQL)."""
-        return not self.taxonomy.mapping and self.unknown_below is None
+        return not self.taxonomy.mapping and self.unknown_below is None and self.head is None
 
-    def label(self, probs: Mapping[str, float]) -> Label:
+    @property
+    def confidence_is_stored(self) -> bool:
+        """True when a label's confidence is the stored column (SQL can sort by it)."""
+        return not self.taxonomy.mapping and self.head is None
+
+    def learned_probs(self, embedding: bytes | None, embedding_model: str | None
+                      ) -> dict[str, float] | None:
+        """The head's genre probabilities of a stored embedding (float16 bytes), or None
+        when there is no head or it does not read this embedding model's vectors."""
+        head = self.head
+        if head is None or embedding is None or embedding_model != head.embedding_model:
+            return None
+        from genreq.similarity import embedding_from_bytes
+
+        vector = embedding_from_bytes(embedding)
+        if vector.size != head.dim:
+            return None
+        return dict(zip(head.genres, head.probs(vector[None])[0].tolist(), strict=True))
+
+    def label(self, probs: Mapping[str, float], embedding: bytes | None = None,
+              embedding_model: str | None = None) -> Label:
+        """The label of a track's stored PROBS, or under a head that reads
+        EMBEDDING_MODEL, of its stored EMBEDDING."""
+        learned = self.learned_probs(embedding, embedding_model)
+        return self.label_probs(probs if learned is None else learned,
+                                MODEL if learned is None else LEARNED)
+
+    def label_track(self, track) -> Label:
+        """The label of a stored track (a genreq.db.models.Track or any object with its
+        probs, embedding and embedding_model)."""
+        return self.label(track.probs or {}, track.embedding, track.embedding_model)
+
+    def label_rows(self, rows: list[tuple]) -> list[Label]:
+        """The labels of (probs, embedding, embedding_model) rows, the head applied to
+        all of its rows in one product (status's genre counts read pages of these)."""
+        from genreq.similarity import STORED_DTYPE
+
+        head = self.head
+        learned: dict[int, dict[str, float]] = {}
+        if head is not None:
+            size = head.dim * STORED_DTYPE.itemsize
+            mine = [i for i, (_p, blob, model) in enumerate(rows)
+                    if blob is not None and model == head.embedding_model and len(blob) == size]
+            if mine:
+                x = np.frombuffer(b"".join(rows[i][1] for i in mine), dtype=STORED_DTYPE)
+                probs = head.probs(x.reshape(len(mine), head.dim)).tolist()
+                learned = {i: dict(zip(head.genres, p, strict=True))
+                           for i, p in zip(mine, probs, strict=True)}
+        return [self.label_probs(learned[i], LEARNED) if i in learned
+                else self.label_probs(row[0] or {}) for i, row in enumerate(rows)]
+
+    def label_probs(self, probs: Mapping[str, float], source: str = MODEL) -> Label:
         mapped = self.taxonomy.map_probs(probs)
         items = list(mapped.items())
         if not items:
-            return Label(UNKNOWN, 0.0, [])
+            return Label(UNKNOWN, 0.0, [], source)
         genre, confidence = items[0]
         if self.unknown_below is not None and confidence < self.unknown_below:
             genre = UNKNOWN
-        return Label(genre, confidence, items[: self.top_k])
+        return Label(genre, confidence, items[: self.top_k], source)
 
-    def genres(self, model_genres: list[str]) -> list[str]:
-        """Every genre a label can have, given the model genres seen."""
-        genres = self.taxonomy.user_genres(model_genres)
+    def genres(self, model_genres: list[str], learned_only: bool = False) -> list[str]:
+        """Every genre a label can have, given the model genres seen; under a head, its
+        genres too, and only those when LEARNED_ONLY (every track is the head's)."""
+        seen = [] if self.head is not None and learned_only else list(model_genres)
+        if self.head is not None:
+            seen += self.head.genres
+        genres = self.taxonomy.user_genres(seen)
         if self.unknown_below is not None:
             genres = sorted({*genres, UNKNOWN})
         return genres

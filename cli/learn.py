@@ -28,8 +28,11 @@ def learn(from_tags: bool, from_folders: bool, field: str, min_tracks: int, taxo
     that no album (else artist, else folder) is on both sides. Nothing is decoded and
     no file is written but the head.
 
-    This version fits, reports and keeps the head; status, export, tag and report do
-    not read it yet.
+    From then on status, export, tag, report and show label every done track whose
+    embedding the head reads (the library's most common embedding model) with the
+    learned genres, untagged tracks and tracks classified later included; tracks of
+    another embedding model keep the model's genres. --reset returns to the model's
+    genres everywhere. A head written elsewhere (-o FILE) is not applied.
 
     \b
     Examples:

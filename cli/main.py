@@ -241,10 +241,14 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
       genreq status --taxonomy genres.toml --unknown-below 0.5
     """
     from genreq import app
+    from genreq.app import learning
 
     counts = app.status(make_labeller(taxonomy, unknown_below))
+    learned = learning.learned_summary()
     if as_json:
         result = counts.as_dict()
+        if learned is not None:
+            result["learned"] = learned.as_dict()
         if show_failed:
             result["failures"] = [{"path": f.path, "error": f.error} for f in app.failures()]
         click.echo(json.dumps(result))
@@ -257,12 +261,23 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
     if counts.genres:
         click.echo()
         _print_genre_table(counts.genres)
+    if learned is not None:
+        click.echo(f"\n{_learned_line(learned)}")
     if show_failed:
         click.echo("\nfailed:")
         for failure in app.failures():
             click.echo(f"  {failure.error}")
     elif counts.failed or counts.skipped:
         print_reasons(app.reasons())
+
+
+def _learned_line(learned) -> str:
+    line = (f"genres learned from {learned.source or 'the library'} (genreq learn): "
+            f"{_plural(learned.tracks, 'track')}")
+    if learned.model_genre_tracks:
+        line += (f"; {learned.model_genre_tracks} keep the model's genres (no "
+                 f"{learned.embedding_model} embedding)")
+    return line
 
 
 @cli.command()

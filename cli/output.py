@@ -14,9 +14,11 @@ import click
 from genreq.config import TOP_K
 
 FORMATS = ("csv", "json", "ndjson", "table", "m3u")
-# "top" is headed top<K>: top3 by default.
+# "top" is headed top<K>: top3 by default. file_genre: the file's own genre values,
+# joined by "; " (JSON keeps them a list).
 CSV_COLUMNS = ("path", "genre", "confidence", "top", "duration_s", "model", "model_version",
-               "tags")
+               "tags", "genre_source", "file_genre")
+FILE_GENRE_SEPARATOR = "; "
 
 
 def output_options(command: Callable) -> Callable:
@@ -37,7 +39,9 @@ def write_csv(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None
     for r in records:
         writer.writerow([r["path"], r["genre"], f"{r['confidence']:.4f}", _top_text(r),
                          r["duration_s"], r["model"], r["model_version"],
-                         " ".join(f"{t['tag']}={t['score']:.3f}" for t in r.get("tags", []))])
+                         " ".join(f"{t['tag']}={t['score']:.3f}" for t in r.get("tags", [])),
+                         r.get("genre_source", "model"),
+                         FILE_GENRE_SEPARATOR.join(r.get("file_genre", []))])
 
 
 def write_json(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None:
@@ -186,8 +190,9 @@ def format_detail(detail: dict) -> str:
     if detail["genre"] is not None:
         lines.append(f"{'genre':<13}{detail['genre']} ({detail['confidence']:.4f})")
     if "label" in detail:
+        learned = " learned" if detail["label"].get("source") == "learned" else ""
         lines.append(f"{'label':<13}{detail['label']['genre']} "
-                     f"({detail['label']['confidence']:.4f})")
+                     f"({detail['label']['confidence']:.4f}){learned}")
     if detail["model"]:
         lines.append(f"{'model':<13}{detail['model']} {detail['model_version'] or ''}".rstrip())
     lines += [

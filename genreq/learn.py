@@ -135,6 +135,11 @@ class GenreHead:
     bias: np.ndarray  # (genres,)
     info: dict = field(default_factory=dict)  # source, counts, cross-validation
 
+    @property
+    def dim(self) -> int:
+        """The length of the embeddings it reads."""
+        return int(self.weight.shape[1])
+
     def probs(self, embeddings: np.ndarray) -> np.ndarray:
         """(n, genres) probabilities of (n, dim) embeddings (any float dtype)."""
         x = (np.asarray(embeddings, dtype=np.float32) - self.mean) / self.std

@@ -78,6 +78,7 @@ def test_export_json(seeded):
         "top": [{"genre": "jazz", "probability": 0.8123}, {"genre": "blues", "probability": 0.1},
                 {"genre": "rock", "probability": 0.05}],
         "duration_s": 241.37, "model": "crnn", "model_version": "abc123", "tags": [],
+        "genre_source": "model", "file_genre": [],
     }]
     assert json.loads(invoke("export", "--genre", "pop", "--format", "json").stdout) == []
     both = json.loads(invoke("export", "-g", "jazz", "-g", "rock", "--format", "json").stdout)
@@ -86,9 +87,10 @@ def test_export_json(seeded):
 
 def test_export_csv_ndjson_m3u_table(seeded):
     assert invoke("export", "--format", "csv").stdout == (
-        "path,genre,confidence,top3,duration_s,model,model_version,tags\n"
-        '"/m/a, live.flac",jazz,0.8123,jazz=0.812 blues=0.100 rock=0.050,241.37,crnn,abc123,\n'
-        "/m/b.mp3,rock,0.6000,rock=0.600 jazz=0.300 blues=0.070,30.0,crnn,abc123,\n"
+        "path,genre,confidence,top3,duration_s,model,model_version,tags,genre_source,file_genre\n"
+        '"/m/a, live.flac",jazz,0.8123,jazz=0.812 blues=0.100 rock=0.050,241.37,crnn,abc123,,'
+        "model,\n"
+        "/m/b.mp3,rock,0.6000,rock=0.600 jazz=0.300 blues=0.070,30.0,crnn,abc123,,model,\n"
     )
     lines = invoke("export", "--format", "ndjson", "--min-confidence", "0.7").stdout.splitlines()
     assert [json.loads(line)["path"] for line in lines] == ["/m/a, live.flac"]

@@ -65,8 +65,8 @@ def test_top_k(library):
         {"genre": "jazz", "probability": 0.03}, {"genre": "hiphop", "probability": 0.01}]
     assert [len(r["top"]) for r in export_json("--top", "1")] == [1, 1, 1]
     assert invoke("export", "--format", "csv", "--top", "2").stdout.splitlines()[:2] == [
-        "path,genre,confidence,top2,duration_s,model,model_version,tags",
-        "/m/Jazz/a.flac,jazz,0.4000,jazz=0.400 metal=0.300,200.0,crnn,abc123,",
+        "path,genre,confidence,top2,duration_s,model,model_version,tags,genre_source,file_genre",
+        "/m/Jazz/a.flac,jazz,0.4000,jazz=0.400 metal=0.300,200.0,crnn,abc123,,model,",
     ]
     assert "Invalid value for '--top'" in invoke("export", "--top", "0", code=2).stderr
 

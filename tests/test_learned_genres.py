@@ -1,0 +1,184 @@
+"""The learned head applied at read time, on rows the test writes: a head saved under
+GENREQ_HOME labels every done track whose embedding its model made (the file's genre
+tag or none), other tracks keep the model's genres, filters and counts follow the
+labels, and without the head (or with use_learned=False) everything is the model's.
+The same through real workers: tests/test_learn_command.py."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from helpers import add_track
+
+from genreq.app import learning, library
+from genreq.app.taxonomy import Labeller
+from genreq.cli.main import cli
+from genreq.db.session import session_scope
+from genreq.learn import GenreHead
+from genreq.similarity import embedding_bytes
+
+MODEL = "tagger@v1"
+DIM = 4
+
+
+def head() -> GenreHead:
+    """dimension 0 says ambient, dimension 1 says noise."""
+    weight = np.zeros((2, DIM), dtype=np.float32)
+    weight[0, 0] = weight[1, 1] = 5.0
+    return GenreHead(["ambient", "noise"], MODEL, np.zeros(DIM, np.float32),
+                     np.ones(DIM, np.float32), weight, np.zeros(2, np.float32),
+                     {"source": "tags"})
+
+
+MODEL_VOCABULARY = ("classical", "jazz", "metal", "rock")
+
+
+def probs(genre: str, confidence: float) -> dict[str, float]:
+    """A full vector of the model's genres, as a real model stores it."""
+    rest = (1 - confidence) / (len(MODEL_VOCABULARY) - 1)
+    return {g: confidence if g == genre else rest for g in MODEL_VOCABULARY}
+
+
+def vector(*values: float) -> bytes:
+    return embedding_bytes(np.asarray(values, dtype=np.float32))
+
+
+@pytest.fixture
+def seeded(sqlite_url):
+    with session_scope(sqlite_url) as s:
+        add_track(s, "/m/pad.flac", "done", "classical", 0.7, probs=probs("classical", 0.7),
+                  embedding=vector(1, 0, 0, 0), embedding_model=MODEL,
+                  file_genres=["Ambient", "Drone"])
+        # untagged: learned genres all the same
+        add_track(s, "/m/hiss.flac", "done", "metal", 0.6, probs=probs("metal", 0.6),
+                  embedding=vector(0, 0.8, 0, 0), embedding_model=MODEL)
+        # another model's embedding
+        add_track(s, "/m/old.flac", "done", "jazz", 0.9, probs=probs("jazz", 0.9),
+                  embedding=vector(1, 0, 0), embedding_model="other@v0")
+        # no embedding at all
+        add_track(s, "/m/none.flac", "done", "rock", 0.8, probs=probs("rock", 0.8))
+        add_track(s, "/m/later.flac", "queued")
+    return sqlite_url
+
+
+def invoke(*args: str, code: int = 0):
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == code, result.output
+    return result
+
+
+def export(*args: str) -> dict[str, dict]:
+    return {r["path"]: r for r in json.loads(invoke("export", "--format", "json",
+                                                    *args).stdout)}
+
+
+def genres(rows: dict[str, dict]) -> dict[str, tuple[str, str]]:
+    return {path: (r["genre"], r["genre_source"]) for path, r in rows.items()}
+
+
+MODEL_GENRES = {"/m/pad.flac": ("classical", "model"), "/m/hiss.flac": ("metal", "model"),
+                "/m/old.flac": ("jazz", "model"), "/m/none.flac": ("rock", "model")}
+LEARNED_GENRES = {**MODEL_GENRES, "/m/pad.flac": ("ambient", "learned"),
+                  "/m/hiss.flac": ("noise", "learned")}
+
+
+def test_without_a_head_the_model_genres_and_the_file_genre(seeded):
+    rows = export()
+    assert genres(rows) == MODEL_GENRES
+    assert rows["/m/pad.flac"]["file_genre"] == ["Ambient", "Drone"]
+    assert rows["/m/hiss.flac"]["file_genre"] == []
+    assert "learned" not in json.loads(invoke("status", "--json").stdout)
+
+
+def test_export_status_show_use_the_learned_head(seeded, genreq_home):
+    head().save(learning.head_path())
+    rows = export()
+    assert genres(rows) == LEARNED_GENRES
+    pad = rows["/m/pad.flac"]
+    assert pad["confidence"] == pytest.approx(1 / (1 + np.exp(-5)), abs=1e-4)
+    assert [t["genre"] for t in pad["top"]] == ["ambient", "noise"]
+    assert pad["file_genre"] == ["Ambient", "Drone"]  # what the file says, beside it
+
+    assert list(export("--genre", "noise")) == ["/m/hiss.flac"]
+    assert list(export("--genre", "jazz")) == ["/m/old.flac"]  # a model genre, still held
+    assert "unknown genre metal" not in invoke("export", "-g", "metal").output
+    assert list(export("--genre", "metal")) == []  # the metal track is learned noise now
+    assert "known genres: ambient, classical, jazz, metal, noise, rock" in invoke(
+        "export", "-g", "polka", code=2).output
+    ordered = json.loads(invoke("export", "--format", "json", "--sort", "confidence").stdout)
+    assert [r["path"] for r in ordered] == ["/m/pad.flac", "/m/hiss.flac", "/m/old.flac",
+                                            "/m/none.flac"]
+    csv = invoke("export", "--format", "csv", "-g", "ambient").stdout.splitlines()
+    assert csv[1].endswith(",learned,Ambient; Drone")
+
+    status = json.loads(invoke("status", "--json").stdout)
+    assert status["genres"] == {"ambient": 1, "jazz": 1, "noise": 1, "rock": 1}
+    assert status["learned"] == {
+        "head": str(genreq_home / "learned-genres.npz"), "source": "tags",
+        "embedding_model": MODEL, "genres": ["ambient", "noise"], "tracks": 2,
+        "model_genre_tracks": 2}
+    text = invoke("status").stdout
+    assert ("genres learned from tags (genreq learn): 2 tracks; 2 keep the model's genres "
+            f"(no {MODEL} embedding)") in text
+    detail = json.loads(invoke("show", "/m/hiss.flac", "--json").stdout)
+    assert detail["genre"] == "metal"  # what the model said, as stored
+    assert (detail["label"]["genre"], detail["label"]["source"]) == ("noise", "learned")
+    assert "label        noise (" in invoke("show", "/m/hiss.flac").stdout
+
+
+def test_a_taxonomy_and_a_threshold_apply_to_learned_genres(seeded, tmp_path):
+    head().save(learning.head_path())
+    taxonomy = tmp_path / "genres.toml"
+    taxonomy.write_text('[genres]\nnoise = "Harsh Noise"\njazz = "Jazz"\n')
+    rows = export("--taxonomy", str(taxonomy), "--unknown-below", "0.95")
+    assert {p: r["genre"] for p, r in rows.items()} == {
+        "/m/pad.flac": "ambient", "/m/hiss.flac": "Harsh Noise", "/m/old.flac": "unknown",
+        "/m/none.flac": "unknown"}
+
+
+def test_the_python_api_and_use_learned_false(seeded):
+    head().save(learning.head_path())
+    from genreq import app
+
+    assert {t.path: t.genre for t in app.tracks()}["/m/hiss.flac"] == "noise"
+    model_only = Labeller(use_learned=False)
+    assert {t.path: t.genre for t in app.tracks(labeller=model_only)}["/m/hiss.flac"] == "metal"
+    assert app.status(model_only).genres == {"classical": 1, "jazz": 1, "metal": 1, "rock": 1}
+    assert library.with_learned_head(None).head is not None
+
+
+def test_reset_returns_to_the_model_genres(seeded):
+    head().save(learning.head_path())
+    assert genres(export()) == LEARNED_GENRES
+    assert invoke("learn", "--reset").output.strip() == "removed the learned head"
+    assert genres(export()) == MODEL_GENRES
+    assert json.loads(invoke("status", "--json").stdout)["genres"] == {
+        "classical": 1, "jazz": 1, "metal": 1, "rock": 1}
+
+
+def test_a_head_replaced_on_disk_is_read_again(seeded):
+    head().save(learning.head_path())
+    assert genres(export())["/m/hiss.flac"] == ("noise", "learned")
+    swapped = head()
+    swapped.genres = ["hum", "static"]
+    swapped.save(learning.head_path())
+    assert genres(export())["/m/hiss.flac"] == ("static", "learned")
+
+
+def test_a_damaged_head_is_a_clear_error(seeded):
+    learning.head_path().parent.mkdir(parents=True, exist_ok=True)
+    learning.head_path().write_bytes(b"not a head")
+    result = invoke("export", code=1)
+    assert "learned-genres.npz: not a learned genre head" in result.output
+    assert "genreq learn --reset" in result.output
+
+
+def test_label_rows_agrees_with_label_one_at_a_time():
+    labeller = Labeller(head=head())
+    rows = [({"jazz": 1.0}, vector(1, 0, 0, 0), MODEL), ({"rock": 1.0}, None, None),
+            ({"pop": 1.0}, vector(0, 1, 0, 0), "other@v0"), ({}, vector(0, 2, 0, 0), MODEL)]
+    assert labeller.label_rows(rows) == [labeller.label(*row) for row in rows]
+    assert [label.genre for label in labeller.label_rows(rows)] == [
+        "ambient", "rock", "pop", "noise"]
