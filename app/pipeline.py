@@ -126,24 +126,26 @@ def requeue(stale: bool = False, failed: bool = False,
             older_than_s: float | None = None) -> RequeueSummary:
     """Send every queued track to the workers again, from the database.
 
-    For messages lost with a broker, or left unacknowledged by a worker that was killed
-    whole. With `stale`, tracks `running` for longer than `older_than_s` (default: the
-    task's hard time limit, which no healthy task outlives) are queued again first; with
-    `failed`, failed tracks are too. A track sent twice is classified once: the second
-    message finds it done and does nothing.
+    For messages lost with a broker. With `stale`, tracks `running` under a lease that
+    ran out (their worker died or froze; live workers and `genreq run` do this by
+    themselves within a minute) are queued again first; with `older_than_s` as well,
+    those `running` for longer than that whatever their lease (a fallback for when you
+    know their worker is gone and would not wait for the lease). With `failed`, failed
+    tracks are queued too. A track sent twice is classified once: the second message
+    finds it done or held and does nothing.
     """
     from datetime import timedelta
 
     from genreq.db.models import utcnow
-    from genreq.worker.app import TASK_HARD_TIME_LIMIT_S, app, send_classify
+    from genreq.worker.app import app, send_classify
 
     prepare()
     stale_before = None
-    if stale:
-        older_than_s = TASK_HARD_TIME_LIMIT_S if older_than_s is None else older_than_s
+    if stale and older_than_s is not None:
         stale_before = utcnow() - timedelta(seconds=older_than_s)
     with session_scope() as session:
-        reset = queue.reset_for_requeue(session, stale_before=stale_before, failed=failed)
+        reset = queue.reset_for_requeue(session, expired=stale, stale_before=stale_before,
+                                        failed=failed)
     summary = RequeueSummary(stale=reset.stale, failed=reset.failed)
     with session_scope() as session, app.producer_or_acquire() as producer:
         for page in queue.queued_ids(session):
@@ -184,6 +186,8 @@ def run(
     them is done or failed, stop the workers (and the embedded broker if this call
     started it). A file that cannot be classified is a failed track, not an error;
     raises GenreqError when the workers stop (e.g. the model cannot be loaded)."""
+    from genreq.worker import leases
+
     started = time.monotonic()
     on_progress = on_progress or (lambda *_: None)
     started_broker = prepare()
@@ -207,12 +211,18 @@ def run(
         if on_enqueued:
             on_enqueued(summary)
         rate = None
+        next_scan = time.monotonic()
         while True:
             batch = batch_status(summary.batch_id)
             rate = batch.throughput_per_s or rate  # keep the last rate once nothing is pending
             on_progress(batch.done + batch.failed + batch.skipped, batch.total, rate, False)
             if batch.pending == 0:
                 break
+            if time.monotonic() >= next_scan:
+                # As the workers do: a worker of this run killed whole, or one elsewhere
+                # that held tracks of this library, leaves them to the lease.
+                leases.resend_expired()
+                next_scan = time.monotonic() + config.heartbeat_s()
             time.sleep(POLL_INTERVAL_S)
     finally:
         worker_processes.stop_process(process)

@@ -92,8 +92,13 @@ def serve(concurrency: int | None = None, loglevel: str = "INFO",
     write_status(pid, STARTING)
     try:
         prepare()
-        from genreq.worker import tasks
+        from genreq.worker import leases, tasks
         from genreq.worker.app import QUEUE, app
+
+        # Before the pool forks: every pool process's claims name this process, and
+        # the settings are checked before any task is taken.
+        leases.set_worker_id(pid)
+        config.heartbeat_s()
 
         worker = app.Worker(
             concurrency=concurrency or os.cpu_count() or 1,

@@ -506,13 +506,16 @@ def stage_breakdown(lib: Library, clf, db_path: Path) -> dict:
     by_kind: dict[str, list[dict]] = {}
     for batch in task_batches([ids[str(path)] for path in lib.tracks]):
         started = time.perf_counter()
+        claim = work.new_claim("bench", 60.0)
         with transaction(db_url) as db:
-            claimed = work.claim_batch(db, batch, MAX_ATTEMPTS)
+            claimed = work.claim_batch(db, batch, MAX_ATTEMPTS, claim)
         db_s = time.perf_counter() - started
         rows = [(track_id, *staged_track(paths[track_id], clf, track_id)) for track_id in claimed]
         started = time.perf_counter()
         with transaction(db_url) as db:
-            work.record_results(db, [r for _, _, r in rows], clf.name, clf.version)
+            # as the worker writes: what it still holds, then the results
+            work.still_held(db, claim.token, list(claimed))
+            work.record_results(db, [r for _, _, r in rows], clf.name, clf.version, claim.token)
         db_s += time.perf_counter() - started
         for track_id, times, _ in rows:
             times["db_write"] = db_s / len(rows)

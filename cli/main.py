@@ -362,18 +362,20 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
 
 @cli.command()
 @click.option("--stale", is_flag=True,
-              help="Also queue again tracks stuck in `running` (their worker died).")
+              help="Also queue again tracks `running` under a lease that ran out (their "
+                   "worker died or froze; workers and `run` do this by themselves).")
 @click.option("--older-than", "older_than_s", type=click.FloatRange(min=0), default=None,
               metavar="SECONDS",
-              help="With --stale: running for longer than this [default: the task's hard "
-                   "time limit, which no healthy task outlives].")
+              help="With --stale, a fallback: also those running for longer than this, "
+                   "whatever their lease (when you know their worker is gone).")
 @click.option("--failed", is_flag=True, help="Also try failed tracks again.")
 def requeue(stale: bool, older_than_s: float | None, failed: bool) -> None:
     """Send every queued track to the workers again, from the database.
 
-    The database says what is still owed: use this after the broker lost its queue, or
-    after a worker was killed whole (its tracks stay `running`: add --stale). A track
-    sent twice is classified once.
+    The database says what is still owed: use this after the broker lost its queue.
+    A worker killed whole needs nothing: its leases run out within a minute and any
+    worker, or `genreq run`, sends its tracks again (--stale does it now). A track sent
+    twice is classified once.
 
     \b
     Examples:

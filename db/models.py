@@ -102,6 +102,14 @@ class Track(Base):
     title: Mapped[str | None] = mapped_column(Text)
     file_genres: Mapped[list[str] | None] = mapped_column(JSON)  # as the file lists them
 
+    # The lease of a running track (genreq.db.work.claim): the worker that claimed it
+    # (host:pid of its main process; kept once the track is finished, as who did it),
+    # a token new with every claim, which a result must carry to be written, and when
+    # the claim runs out unless the worker renews it.
+    claimed_by: Mapped[str | None] = mapped_column(String(128))
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
     queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -111,6 +119,8 @@ class Track(Base):
         Index("ix_tracks_genre_confidence", "genre", "confidence"),
         Index("ix_tracks_batch_id_state", "batch_id", "state"),
         Index("ix_tracks_finished_at", "finished_at"),
+        # The expiry scan: running tracks whose lease ran out.
+        Index("ix_tracks_state_lease_expires_at", "state", "lease_expires_at"),
     )
 
     def top(self, k: int = TOP_K) -> list[tuple[str, float]]:

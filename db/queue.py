@@ -12,7 +12,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from genreq.db import paging
+from genreq.db import paging, work
 from genreq.db.models import State, Track, utcnow
 
 
@@ -91,17 +91,23 @@ class RequeueResult:
 
 
 def reset_for_requeue(
-    session: Session, *, stale_before: datetime | None = None, failed: bool = False
+    session: Session, *, expired: bool = False, stale_before: datetime | None = None,
+    failed: bool = False,
 ) -> RequeueResult:
-    """Set tracks back to queued: those `running` since before `stale_before` (their
-    worker died, or their message was lost with the broker) and, with `failed`, the
-    failed ones (e.g. after installing ffmpeg), whose attempts start again."""
+    """Set tracks back to queued: with `expired`, those `running` under a lease that ran
+    out (their worker stopped renewing it: see genreq.db.work); those `running` since
+    before `stale_before` whatever their lease (the operator knows their worker is
+    gone); and, with `failed`, the failed ones (e.g. after installing ffmpeg), whose
+    attempts start again. A worker still holding a track queued here writes no result
+    for it (its claim token is cleared)."""
     result = RequeueResult()
+    if expired:
+        result.stale += len(work.expire_leases(session))
     if stale_before is not None:
-        result.stale = session.execute(
+        result.stale += session.execute(
             update(Track)
             .where(Track.state == State.running, Track.started_at < stale_before)
-            .values(state=State.queued)
+            .values(state=State.queued, claim_token=None, lease_expires_at=None)
         ).rowcount
     if failed:
         result.failed = session.execute(

@@ -8,6 +8,8 @@ GENREQ_MODEL         checkpoint path or shipped model name; unset means the defa
 GENREQ_TASK_BATCH    most tracks per Celery message (default 8); 1: one track id each
 GENREQ_TAXONOMY      genre mapping file for status, export, show, tag and report
 GENREQ_MIN_DURATION  seconds: shorter files are skipped, not classified (default below)
+GENREQ_LEASE_S       seconds a worker's claim on a track lasts unless renewed (default 30)
+GENREQ_HEARTBEAT_S   seconds between lease renewals and expiry scans (default a third of it)
 """
 from __future__ import annotations
 
@@ -111,3 +113,43 @@ def logs_dir() -> Path:
     path = home() / "logs"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# A claimed track is the worker's for LEASE_S; a live worker renews it every HEARTBEAT_S,
+# and any worker (or `genreq run`) sends the track again once the lease has run out
+# unrenewed. A dead worker's tracks are thus back in the queue within LEASE_S +
+# HEARTBEAT_S; the margin of two missed renewals rides out a busy database or a
+# stop-the-world pause (bench/recovery.py measures the recovery).
+DEFAULT_LEASE_S = 30.0
+HEARTBEATS_PER_LEASE = 3
+
+
+def _seconds(name: str, default: float | None) -> float | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise GenreqError(f"{name} must be a number of seconds above 0, not {value!r}")
+    return seconds
+
+
+def lease_s() -> float:
+    """GENREQ_LEASE_S: how long a claim lasts without a renewal."""
+    return _seconds("GENREQ_LEASE_S", DEFAULT_LEASE_S)
+
+
+def heartbeat_s() -> float:
+    """GENREQ_HEARTBEAT_S: how often leases are renewed and expired ones sent again; less
+    than the lease, or a live worker would lose its tracks. Default: a third of it."""
+    lease = lease_s()
+    heartbeat = _seconds("GENREQ_HEARTBEAT_S", None)
+    if heartbeat is None:
+        return lease / HEARTBEATS_PER_LEASE
+    if heartbeat >= lease:
+        raise GenreqError(f"GENREQ_HEARTBEAT_S ({heartbeat:g}) must be less than "
+                          f"GENREQ_LEASE_S ({lease:g})")
+    return heartbeat

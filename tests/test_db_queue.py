@@ -46,14 +46,17 @@ def test_requeue_resets_stale_running_and_failed(db_url):
     now = utcnow()
     with session_scope(db_url) as s:
         stale = add_track(s, "/stale.mp3", state="running", attempts=1,
-                          started_at=now - timedelta(seconds=600)).id
-        fresh = add_track(s, "/fresh.mp3", state="running", attempts=1, started_at=now).id
+                          started_at=now - timedelta(seconds=600),
+                          lease_expires_at=now + timedelta(seconds=30)).id
+        fresh = add_track(s, "/fresh.mp3", state="running", attempts=1, started_at=now,
+                          lease_expires_at=now + timedelta(seconds=30)).id
         failed = add_track(s, "/failed.mp3", state="failed", attempts=5, error="/failed.mp3: x").id
         queued = add_track(s, "/queued.mp3").id
         add_track(s, "/done.mp3", state="done", genre="jazz")
     with session_scope(db_url) as s:
         result = queue.reset_for_requeue(s, stale_before=now - timedelta(seconds=150))
         assert (result.stale, result.failed) == (1, 0)
+        assert queue.reset_for_requeue(s, expired=True).stale == 0  # fresh: no lease ran out
         assert [i for page in queue.queued_ids(s) for i in page] == [stale, queued]
     with session_scope(db_url) as s:
         assert queue.reset_for_requeue(s, failed=True).failed == 1

@@ -95,10 +95,11 @@ def test_transient_error_propagates_for_retry(sqlite_url, stub):
     track_id = new_track()
     with pytest.raises(sqlalchemy.exc.OperationalError):
         tasks.classify_track.run(track_id)
-    assert get(track_id).state == State.running  # claimed, not failed: the retry claims again
+    # Given back, not failed, the attempt not counted: the retry claims it again.
+    assert (get(track_id).state, get(track_id).attempts) == (State.queued, 0)
     stub()
     assert tasks.classify_track.run(track_id) == "done"
-    assert get(track_id).attempts == 2
+    assert get(track_id).attempts == 1
 
 
 def test_unknown_track_is_skipped(sqlite_url, stub):
@@ -131,7 +132,8 @@ def test_batch_classifies_each_track_and_writes_failures_apart(sqlite_url, stub,
     classifier = stub(errors={"/music/b.ogg": AudioError("/music/b.ogg", "truncated")})
     ids = [new_track("/music/a.flac"), new_track("/music/b.ogg"), new_track("/music/c.mp3")]
     assert tasks.classify_tracks.run(ids) == {
-        "done": 2, "failed": 1, "too_short": 0, "skipped": 0, "handed_on": 0}
+        "done": 2, "failed": 1, "too_short": 0, "skipped": 0, "handed_on": 0,
+        "lease_lost": 0}
     a, b, c = (get(i) for i in ids)
     assert (a.state, a.genre, a.probs, a.attempts) == (State.done, "jazz", StubPrediction.probs, 1)
     assert (b.state, b.error, b.genre) == (State.failed, "/music/b.ogg: truncated", None)
@@ -140,19 +142,22 @@ def test_batch_classifies_each_track_and_writes_failures_apart(sqlite_url, stub,
     assert classifier.calls == ["/music/a.flac", "/music/b.ogg", "/music/c.mp3"]
     # The same message again (redelivered after its ack was lost): nothing to do.
     assert tasks.classify_tracks.run(ids) == {
-        "done": 0, "failed": 0, "too_short": 0, "skipped": 3, "handed_on": 0}
+        "done": 0, "failed": 0, "too_short": 0, "skipped": 3, "handed_on": 0,
+        "lease_lost": 0}
     assert len(classifier.calls) == 3 and handed_on == []
 
 
 def test_batch_hands_tracks_left_running_to_one_track_tasks(sqlite_url, stub, handed_on):
-    """A batch redelivered after its worker died finds its tracks running: each goes to
-    a task of its own, so a file that kills workers cannot spend its batch-mates' attempts."""
+    """A batch redelivered after its worker died finds its tracks running under a lease
+    that ran out (here: none at all): each goes to a task of its own, so a file that
+    kills workers cannot spend its batch-mates' attempts."""
     classifier = stub()
     ids = [new_track("/music/a.flac"), new_track("/music/b.ogg")]
     with session_scope() as s:
         s.get(Track, ids[0]).state = State.running
     assert tasks.classify_tracks.run(ids) == {
-        "done": 1, "failed": 0, "too_short": 0, "skipped": 0, "handed_on": 1}
+        "done": 1, "failed": 0, "too_short": 0, "skipped": 0, "handed_on": 1,
+        "lease_lost": 0}
     assert handed_on == [ids[0]] and classifier.calls == ["/music/b.ogg"]
     assert tasks.classify_track.run(ids[0]) == "done"  # what the handed-on task does
 
@@ -161,12 +166,15 @@ def test_batch_time_limit_fails_the_slow_file_and_hands_on_the_rest(sqlite_url, 
     stub(errors={"/music/slow.wav": SoftTimeLimitExceeded()})
     ids = [new_track("/music/a.flac"), new_track("/music/slow.wav"), new_track("/music/c.mp3")]
     assert tasks.classify_tracks.run(ids) == {
-        "done": 1, "failed": 1, "too_short": 0, "skipped": 0, "handed_on": 1}
+        "done": 1, "failed": 1, "too_short": 0, "skipped": 0, "handed_on": 1,
+        "lease_lost": 0}
     slow = get(ids[1])
     assert slow.state == State.failed and slow.error.startswith("/music/slow.wav: stopped after")
     assert "time limit" in slow.error
-    assert (get(ids[0]).state, get(ids[2]).state) == (State.done, State.running)
+    # The rest of the batch is given back and handed on, to be claimed again alone.
+    assert (get(ids[0]).state, get(ids[2]).state) == (State.done, State.queued)
     assert handed_on == [ids[2]]
+    assert tasks.classify_track.run(ids[2]) == "done"
 
 
 def test_batch_transient_error_propagates_and_loses_nothing(sqlite_url, stub, handed_on):
@@ -175,11 +183,11 @@ def test_batch_transient_error_propagates_and_loses_nothing(sqlite_url, stub, ha
     ids = [new_track("/music/a.flac"), new_track("/music/b.ogg")]
     with pytest.raises(sqlalchemy.exc.OperationalError):
         tasks.classify_tracks.run(ids)
-    # Nothing written: the retry of the message finds both running and hands them on.
-    assert [get(i).state for i in ids] == [State.running, State.running]
+    # Nothing written, both given back: the retry of the message claims them again.
+    assert [get(i).state for i in ids] == [State.queued, State.queued]
     stub()
-    assert tasks.classify_tracks.run(ids)["handed_on"] == 2
-    assert [tasks.classify_track.run(i) for i in ids] == ["done", "done"]
+    assert tasks.classify_tracks.run(ids)["done"] == 2
+    assert [get(i).attempts for i in ids] == [1, 1]
 
 
 @pytest.mark.parametrize(("n", "sizes"), [

@@ -3,15 +3,20 @@
 `classify_tracks` is what enqueue sends: a few tracks per message, claimed in one
 statement and written in one, so the queue and the database cost per message rather
 than per track. `classify_track` takes one track: for tracks a batch could not claim
-(left running by a worker that died with them), so that a file that kills its worker
-is retried alone. The model is loaded once, by the worker's main process before its
-pool forks (load_classifier), never per task.
+(left running by a worker that died with them) and for those the expiry scan sends
+again (genreq.worker.leases), so that a file that kills its worker is retried alone.
+Every claim is a lease that the process's heartbeat renews while the task runs; the
+results are written under the claim's token, so a worker that lost its lease (paused
+past it, say) writes nothing. The model is loaded once, by the worker's main process
+before its pool forks (load_classifier), never per task.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,6 +31,7 @@ from genreq.db import work
 from genreq.db.models import utcnow
 from genreq.db.session import dispose_engines, transaction
 from genreq.errors import AudioError, ModelError, TooShort
+from genreq.worker import leases
 from genreq.worker.app import CLASSIFY_BATCH_TASK, CLASSIFY_TASK, TASK_SOFT_TIME_LIMIT_S, app
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,7 @@ def classifier():
 @worker_process_init.connect
 def _init_worker_process(**_kwargs) -> None:
     dispose_engines()
+    leases.start_heartbeat()
 
 
 # Both tasks: what is not the file's fault is retried with exponential backoff.
@@ -155,58 +162,98 @@ def _classify(track_id: int, path: str) -> Outcome:
                    timed_out=timed_out, short_reason=short_reason)
 
 
-def _record(outcomes: list[Outcome]) -> None:
-    """Write the outcomes in one transaction."""
+def _record(outcomes: list[Outcome], claim: work.Claim) -> list[Outcome]:
+    """Write the outcomes of tracks still held under `claim`, in one transaction.
+    Returns those written; the others' lease ran out and another claim took them over,
+    whose result counts instead."""
     model = classifier()
     with transaction() as db:
+        held = work.still_held(db, claim.token, [o.track_id for o in outcomes])
+        lost = [o.track_id for o in outcomes if o.track_id not in held]
+        outcomes = [o for o in outcomes if o.track_id in held]
         work.record_results(db, [o.result for o in outcomes if o.result], model.name,
-                               model.version)
+                            model.version, claim.token)
         for o in outcomes:
             if o.skipped:
                 work.record_skip(db, o.track_id, o.short_reason, o.duration_s, o.elapsed_s,
-                                 o.finished_at)
+                                 o.finished_at, claim_token=claim.token)
             elif o.reason is not None:
                 work.record_failure(db, o.track_id, o.reason, o.elapsed_s, o.finished_at,
-                                    o.short_reason)
+                                    o.short_reason, claim_token=claim.token)
+    if lost:
+        log.warning("lease lost on track(s) %s (another worker claimed them after this "
+                    "one stopped renewing): result not written", ", ".join(map(str, lost)))
+    return outcomes
+
+
+@contextlib.contextmanager
+def _released_on_error(claim: work.Claim, track_ids: Collection[int]) -> Iterator[None]:
+    """On an error that is not the files' fault (the task is retried), give the claimed
+    tracks back at once, so that the retry can claim them again, instead of leaving them
+    to the expiry scan once their lease runs out. Best effort: with the database itself
+    gone, the lease is what brings them back."""
+    try:
+        yield
+    except (ModelError, *TRANSIENT_ERRORS):
+        try:
+            with transaction() as db:
+                work.release(db, claim, track_ids)
+        except TRANSIENT_ERRORS:
+            log.warning("could not give back tracks %s; their lease will run out",
+                        ", ".join(map(str, track_ids)))
+        raise
 
 
 @app.task(name=CLASSIFY_BATCH_TASK, **TASK_OPTIONS)
 def classify_tracks(track_ids: list[int]) -> dict[str, int]:
     """Classify a batch of tracks. Returns how many ended done, failed, too_short (state
     skipped: shorter than the minimum duration), skipped (done, failed or skipped
-    already, or unknown) or were handed on one per task (see classify_track)."""
-    with transaction() as db:
-        claimed = work.claim_batch(db, track_ids, MAX_ATTEMPTS)
-        unclaimed = [i for i in track_ids if i not in claimed]
-        handed_on = work.pending_among(db, unclaimed) if unclaimed else []
-    skipped = len(unclaimed) - len(handed_on)
+    already, unknown, or held by another worker's live lease), were handed on one per
+    task (see classify_track), or lease_lost (classified, not written: see _record)."""
+    claim = leases.new_claim()
+    with leases.holding(claim):
+        with transaction() as db:
+            claimed = work.claim_batch(db, track_ids, MAX_ATTEMPTS, claim)
+            unclaimed = [i for i in track_ids if i not in claimed]
+            handed_on = work.claimable_among(db, unclaimed) if unclaimed else []
+        skipped = len(unclaimed) - len(handed_on)
 
-    outcomes: list[Outcome] = []
-    todo = list(claimed.items())
-    for track_id, path in todo:
-        outcomes.append(_classify(track_id, path))
-        if outcomes[-1].timed_out:  # the rest of the batch gets a time limit of its own
-            handed_on += [later_id for later_id, _ in todo[len(outcomes):]]
-            break
-    _record(outcomes)
+        outcomes: list[Outcome] = []
+        todo = list(claimed.items())
+        with _released_on_error(claim, claimed):
+            for track_id, path in todo:
+                outcomes.append(_classify(track_id, path))
+                if outcomes[-1].timed_out:  # the rest of the batch gets a time limit of its own
+                    rest = [later_id for later_id, _ in todo[len(outcomes):]]
+                    with transaction() as db:
+                        handed_on += work.release(db, claim, rest)
+                    break
+            written = _record(outcomes, claim)
     for track_id in handed_on:
         classify_track.delay(track_id)
-    too_short = sum(o.skipped for o in outcomes)
-    failed = sum(o.reason is not None for o in outcomes) - too_short
-    return {"done": len(outcomes) - failed - too_short, "failed": failed,
-            "too_short": too_short, "skipped": skipped, "handed_on": len(handed_on)}
+    too_short = sum(o.skipped for o in written)
+    failed = sum(o.reason is not None for o in written) - too_short
+    lost = len(outcomes) - len(written)
+    return {"done": len(written) - failed - too_short, "failed": failed,
+            "too_short": too_short, "skipped": skipped, "handed_on": len(handed_on),
+            "lease_lost": lost}
 
 
 @app.task(name=CLASSIFY_TASK, **TASK_OPTIONS)
 def classify_track(track_id: int) -> str:
     """Classify one track. Returns what happened: done, failed, too_short (state
-    skipped) or skipped (nothing to do)."""
-    with transaction() as db:
-        path = work.claim(db, track_id, MAX_ATTEMPTS)
-    if path is None:
-        return "skipped"  # done, failed, or unknown: a repeated task is a no-op
-    outcome = _classify(track_id, path)
-    _record([outcome])
+    skipped), skipped (nothing to do) or lease_lost (see _record)."""
+    claim = leases.new_claim()
+    with leases.holding(claim):
+        with transaction() as db:
+            path = work.claim(db, track_id, MAX_ATTEMPTS, claim)
+        if path is None:
+            # done, failed, unknown, or another worker's: a repeated task is a no-op
+            return "skipped"
+        with _released_on_error(claim, [track_id]):
+            outcome = _classify(track_id, path)
+            if not _record([outcome], claim):
+                return "lease_lost"
     if outcome.skipped:
         return "too_short"
     return "done" if outcome.result else "failed"
