@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from genreq import redact
 from genreq.cli import learn as learn_cli
 from genreq.cli import ml
 from genreq.cli import models as models_cli
@@ -51,7 +52,15 @@ class GenreqGroup(click.Group):
             message = _user_error(exc)
             if message is None:
                 raise
-            raise click.ClickException(message) from exc
+            # A driver's message may quote the URL it was given, password and all.
+            raise click.ClickException(redact.text(message)) from exc
+
+
+def _redacted_excepthook(kind, value, traceback) -> None:
+    """A bug's traceback, with any password in it (a URL in a frame) masked."""
+    import traceback as tb
+
+    sys.stderr.write(redact.text("".join(tb.format_exception(kind, value, traceback))))
 
 
 @click.group(cls=GenreqGroup)
@@ -69,6 +78,8 @@ def cli(verbose: bool) -> None:
         format="genreq: %(levelname)s: %(message)s",
         stream=sys.stderr,
     )
+    redact.install()  # every log line the command writes, whichever library wrote it
+    sys.excepthook = _redacted_excepthook
 
 
 def _plural(n: int, word: str) -> str:

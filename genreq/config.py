@@ -4,6 +4,9 @@ that change the environment see the new values.
 GENREQ_HOME          state of the embedded default: database, broker data and socket, logs
 GENREQ_DATABASE_URL  any SQLAlchemy URL; default a SQLite file in GENREQ_HOME
 GENREQ_BROKER_URL    a Redis URL; unset means the embedded broker under GENREQ_HOME
+GENREQ_DATABASE_PASSWORD[_FILE], GENREQ_BROKER_PASSWORD[_FILE]
+                     the password of that URL, or a file holding it (a secret mount),
+                     so that the URL itself carries none; never shown (genreq.redact)
 GENREQ_MODEL         checkpoint path or shipped model name; unset means the default
 GENREQ_TASK_BATCH    most tracks per Celery message (default 8); 1: one track id each
 GENREQ_TAXONOMY      genre mapping file for status, export, show, tag and report
@@ -13,12 +16,17 @@ GENREQ_HEARTBEAT_S   seconds between lease renewals and expiry scans (default a 
 """
 from __future__ import annotations
 
+import logging
 import os
+import re
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import platformdirs
 
 from genreq.errors import GenreqError
+
+log = logging.getLogger(__name__)
 
 APP_NAME = "genreq"
 
@@ -48,13 +56,114 @@ def database_url_is_default() -> bool:
 
 
 def database_url() -> str:
-    """GENREQ_DATABASE_URL, or a SQLite file in GENREQ_HOME."""
-    return os.environ.get("GENREQ_DATABASE_URL") or f"sqlite:///{home() / 'genreq.db'}"
+    """GENREQ_DATABASE_URL with the password of GENREQ_DATABASE_PASSWORD[_FILE], or a
+    SQLite file in GENREQ_HOME."""
+    url = os.environ.get("GENREQ_DATABASE_URL")
+    password = _password("GENREQ_DATABASE")
+    if not url:
+        if password:
+            raise GenreqError("GENREQ_DATABASE_PASSWORD(_FILE) is set but GENREQ_DATABASE_URL "
+                              "is not: name the database it is for")
+        return f"sqlite:///{home() / 'genreq.db'}"
+    return _with_password(url, password, "GENREQ_DATABASE")
 
 
 def broker_url() -> str | None:
-    """GENREQ_BROKER_URL, or None for the embedded broker (see genreq.worker.broker)."""
-    return os.environ.get("GENREQ_BROKER_URL") or None
+    """GENREQ_BROKER_URL with the password of GENREQ_BROKER_PASSWORD[_FILE], or None for
+    the embedded broker (see genreq.worker.broker). A TCP URL without a password draws a
+    warning, once per process."""
+    url = os.environ.get("GENREQ_BROKER_URL")
+    password = _password("GENREQ_BROKER")
+    if not url:
+        if password:
+            raise GenreqError("GENREQ_BROKER_PASSWORD(_FILE) is set but GENREQ_BROKER_URL is "
+                              "not: the embedded broker takes no password")
+        return None
+    url = _with_password(url, password, "GENREQ_BROKER")
+    _warn_if_open(url)
+    return url
+
+
+def secrets() -> tuple[str, ...]:
+    """The passwords in effect (from the variables, the files and the URLs), for
+    genreq.redact to mask. Never raises: it runs while an error is being reported."""
+    found = []
+    for prefix in ("GENREQ_DATABASE", "GENREQ_BROKER"):
+        try:
+            password = _password(prefix)
+        except GenreqError:
+            password = None
+        if password:
+            found.append(password)
+        try:
+            in_url = urlsplit(os.environ.get(f"{prefix}_URL", "")).password
+        except ValueError:  # e.g. a port that is not a number
+            in_url = None
+        if in_url:
+            found.append(in_url)
+    return tuple(found)
+
+
+def _password(prefix: str) -> str | None:
+    """PREFIX_PASSWORD, or the contents of the file PREFIX_PASSWORD_FILE (one trailing
+    newline, as `echo` and editors write one, is not part of the password)."""
+    value = os.environ.get(f"{prefix}_PASSWORD")
+    path = os.environ.get(f"{prefix}_PASSWORD_FILE")
+    if value and path:
+        raise GenreqError(f"set {prefix}_PASSWORD or {prefix}_PASSWORD_FILE, not both")
+    if not path:
+        return value or None
+    try:
+        value = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise GenreqError(f"{path}: cannot read {prefix}_PASSWORD_FILE ({reason})") from None
+    value = value.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise GenreqError(f"{path}: {prefix}_PASSWORD_FILE is empty")
+    return value
+
+
+def _with_password(url: str, password: str | None, prefix: str) -> str:
+    """`url` with `password` (percent-encoded) in its user info."""
+    if not password:
+        return url
+    head, sep, rest = url.partition("://")
+    if not sep:
+        raise GenreqError(f"{prefix}_URL is not a URL (scheme://host/...)")
+    netloc_end = len(rest)
+    for delimiter in "/?#":
+        if delimiter in rest:
+            netloc_end = min(netloc_end, rest.index(delimiter))
+    netloc, path = rest[:netloc_end], rest[netloc_end:]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo and userinfo.split(":", 1)[1]:
+        raise GenreqError(f"{prefix}_URL carries a password and {prefix}_PASSWORD(_FILE) "
+                          "another: keep one")
+    user = userinfo.split(":", 1)[0]
+    return f"{head}://{user}:{quote(password, safe='')}@{hostport}{path}"
+
+
+_TCP_BROKERS = ("redis", "rediss")
+_QUERY_PASSWORD = re.compile(r"[?&]password=[^&#]", re.IGNORECASE)
+_warned_open: set[str] = set()
+
+
+def _warn_if_open(url: str) -> None:
+    """Warn once per process about a broker on TCP that takes no password: anyone who can
+    reach the port can read the queue and send the workers tasks."""
+    try:
+        parts = urlsplit(url)
+        has_password = bool(parts.password) or bool(_QUERY_PASSWORD.search(url))
+    except ValueError:
+        return  # the broker client reports the malformed URL
+    if parts.scheme.lower() not in _TCP_BROKERS or has_password or url in _warned_open:
+        return
+    _warned_open.add(url)
+    log.warning("GENREQ_BROKER_URL %s has no password: whoever reaches %s can read the "
+                "queue and send tasks to the workers; set GENREQ_BROKER_PASSWORD or "
+                "GENREQ_BROKER_PASSWORD_FILE (and requirepass on the server)",
+                url, parts.netloc or "it")
 
 
 def taxonomy() -> str | None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from celery import Celery
+from celery import Celery, signals
 
-from genreq import config
+from genreq import config, redact
 from genreq.worker import broker
 
 CLASSIFY_BATCH_TASK = "genreq.classify_tracks"
@@ -54,6 +54,14 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+
+@signals.after_setup_logger.connect
+@signals.after_setup_task_logger.connect
+def _redact_logs(logger, **_kwargs) -> None:
+    # Celery replaces the root logger's handlers (hijack_root_logger): mask passwords in
+    # what its handlers write too (Celery masks its own URLs; a driver's message may not).
+    redact.install(logger.handlers)
 
 
 def task_batches(track_ids: Sequence[int], most: int | None = None) -> Iterator[list[int]]:
