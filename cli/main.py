@@ -471,26 +471,46 @@ def show(path: Path, as_json: bool, taxonomy: str | None, unknown_below: float |
 @click.option("--overwrite", is_flag=True,
               help="Replace genres you set yourself (genreq's own earlier tags are always "
                    "updated).")
+@click.option("--mode", type=click.Choice(["replace", "add"]), default="replace",
+              show_default=True,
+              help="replace: genreq's genres instead of the file's; add: after the file's "
+                   "own (each once, ignoring case), which are kept without --overwrite.")
+@click.option("--with-tags", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Also write the N best genre tags scoring --min-tag-score or more as "
+                   "further genre values (a model with tag outputs, such as vgg-msd).")
+@click.option("--min-tag-score", type=click.FloatRange(0, 1), default=None, metavar="X",
+              help="The score a tag needs for --with-tags and --mood-field [default: 0.15].")
+@click.option("--mood-field", default=None, metavar="FIELD",
+              help="Write the mood tags (happy, sad, chill, mellow, party, ...) scoring "
+                   "--min-tag-score or more into this field, e.g. MOOD (ID3 TMOO).")
 def tag(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | None,
         since, model_name: str | None, taxonomy: str | None, unknown_below: float | None,
-        field: str, dry_run: bool, overwrite: bool) -> None:
+        field: str, dry_run: bool, overwrite: bool, mode: str, with_tags: int,
+        min_tag_score: float | None, mood_field: str | None) -> None:
     """Write the predicted genre into the files' tags (mutagen; audio data untouched).
 
-    Files whose genre you set are left alone unless --overwrite. One line per file
-    written, kept or skipped on stdout; a summary on stderr. Tracks labelled `unknown`
-    (--unknown-below) are not tagged.
+    Several values are the format's own multi-value (ID3v2.4 TCON, repeated Vorbis
+    GENRE, an MP4 list). Files whose genre you set are left alone unless --overwrite
+    (or --mode add). One line per file written, kept or skipped on stdout; a summary on
+    stderr. Tracks labelled `unknown` (--unknown-below) are not tagged. After `genreq
+    learn`, the learned genres are written.
 
     \b
     Examples:
       genreq tag --dry-run --taxonomy genres.toml --min-confidence 0.6
       genreq tag --genre-field STYLE --path-glob '*/Incoming/*'
+      genreq tag --mode add --with-tags 2 --mood-field MOOD --dry-run
     """
     from genreq import app
     from genreq.app.tagging import SAME
 
-    if not field.strip() or "=" in field or "~" in field:
-        raise click.BadParameter(f"{field!r} is not a usable tag field name",
-                                 param_hint="--genre-field")
+    for name, hint in ((field, "--genre-field"), (mood_field, "--mood-field")):
+        if name is not None and (not name.strip() or "=" in name or "~" in name):
+            raise click.BadParameter(f"{name!r} is not a usable tag field name",
+                                     param_hint=hint)
+    if mood_field is not None and mood_field.strip().upper() == field.strip().upper():
+        raise click.BadParameter("the mood field must differ from the genre field",
+                                 param_hint="--mood-field")
     labeller = make_labeller(taxonomy, unknown_below)
     flt = app.TrackFilter(genres, min_confidence, path_glob, since, model_name, "path")
     unknown = app.unknown_genres(genres, labeller)
@@ -499,7 +519,8 @@ def tag(genres: tuple[str, ...], min_confidence: float | None, path_glob: str | 
     summary = app.TagSummary()
     progress = ProgressLine("tracks", app.count_records(flt, labeller))
     for change in app.tag(flt, labeller, field=field, overwrite=overwrite, dry_run=dry_run,
-                          summary=summary,
+                          mode=mode, with_tags=with_tags, min_tag_score=min_tag_score,
+                          mood_field=mood_field, summary=summary,
                           on_track=lambda n: progress.update(n, summary.line(dry_run))):
         if change.action != SAME:
             progress.data(change.line(dry_run, field))

@@ -115,7 +115,7 @@ def test_tag_round_trip_leaves_audio_alone(sqlite_url, tmp_path, ext):
     assert result.stderr == (
         "wrote 1 · already tagged 0 · kept (set by you) 0 · skipped 0\n")
     assert genre_in_file(path) == ["jazz"]
-    assert tagging.open_tags(str(path)).marker() == "jazz"
+    assert tagging.open_tags(str(path)).marker() == ("jazz",)
     assert decoded(path) == samples
     info = path.stat()
     assert (row(path).size_bytes, row(path).mtime_ns) == (info.st_size, info.st_mtime_ns)
