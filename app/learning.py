@@ -91,14 +91,15 @@ def learned_tracks(session, head) -> tuple[int, int]:
     return labelled, done - labelled
 
 
-def summary(session) -> LearnedSummary | None:
-    """The active head and the tracks it labels; None without one."""
-    head = active_head()
+def summary(session, head=None) -> LearnedSummary | None:
+    """HEAD (default: the active head) and the tracks it labels; None without one."""
+    active = head is None
+    head = active_head() if active else head
     if head is None:
         return None
     labelled, others = learned_tracks(session, head)
-    return LearnedSummary(str(head_path()), head.info.get("source"), head.embedding_model,
-                          list(head.genres), labelled, others)
+    return LearnedSummary(str(head_path()) if active else "", head.info.get("source"),
+                          head.embedding_model, list(head.genres), labelled, others)
 
 
 def learned_summary() -> LearnedSummary | None:

@@ -35,6 +35,7 @@ class LibrarySummary:
     least_confident: list[dict] = field(default_factory=list)  # least confident first
     failures: Counter = field(default_factory=Counter)  # reason -> tracks
     last_run: dict | None = None
+    learned: object | None = None  # genreq.app.learning.LearnedSummary of the active head
 
 
 def failure_reason(error: str | None, path: str) -> str:
@@ -70,6 +71,10 @@ def summarize(session: Session, labeller: Labeller, least: int = LEAST_CONFIDENT
     for track in db_status.failures(session):
         summary.failures[failure_reason(track.error, track.path)] += 1
     summary.last_run = db_status.last_batch(session)
+    if labeller.head is not None:
+        from genreq.app.learning import summary as learned_summary
+
+        summary.learned = learned_summary(session, labeller.head)
     return summary
 
 
@@ -180,6 +185,12 @@ def render(summary: LibrarySummary, images: dict[str, str]) -> str:
             ["tracks", "finished", "first start to last result", "throughput"],
             [[run["tracks"], run["finished"], span, rate]], {0, 1, 2, 3})]
     parts.append("<h2>Genres</h2>")
+    learned = summary.learned
+    if learned is not None:
+        others = (f"; {learned.model_genre_tracks} keep the model's genres"
+                  if learned.model_genre_tracks else "")
+        parts.append(f"<p>Genres learned from the library's {e(learned.source or 'files')} "
+                     f"(genreq learn) for {learned.tracks} tracks{e(others)}.</p>")
     if "genres" in images:
         parts.append(_img(images["genres"], "bar chart: tracks per genre"))
         parts.append(_table(["genre", "tracks"], [[g, n] for g, n in _by_count(summary.genres)],

@@ -6,6 +6,7 @@ The same through real workers: tests/test_learn_command.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,23 @@ def test_label_rows_agrees_with_label_one_at_a_time():
     assert labeller.label_rows(rows) == [labeller.label(*row) for row in rows]
     assert [label.genre for label in labeller.label_rows(rows)] == [
         "ambient", "rock", "pop", "noise"]
+
+
+def test_the_report_counts_learned_genres_and_says_so(seeded, tmp_path):
+    head().save(learning.head_path())
+    index = invoke("report", "-o", str(tmp_path / "report")).stdout.strip()
+    page = Path(index).read_text(encoding="utf-8")
+    assert "<td>noise</td><td class=n>1</td>" in page and "<td>metal</td>" not in page
+    assert ("Genres learned from the library's tags (genreq learn) for 2 tracks; 2 keep "
+            "the model&#x27;s genres.") in page
+
+
+def test_known_genres_are_the_heads_alone_when_it_labels_every_track(sqlite_url):
+    with session_scope(sqlite_url) as s:
+        add_track(s, "/m/pad.flac", "done", "classical", 0.7, probs=probs("classical", 0.7),
+                  embedding=vector(1, 0, 0, 0), embedding_model=MODEL)
+    head().save(learning.head_path())
+    from genreq import app
+
+    assert app.genres() == ["ambient", "noise"]
+    assert app.unknown_genres(["classical", "noise"]) == ["classical"]
