@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 START_TIMEOUT_S = 30.0
@@ -104,13 +105,28 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command]
 
 
+@dataclass(frozen=True)
+class Postgres:
+    url: str  # postgresql://user@host:port/database: no password
+    socket_dir: Path  # its unix socket, reachable from any network namespace
+    port: int
+
+    def connect(self, password: str):
+        """A psycopg connection through the unix socket (from outside the namespace)."""
+        import psycopg
+
+        user, database = self.url.split("//")[1].split("@")[0], self.url.rsplit("/", 1)[1]
+        return psycopg.connect(host=str(self.socket_dir), port=self.port, user=user,
+                               dbname=database, password=password, autocommit=True)
+
+
 @contextlib.contextmanager
 def postgres_cluster(password: str, host: str = "127.0.0.1", port: int | None = None,
                      netns: str | None = None, user: str = "genreq",
-                     database: str = "genreq") -> Iterator[str]:
+                     database: str = "genreq") -> Iterator[Postgres]:
     """A fresh PostgreSQL cluster (initdb in a temporary folder) listening on
-    host:port, with `user` (password `password`, scram-sha-256) owning `database`.
-    Yields its URL without the password."""
+    host:port and a unix socket, with `user` (password `password`, scram-sha-256)
+    owning `database`."""
     if os.geteuid() == 0:
         try:
             import pwd
@@ -151,7 +167,7 @@ def postgres_cluster(password: str, host: str = "127.0.0.1", port: int | None = 
                                           "-U", user, "-O", user, database])),
             check=True, capture_output=True, timeout=60,
             env={**os.environ, "PGPASSWORD": password})
-        yield f"postgresql://{user}@{host}:{port}/{database}"
+        yield Postgres(f"postgresql://{user}@{host}:{port}/{database}", sock_dir, port)
     finally:
         if process is not None and process.poll() is None:
             # Fast shutdown (a throwaway has nothing to keep), sent to the postmaster

@@ -191,12 +191,12 @@ def secured(tmp_path, monkeypatch):
     broker_secret.write_text(BROKER_PASSWORD + "\n")
     database_secret.write_text(DATABASE_PASSWORD)
     with redis_server(tmp_path / "redis", BROKER_PASSWORD) as port, \
-            postgres_cluster(DATABASE_PASSWORD) as database_url:
+            postgres_cluster(DATABASE_PASSWORD) as postgres:
         monkeypatch.setenv("GENREQ_BROKER_URL", f"redis://127.0.0.1:{port}/0")
         monkeypatch.setenv("GENREQ_BROKER_PASSWORD_FILE", str(broker_secret))
-        monkeypatch.setenv("GENREQ_DATABASE_URL", database_url)
+        monkeypatch.setenv("GENREQ_DATABASE_URL", postgres.url)
         monkeypatch.setenv("GENREQ_DATABASE_PASSWORD_FILE", str(database_secret))
-        yield {"port": port, "database_url": database_url}
+        yield {"port": port, "database_url": postgres.url}
 
 
 def start_worker(log_path: Path, *args: str) -> subprocess.Popen:
