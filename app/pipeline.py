@@ -107,7 +107,7 @@ def _upsert(batch: list, batch_id: str) -> queue.UpsertResult:
     while True:
         try:
             with session_scope() as session:
-                return queue.upsert_tracks(session, batch, batch_id)
+                return queue.upsert_tracks(session, batch, batch_id, config.min_duration_s())
         except IntegrityError:
             if attempt == UPSERT_ATTEMPTS:
                 raise

@@ -35,12 +35,15 @@ class UpsertResult:
     known: int = 0  # unchanged and finished (done or failed)
 
 
-def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str) -> UpsertResult:
+def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
+                  min_duration_s: float | None = None) -> UpsertResult:
     """Record one batch of walked files.
 
     New files and files whose size or mtime changed are (re)queued; unchanged files keep
     their result. Unchanged files still waiting (queued or running, e.g. from an
-    interrupted run) join `batch_id` so that `genreq run` waits for them too.
+    interrupted run) join `batch_id` so that `genreq run` waits for them too. A file
+    skipped as too short whose duration reaches `min_duration_s` (the minimum lowered
+    since) is queued again.
     """
     result = UpsertResult()
     existing = {
@@ -54,6 +57,10 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str) 
             track = Track(path=stat.path, size_bytes=stat.size_bytes, mtime_ns=stat.mtime_ns)
             new_tracks.append(track)
         elif (track.size_bytes, track.mtime_ns) != (stat.size_bytes, stat.mtime_ns):
+            _reset(track, stat)
+            new_tracks.append(track)
+        elif (track.state == State.skipped and min_duration_s is not None
+              and track.duration_s is not None and track.duration_s >= min_duration_s):
             _reset(track, stat)
             new_tracks.append(track)
         elif track.state in (State.queued, State.running):
