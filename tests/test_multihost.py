@@ -43,14 +43,18 @@ def _run(*command: str) -> None:
     subprocess.run(command, check=True, capture_output=True, text=True, timeout=30)
 
 
-@contextlib.contextmanager
-def three_hosts():
-    """Namespaces host1..3 (named uniquely per run) wired to a bridge in host1's.
-    Yields {host: namespace name}."""
+def require_namespaces() -> None:
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root (CI runs this as root)")
     if not shutil.which("ip") or not shutil.which("unshare"):
         pytest.skip("needs iproute2's `ip` and util-linux's `unshare`")
+
+
+@contextlib.contextmanager
+def three_hosts():
+    """Namespaces host1..3 (named uniquely per run) wired to a bridge in host1's.
+    Yields {host: namespace name}."""
+    require_namespaces()
     tag = uuid.uuid4().hex[:6]
     names = {host: f"gq{tag}{host[-1]}" for host in HOSTS}
     made = []
@@ -121,6 +125,7 @@ def leak(text: str) -> list[str]:
 
 
 def test_three_hosts_one_worker_killed(tmp_path, monkeypatch):
+    require_namespaces()  # before the library is made
     started = time.monotonic()
     library = tmp_path / "library"  # the same path on every host
     make_library(library, TRACKS, seconds=10.0)
