@@ -75,9 +75,10 @@ def read_status(pid: int) -> dict | None:
 
 
 def serve(concurrency: int | None = None, loglevel: str = "INFO",
-          model: str | None = None) -> int:
+          model: str | None = None, events: bool = False) -> int:
     """Run a Celery worker (prefork) in this process until it is told to stop; returns
-    its exit status.
+    its exit status. With `events`, it sends Celery's task events (as `celery worker
+    -E`), which monitors such as Flower read from the broker.
 
     The model (`model`: a checkpoint path or a shipped model's name; None: $GENREQ_MODEL
     or the default) is loaded here, before the pool processes are forked: they inherit
@@ -109,6 +110,7 @@ def serve(concurrency: int | None = None, loglevel: str = "INFO",
             quiet=True,  # no banner on stdout: stdout is for data
             without_mingle=True,
             without_gossip=True,
+            task_events=events,
         )
         # After the Worker exists (it sets up logging, so the load is in the log) and
         # before start() forks the pool.

@@ -82,6 +82,9 @@ def cli(verbose: bool) -> None:
     sys.excepthook = _redacted_excepthook
 
 
+WATCH_INTERVAL_S = 2.0  # status --watch
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -152,8 +155,11 @@ def _set_min_duration(seconds: float | None) -> None:
 @click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               default="INFO", show_default=True)
 @min_duration_option
+@click.option("--events", is_flag=True,
+              help="Send Celery task events (celery worker -E), for Flower or `celery "
+                   "events` on the same broker.")
 def worker(concurrency: int | None, model: str | None, loglevel: str,
-           min_duration_s: float | None) -> None:
+           min_duration_s: float | None, events: bool) -> None:
     """Classify queued tracks until stopped (Ctrl-C, SIGTERM or `genreq stop`).
 
     Prefork Celery worker: the model is loaded once, before the pool processes start
@@ -161,13 +167,14 @@ def worker(concurrency: int | None, model: str | None, loglevel: str,
     broker and database.
 
     \b
-    Example:
+    Examples:
       genreq worker --concurrency 4
+      genreq worker --events     # then: celery --broker URL flower
     """
     from genreq import app
 
     _set_min_duration(min_duration_s)
-    sys.exit(app.serve_worker(concurrency, loglevel, model))
+    sys.exit(app.serve_worker(concurrency, loglevel, model, events=events))
 
 
 class Progress:
@@ -240,8 +247,14 @@ def _print_genre_table(genres: dict[str, int]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--failed", "show_failed", is_flag=True, help="List failed files and why.")
 @label_options
+@click.option("--watch", is_flag=True,
+              help="Print it again every --interval seconds until Ctrl-C: redrawn in "
+                   "place on a terminal, one block (or JSON line) after another elsewhere.")
+@click.option("--interval", "interval_s", type=click.FloatRange(min=0.1), default=None,
+              metavar="S", help=f"With --watch: seconds between refreshes [default: "
+                                f"{WATCH_INTERVAL_S:g}].")
 def status(as_json: bool, show_failed: bool, taxonomy: str | None,
-           unknown_below: float | None) -> None:
+           unknown_below: float | None, watch: bool, interval_s: float | None) -> None:
     """Counts by state and by genre, with throughput and ETA while work is pending.
 
     \b
@@ -250,7 +263,46 @@ def status(as_json: bool, show_failed: bool, taxonomy: str | None,
       {"total": 257, "queued": 0, "running": 0, "done": 256, "failed": 1,
        "genres": {"classical": 85, ...}, "throughput_per_s": null, "eta_s": null}
       genreq status --taxonomy genres.toml --unknown-below 0.5
+      genreq status --watch --interval 5
     """
+    if interval_s is not None and not watch:
+        raise click.UsageError("--interval needs --watch")
+    if not watch:
+        _status(as_json, show_failed, taxonomy, unknown_below)
+        return
+    _watch(lambda: _status(as_json, show_failed, taxonomy, unknown_below),
+           interval_s or WATCH_INTERVAL_S, redraw=sys.stdout.isatty() and not as_json,
+           between="" if as_json else "\n")
+
+
+# Clear the screen from the top left: the next block is drawn where the last one was.
+REDRAW = "\x1b[H\x1b[J"
+
+
+def _watch(show, interval_s: float, redraw: bool, between: str) -> None:
+    """Call `show` every `interval_s` until Ctrl-C, which ends the command with status
+    0. With `redraw` (a terminal) each block replaces the last; otherwise (a pipe, a
+    log file) blocks follow one another with `between` in between."""
+    import time
+
+    try:
+        while True:
+            if redraw:
+                click.echo(REDRAW, nl=False)
+            show()
+            if redraw:
+                click.echo(f"\n{time.strftime('%H:%M:%S')} · every {interval_s:g} s · "
+                           "Ctrl-C to stop")
+            sys.stdout.flush()
+            time.sleep(interval_s)
+            if not redraw:
+                click.echo(between, nl=False)
+    except KeyboardInterrupt:
+        return
+
+
+def _status(as_json: bool, show_failed: bool, taxonomy: str | None,
+            unknown_below: float | None) -> None:
     from genreq import app
     from genreq.app import learning
 

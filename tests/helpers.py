@@ -58,11 +58,11 @@ def genreq(*args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT_S):
 class WorkerProcess:
     """A real `genreq worker` subprocess, always cleaned up."""
 
-    def __init__(self, log_path: Path, concurrency: int = 1):
+    def __init__(self, log_path: Path, concurrency: int = 1, options: tuple[str, ...] = ()):
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [*GENREQ, "worker", "--concurrency", str(concurrency)],
+                [*GENREQ, "worker", "--concurrency", str(concurrency), *options],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
