@@ -138,16 +138,17 @@ def learn_genres(session, source: str = FROM_TAGS, min_tracks: int = 5,
         raise GenreqError("no track in the library has an embedding yet "
                           "(run `genreq run` on it with this version of genreq)")
     embedding_model = next(iter(models))
-    blobs, genre_lists, groups = [], [], []
+    blobs, spelled_lists, groups = [], [], []
     for _id, path, blob, file_genres, artist, album in _rows(session, embedding_model):
         folder = os.path.dirname(path)
-        if source == FROM_FOLDERS:
-            genres = learn.split_genres(os.path.basename(folder), mapping)
-        else:
-            genres = learn.split_genres(file_genres or [], mapping)
+        values = os.path.basename(folder) if source == FROM_FOLDERS else file_genres or []
         blobs.append(blob)
-        genre_lists.append(genres)
+        spelled_lists.append(learn.spelled_genres(values, mapping))
         groups.append(learn.group_key(album, artist, folder))
+    # Genres compare normalised ("Cool Jazz" and "cool jazz" are one) and are named as
+    # most files spell them: what export shows and tag writes.
+    names = learn.display_names(pair for spelled in spelled_lists for pair in spelled)
+    genre_lists = [[names[genre] for genre, _ in spelled] for spelled in spelled_lists]
     x = np.frombuffer(b"".join(blobs), dtype=STORED_DTYPE).reshape(len(blobs), -1)
     learned = learn.learn(x, genre_lists, groups, embedding_model, min_tracks)
     if learned.labels.left_out and on_message:

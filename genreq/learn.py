@@ -48,21 +48,40 @@ def split_genres(
     once. MAPPING (keys compared normalised) renames genres, e.g. a taxonomy file's
     {"hiphop": "hip-hop"}; its values are kept as written. Numbers (numeric ID3v1 codes
     a reader left as they are) and empty values are dropped."""
+    return [genre for genre, _spelling in spelled_genres(values, mapping)]
+
+
+def spelled_genres(
+    values: str | Iterable[str] | None, mapping: Mapping[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """split_genres' genres, each with its spelling in the file (the first, when the
+    file spells one genre twice): ("cool jazz", "Cool Jazz"). A renamed genre's
+    spelling is the MAPPING's value."""
     if values is None:
         return []
     if isinstance(values, str):
         values = [values]
     renamed = {normalise_genre(k): v for k, v in (mapping or {}).items()}
-    out: list[str] = []
+    out: dict[str, str] = {}
     for value in values:
         for part in _SEPARATORS.split(str(value)):
             genre = normalise_genre(part).strip("()")
             if not genre or genre.isdigit():
                 continue
-            genre = renamed.get(genre, genre)
-            if genre not in out:
-                out.append(genre)
-    return out
+            spelling = " ".join(part.split()).strip("()")
+            if genre in renamed:
+                genre = spelling = renamed[genre]
+            out.setdefault(genre, spelling)
+    return list(out.items())
+
+
+def display_names(spellings: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Genre -> the spelling most files give it (ties: the first seen), so that learned
+    genres read as the library writes them ("Cool Jazz", not "cool jazz")."""
+    counts: dict[str, Counter] = {}
+    for genre, spelling in spellings:
+        counts.setdefault(genre, Counter())[spelling] += 1
+    return {genre: c.most_common(1)[0][0] for genre, c in counts.items()}
 
 
 def group_key(album: str | None, artist: str | None, folder: str) -> str:

@@ -203,3 +203,15 @@ def test_known_genres_are_the_heads_alone_when_it_labels_every_track(sqlite_url)
 
     assert app.genres() == ["ambient", "noise"]
     assert app.unknown_genres(["classical", "noise"]) == ["classical"]
+
+
+def test_learned_genres_are_named_as_most_files_spell_them():
+    from genreq.learn import display_names, spelled_genres, split_genres
+
+    assert spelled_genres(["Cool  Jazz; cool jazz", "(Bebop)"]) == [
+        ("cool jazz", "Cool Jazz"), ("bebop", "Bebop")]
+    assert spelled_genres("hiphop", {"HipHop": "Hip-Hop"}) == [("Hip-Hop", "Hip-Hop")]
+    files = [["Cool Jazz"], ["cool jazz"], ["Cool Jazz", "Bebop"], ["bebop"]]
+    names = display_names(pair for f in files for pair in spelled_genres(f))
+    assert names == {"cool jazz": "Cool Jazz", "bebop": "Bebop"}  # a tie: the first seen
+    assert split_genres(files[2]) == ["cool jazz", "bebop"]
