@@ -50,6 +50,10 @@ class ModelDims:
     channels: tuple[int, ...] = ()
     hidden: int = 128
     dropout: float = 0.25
+    # crnn only: a distilled student's teacher-space embedding (0: none, the pooled GRU
+    # state is the embedding) and its tag outputs (0: none; else the MSD tags).
+    n_embed: int = 0
+    n_tags: int = 0
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelDims:
@@ -147,7 +151,12 @@ class PaperCRNN(GenreModel):
 
 class CRNN(GenreModel):
     """The shipped model: lean conv blocks that pool frequency harder than time, then a
-    bidirectional GRU whose outputs are averaged with learned attention weights."""
+    bidirectional GRU whose outputs are averaged with learned attention weights.
+
+    As a distilled student (dims.n_embed > 0) a linear projection maps the pooled state
+    into the teacher's (standardised) embedding space; that projection is the embedding
+    the genre head reads, and with dims.n_tags > 0 a linear tag layer on it gives the
+    teacher's MSD tags (bench/student.py)."""
 
     default_channels = (16, 32, 64, 128)
     # Frequency collapses 128 → 1 over the four blocks while time keeps 16 steps of
@@ -172,13 +181,33 @@ class CRNN(GenreModel):
         )
         self.attention = nn.Linear(dims.hidden, 1)
         self.dropout = nn.Dropout(dims.dropout)
-        self.head = nn.Linear(dims.hidden, dims.n_classes)
+        n_embed = dims.hidden
+        if dims.n_embed:
+            self.project = nn.Linear(dims.hidden, dims.n_embed)
+            n_embed = dims.n_embed
+        if dims.n_tags:
+            if dims.n_tags != len(MSD_TAG_NAMES):
+                raise ModelError(f"crnn: {dims.n_tags} tag outputs, but the MSD tags are "
+                                 f"{len(MSD_TAG_NAMES)}")
+            self.tags = nn.Linear(n_embed, dims.n_tags)
+            self.tag_names = MSD_TAG_NAMES
+        self.head = nn.Linear(n_embed, dims.n_classes)
 
-    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
         h = self.convs(self.normalise(x)).flatten(1, 2).transpose(1, 2)  # (B, T', C·F')
         seq, _ = self.gru(h)
         weights = torch.softmax(self.attention(seq), dim=1)  # (B, T', 1)
         return (weights * seq).sum(dim=1)
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.pooled(x)
+        return self.project(h) if self.dims.n_embed else h
+
+    def outputs(self, x: torch.Tensor) -> Outputs:
+        out = super().outputs(x)
+        if self.dims.n_tags:
+            out.tag_logits = self.tags(out.embedding)
+        return out
 
 
 class StftCNN(GenreModel):
