@@ -1,13 +1,36 @@
 # genreq with the CPU build of torch: one image for the worker, the migration and the CLI.
-FROM python:3.11-slim-bookworm
+#
+#   docker build -t genreq .                                  # from the public python image
+#   docker build --build-arg BASE_IMAGE=genreq-base:bookworm \
+#     --build-arg WHEELHOUSE=http://172.17.0.1:8765/ -t genreq .   # offline (compose-test)
+#
+# BASE_IMAGE: any Debian bookworm-based image; one without Python (a debootstrap base)
+# gets Debian's python3 (3.11) with apt. WHEELHOUSE: a URL or folder pip reads wheels
+# from (--find-links); when set, nothing comes from a package index. A URL rather than a
+# COPY of the wheels, so that the ~1 GB wheelhouse is no layer of the image.
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM ${BASE_IMAGE}
+ARG WHEELHOUSE=
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
-# ffmpeg decodes mp3/m4a/opus; libsndfile1 backs soundfile.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg libsndfile1 \
- && rm -rf /var/lib/apt/lists/*
+# Every format decodes in-process (PyAV's and soundfile's wheels bundle their libraries):
+# no ffmpeg or libsndfile package.
+RUN if ! command -v python3 >/dev/null; then \
+      apt-get update \
+      && apt-get install -y --no-install-recommends python3 python3-venv \
+      && rm -rf /var/lib/apt/lists/*; \
+    fi \
+ && python3 -m venv /opt/genreq
+ENV PATH=/opt/genreq/bin:$PATH \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# torch first, from the CPU index, so installing genreq never pulls a CUDA build.
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first, the CPU build, so installing genreq never pulls a CUDA build.
+RUN if [ -n "$WHEELHOUSE" ]; then \
+      pip install --no-index --find-links "$WHEELHOUSE" torch==2.13.0; \
+    else \
+      pip install torch==2.13.0 --index-url "$TORCH_INDEX"; \
+    fi
 
 WORKDIR /src
 COPY pyproject.toml README.md alembic.ini ./
@@ -17,7 +40,8 @@ COPY cli cli
 COPY worker worker
 COPY db db
 COPY migrations migrations
-RUN pip install --no-cache-dir '.[postgres]' && rm -rf /src/build
+RUN pip install ${WHEELHOUSE:+--no-index --find-links "$WHEELHOUSE"} '.[postgres]' \
+ && rm -rf /src/build
 
 # Nothing needs root (and Celery warns when run as root).
 RUN useradd --create-home --uid 1000 genreq

@@ -7,7 +7,7 @@ WORKERS ?=
 DEMO_LIBRARY := demo-library
 STAMP := $(VENV)/.genreq-setup
 
-.PHONY: setup run test test-fast lint clean-demo
+.PHONY: setup run test test-fast lint clean-demo compose-test
 
 setup: $(STAMP)
 
@@ -36,3 +36,9 @@ lint: setup
 
 clean-demo:
 	rm -rf $(DEMO_LIBRARY)
+
+# docker-compose.yml's stack built here from a debootstrap base and a local wheelhouse,
+# then up with two workers on a few generated files (root; slow and CPU-heavy: not in CI,
+# which checks `docker-compose config -q` only). See docs/development.md.
+compose-test: setup
+	PYTHON=$(VENV)/bin/python scripts/compose-test

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from click.testing import CliRunner
@@ -344,3 +344,26 @@ def test_a_tcp_broker_without_password_draws_one_warning(tmp_path, monkeypatch, 
     monkeypatch.setenv("GENREQ_BROKER_URL", redis_url)  # a unix socket: no warning
     result = genreq("enqueue", library)
     assert "WARNING" not in result.stderr, result.stderr
+
+
+def test_compose_reads_every_password_from_a_secret_file():
+    """docker-compose.yml: no password in a URL, an environment value or a command line;
+    Redis requires one; every service that needs one reads it from /run/secrets."""
+    import yaml
+    from helpers import REPO
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services = compose["services"]
+    for name in ("migrate", "worker", "cli"):
+        env = services[name]["environment"]
+        assert env["GENREQ_BROKER_PASSWORD_FILE"] == "/run/secrets/redis_password"
+        assert env["GENREQ_DATABASE_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+        for variable in ("GENREQ_BROKER_URL", "GENREQ_DATABASE_URL"):
+            assert urlsplit(env[variable]).password is None, env[variable]
+        assert set(services[name]["secrets"]) == {"redis_password", "postgres_password"}
+    assert "requirepass" in " ".join(services["redis"]["command"])
+    assert "/run/secrets/redis_password" in " ".join(services["redis"]["command"])
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == (
+        "/run/secrets/postgres_password")
+    assert "POSTGRES_PASSWORD" not in services["postgres"]["environment"]
+    assert set(compose["secrets"]) == {"redis_password", "postgres_password"}
