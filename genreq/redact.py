@@ -56,7 +56,10 @@ class RedactingFilter(logging.Filter):
     CLI and of the worker's logging."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit the message: the handler reports it
+            return True
         masked = text(message)
         if masked != message:
             record.msg, record.args = masked, None
