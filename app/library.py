@@ -274,29 +274,30 @@ def check_genres(session: Session, genres: tuple[str, ...], labeller: Labeller) 
     return sorted(set(genres) - known)
 
 
-def genre_counts(session: Session, labeller: Labeller) -> dict[str, int]:
-    """Done tracks per labelled genre, most first (ties by name)."""
+def genre_counts(session: Session, labeller: Labeller, batch_id: str | None = None
+                 ) -> dict[str, int]:
+    """Done tracks (of every batch, or of BATCH_ID) per labelled genre, most first (ties
+    by name)."""
     if labeller.is_identity:
-        return db_status.status(session).genres
-    if labeller.head is None:
-        labels = (labeller.label_probs(probs) for probs in db_tracks.done_probs(session))
-    else:
-        labels = _head_labels(session, labeller)
-    counts = Counter(label.genre for label in labels)
+        return db_status.status(session, batch_id).genres
+    counts = Counter(_genres(session, labeller, batch_id))
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] == UNKNOWN, kv[0])))
 
 
-def _head_labels(session: Session, labeller: Labeller):
-    """The label of every done track under a learned head, a page at a time."""
-    from sqlalchemy import select
+def _genres(session: Session, labeller: Labeller, batch_id: str | None = None):
+    """The labelled genre of every done track (of BATCH_ID), a page at a time; the
+    embeddings are read only under a learned head."""
+    from sqlalchemy import literal, select
 
     from genreq.db import paging
     from genreq.db.models import State, Track
 
-    query = select(Track.probs, Track.embedding, Track.embedding_model).where(
-        Track.state == State.done)
+    embedding = (Track.embedding, Track.embedding_model) if labeller.head is not None \
+        else (literal(None), literal(None))
+    query = select(Track.probs, *embedding).where(
+        Track.state == State.done, *([Track.batch_id == batch_id] if batch_id else []))
     for page in paging.pages(session, query, Track.id):
-        yield from labeller.label_rows(page)
+        yield from labeller.genres_of_rows(page)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -361,9 +362,19 @@ def status(labeller: Labeller | None = None, batch_id: str | None = None) -> db_
     labeller = with_learned_head(labeller)
     with session() as db:
         counts = db_status.status(db, batch_id)
-        if not labeller.is_identity and batch_id is None:
-            counts.genres = genre_counts(db, labeller)
+        if not labeller.is_identity:
+            counts.genres = genre_counts(db, labeller, batch_id)
     return counts
+
+
+def learned_batch_genres(batch_id: str) -> dict[str, int] | None:
+    """The done tracks of one enqueue batch per learned genre, while a learned head is
+    active (None without one): what `genreq run` prints under a head."""
+    labeller = with_learned_head(None)
+    if labeller.head is None:
+        return None
+    with session() as db:
+        return genre_counts(db, labeller, batch_id)
 
 
 def failures(batch_id: str | None = None) -> Iterator[Failure]:

@@ -228,6 +228,9 @@ def run(
         worker_processes.stop_process(process)
         if started_broker:
             broker.stop()
+    from genreq.app.library import learned_batch_genres
+
+    batch.genres = learned_batch_genres(summary.batch_id) or batch.genres  # after learn
     return RunResult(summary, batch, time.monotonic() - started)
 
 

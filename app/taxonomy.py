@@ -224,24 +224,50 @@ class Labeller:
         probs, embedding and embedding_model)."""
         return self.label(track.probs or {}, track.embedding, track.embedding_model)
 
-    def label_rows(self, rows: list[tuple]) -> list[Label]:
-        """The labels of (probs, embedding, embedding_model) rows, the head applied to
-        all of its rows in one product (status's genre counts read pages of these)."""
+    def _learned_rows(self, rows: list[tuple]) -> tuple[list[int], np.ndarray | None]:
+        """The indices of the (probs, embedding, embedding_model) rows the head reads,
+        and its probabilities of them, (rows, genres), in one product."""
         from genreq.similarity import STORED_DTYPE
 
         head = self.head
-        learned: dict[int, dict[str, float]] = {}
-        if head is not None:
-            size = head.dim * STORED_DTYPE.itemsize
-            mine = [i for i, (_p, blob, model) in enumerate(rows)
-                    if blob is not None and model == head.embedding_model and len(blob) == size]
-            if mine:
-                x = np.frombuffer(b"".join(rows[i][1] for i in mine), dtype=STORED_DTYPE)
-                probs = head.probs(x.reshape(len(mine), head.dim)).tolist()
-                learned = {i: dict(zip(head.genres, p, strict=True))
-                           for i, p in zip(mine, probs, strict=True)}
+        if head is None:
+            return [], None
+        size = head.dim * STORED_DTYPE.itemsize
+        mine = [i for i, (_p, blob, model) in enumerate(rows)
+                if blob is not None and model == head.embedding_model and len(blob) == size]
+        if not mine:
+            return [], None
+        x = np.frombuffer(b"".join(rows[i][1] for i in mine), dtype=STORED_DTYPE)
+        return mine, head.probs(x.reshape(len(mine), head.dim))
+
+    def label_rows(self, rows: list[tuple]) -> list[Label]:
+        """The labels of (probs, embedding, embedding_model) rows, the head applied to
+        all of its rows in one product."""
+        mine, probs = self._learned_rows(rows)
+        learned = {} if probs is None else {
+            i: dict(zip(self.head.genres, p, strict=True))
+            for i, p in zip(mine, probs.tolist(), strict=True)}
         return [self.label_probs(learned[i], LEARNED) if i in learned
                 else self.label_probs(row[0] or {}) for i, row in enumerate(rows)]
+
+    def genres_of_rows(self, rows: list[tuple]) -> list[str]:
+        """Only the labelled genre of each row (status's counts, which read a page of rows
+        at a time): under a head and no taxonomy, an argmax per row, not a label."""
+        if self.head is None or self.taxonomy.mapping:
+            return [label.genre for label in self.label_rows(rows)]
+        mine, probs = self._learned_rows(rows)
+        out = [""] * len(rows)
+        if probs is not None:
+            best = probs.argmax(axis=1)
+            sure = np.ones(len(mine), dtype=bool) if self.unknown_below is None \
+                else probs.max(axis=1) >= self.unknown_below
+            for i, b, ok in zip(mine, best.tolist(), sure.tolist(), strict=True):
+                out[i] = self.head.genres[b] if ok else UNKNOWN
+        taken = set(mine)
+        for i, row in enumerate(rows):
+            if i not in taken:
+                out[i] = self.label_probs(row[0] or {}).genre
+        return out
 
     def label_probs(self, probs: Mapping[str, float], source: str = MODEL) -> Label:
         mapped = self.taxonomy.map_probs(probs)

@@ -51,13 +51,13 @@ def seeded(sqlite_url):
     with session_scope(sqlite_url) as s:
         add_track(s, "/m/pad.flac", "done", "classical", 0.7, probs=probs("classical", 0.7),
                   embedding=vector(1, 0, 0, 0), embedding_model=MODEL,
-                  file_genres=["Ambient", "Drone"])
+                  file_genres=["Ambient", "Drone"], batch_id="later")
         # untagged: learned genres all the same
         add_track(s, "/m/hiss.flac", "done", "metal", 0.6, probs=probs("metal", 0.6),
                   embedding=vector(0, 0.8, 0, 0), embedding_model=MODEL)
         # another model's embedding
         add_track(s, "/m/old.flac", "done", "jazz", 0.9, probs=probs("jazz", 0.9),
-                  embedding=vector(1, 0, 0), embedding_model="other@v0")
+                  embedding=vector(1, 0, 0), embedding_model="other@v0", batch_id="later")
         # no embedding at all
         add_track(s, "/m/none.flac", "done", "rock", 0.8, probs=probs("rock", 0.8))
         add_track(s, "/m/later.flac", "queued")
@@ -215,3 +215,26 @@ def test_learned_genres_are_named_as_most_files_spell_them():
     names = display_names(pair for f in files for pair in spelled_genres(f))
     assert names == {"cool jazz": "Cool Jazz", "bebop": "Bebop"}  # a tie: the first seen
     assert split_genres(files[2]) == ["cool jazz", "bebop"]
+
+
+def test_a_batch_is_counted_by_learned_genres(seeded):
+    from genreq import app
+
+    assert library.learned_batch_genres("later") is None  # no head: run keeps its counts
+    head().save(learning.head_path())
+    assert library.learned_batch_genres("later") == {"ambient": 1, "jazz": 1}
+    assert app.status(batch_id="later").genres == {"ambient": 1, "jazz": 1}
+    taxonomy_only = Labeller(use_learned=False, unknown_below=0.8)
+    assert app.status(taxonomy_only, batch_id="later").genres == {"jazz": 1, "unknown": 1}
+
+
+def test_genres_of_rows_agrees_with_the_labels():
+    rows = [({"jazz": 1.0}, vector(1, 0, 0, 0), MODEL), ({"rock": 1.0}, None, None),
+            ({"pop": 0.6, "rock": 0.4}, vector(0, 1, 0, 0), "other@v0"),
+            ({}, vector(0, 0.1, 0, 0), MODEL)]
+    for labeller in (Labeller(head=head()), Labeller(head=head(), unknown_below=0.9),
+                     Labeller(unknown_below=0.5)):
+        assert labeller.genres_of_rows(rows) == [
+            label.genre for label in labeller.label_rows(rows)]
+    assert Labeller(head=head(), unknown_below=0.9).genres_of_rows(rows) == [
+        "ambient", "rock", "unknown", "unknown"]
