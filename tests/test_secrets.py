@@ -256,6 +256,7 @@ def test_pipeline_with_passwords_prints_none(secured, tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_celery_banner_masks_the_broker_url(secured, tmp_path):
     """`celery -A genreq.worker.app worker`, which prints its banner (genreq worker does
     not): the transport line shows the URL without the password."""
@@ -277,6 +278,7 @@ def test_celery_banner_masks_the_broker_url(secured, tmp_path):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_connection_errors_do_not_echo_passwords(secured, tmp_path, monkeypatch):
     library = make_library(tmp_path / "library", n=1)
     genreq("db", "upgrade")
@@ -313,6 +315,7 @@ def test_connection_errors_do_not_echo_passwords(secured, tmp_path, monkeypatch)
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_worker_that_cannot_reach_the_broker_logs_no_password(secured, tmp_path,
                                                                 monkeypatch):
     """Celery retries an unreachable broker, logging the URL each time."""
@@ -331,6 +334,7 @@ def test_a_worker_that_cannot_reach_the_broker_logs_no_password(secured, tmp_pat
 # --- a broker anyone can use ----------------------------------------------------------
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_a_tcp_broker_without_password_draws_one_warning(tmp_path, monkeypatch, redis_url):
     library = make_library(tmp_path / "library", n=1)
     with redis_server(tmp_path / "open-redis", password=None) as port:
