@@ -28,21 +28,35 @@ def reason_key(error: str | None, reason: str | None, path: str) -> str:
 
 
 def count_reasons(session, batch_id: str | None = None) -> list[ReasonCount]:
-    """Failed, then skipped, tracks by reason, most first (ties by reason)."""
+    """Failed, then skipped, tracks by reason, most first (ties by reason).
+
+    Counted in SQL by stored reason (a library of a million tracks has few distinct
+    ones); only tracks without a stored reason are read one by one."""
     from genreq.db import status as db_status
 
     counts: dict[tuple[str, str], ReasonCount] = {}
-    for state, path, error, reason in db_status.unclassified(session, batch_id):
-        state = getattr(state, "value", state)
+    firsts: dict[tuple[str, str], list[tuple[int, str, str | None]]] = {}
+
+    def add(state: str, reason: str | None, count: int,
+            examples: list[tuple[int, str, str | None]]) -> None:
+        path = examples[0][1]
         # A skip's reason carries no per-file details: kept whole ("under 3 s").
         key = (state, reason if state == "skipped" and reason
-               else reason_key(error, reason, path))
-        entry = counts.setdefault(key, ReasonCount(state, key[1]))
-        entry.count += 1
-        if len(entry.examples) < EXAMPLES:
-            entry.examples.append(path)
-            if entry.example_error is None:
-                entry.example_error = error or f"{path}: {reason}"
+               else reason_key(examples[0][2], reason, path))
+        counts.setdefault(key, ReasonCount(state, key[1])).count += count
+        kept = firsts.setdefault(key, [])
+        kept.extend((i, p, error or f"{p}: {reason}") for i, p, error in examples)
+        kept.sort()
+        del kept[EXAMPLES:]
+
+    for state, reason, count, examples in db_status.unclassified_by_reason(
+            session, batch_id, EXAMPLES):
+        add(getattr(state, "value", state), reason, count, examples)
+    for track_id, state, path, error in db_status.unclassified_without_reason(session, batch_id):
+        add(getattr(state, "value", state), None, 1, [(track_id, path, error)])
+    for key, entry in counts.items():
+        entry.examples = [path for _id, path, _error in firsts[key]]
+        entry.example_error = firsts[key][0][2]
     return sorted(counts.values(), key=lambda r: (r.state != "failed", -r.count, r.reason))
 
 

@@ -46,31 +46,44 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
     since) is queued again.
     """
     result = UpsertResult()
+    # The comparison reads only the columns it compares: re-enqueueing an unchanged
+    # library loads no row whole. The rows to reset are loaded as objects, in one query.
     existing = {
-        track.path: track
-        for track in session.scalars(select(Track).where(Track.path.in_([f.path for f in files])))
+        row.path: row
+        for row in session.execute(
+            select(Track.id, Track.path, Track.size_bytes, Track.mtime_ns, Track.state,
+                   Track.duration_s)
+            .where(Track.path.in_([f.path for f in files])))
     }
+
+    def to_reset(row, stat: WalkedFile) -> bool:
+        return ((row.size_bytes, row.mtime_ns) != (stat.size_bytes, stat.mtime_ns)
+                or (row.state == State.skipped and min_duration_s is not None
+                    and row.duration_s is not None and row.duration_s >= min_duration_s))
+
+    reset_ids = [row.id for stat in files
+                 if (row := existing.get(stat.path)) is not None and to_reset(row, stat)]
+    resets = ({t.id: t for t in session.scalars(select(Track).where(Track.id.in_(reset_ids)))}
+              if reset_ids else {})
     new_tracks = []
     for stat in files:
-        track = existing.get(stat.path)
-        if track is None:
+        row = existing.get(stat.path)
+        if row is None:
             track = Track(path=stat.path, size_bytes=stat.size_bytes, mtime_ns=stat.mtime_ns)
-            new_tracks.append(track)
-        elif (track.size_bytes, track.mtime_ns) != (stat.size_bytes, stat.mtime_ns):
+        elif row.id in resets:
+            track = resets[row.id]
             _reset(track, stat)
-            new_tracks.append(track)
-        elif (track.state == State.skipped and min_duration_s is not None
-              and track.duration_s is not None and track.duration_s >= min_duration_s):
-            _reset(track, stat)
-            new_tracks.append(track)
-        elif track.state in (State.queued, State.running):
-            track.batch_id = batch_id
-            result.pending_ids.append(track.id)
+        elif row.state in (State.queued, State.running):
+            result.pending_ids.append(row.id)
             continue
         else:
             result.known += 1
             continue
         track.batch_id = batch_id
+        new_tracks.append(track)
+    if result.pending_ids:
+        session.execute(update(Track).where(Track.id.in_(result.pending_ids))
+                        .values(batch_id=batch_id).execution_options(synchronize_session=False))
     session.add_all(new_tracks)
     session.flush()
     result.queued_ids = [track.id for track in new_tracks]
