@@ -150,8 +150,26 @@ def musicnn_log_mel(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """log10(10000·mel + 1) in float32, shape (n_mels, frames): what the musicnn taggers
     were trained on. Frames are centred with reflect padding (librosa's default when they
     were trained) rather than genreq's zero padding; upstream's float16 log, which
-    overflows on loud clips, is not reproduced."""
-    import librosa  # only the musicnn models need librosa's exact framing here
+    overflows on loud clips, is not reproduced. Computed with torch.stft and genreq's
+    own Slaney filterbank, as librosa.feature.melspectrogram computes it (to float32
+    rounding: tests/test_accurate.py), in less time and without importing librosa."""
+    # Padded by numpy, which reflects any length as librosa does (torch's reflect padding
+    # refuses a signal shorter than the padding).
+    samples = np.pad(np.asarray(audio, dtype=np.float32), spec.n_fft // 2, mode="reflect")
+    stft = torch.stft(
+        torch.from_numpy(samples), spec.n_fft, spec.hop_length, window=_window(spec.n_fft),
+        center=False, return_complex=True,
+    )
+    power = stft.real.square() + stft.imag.square()
+    basis = torch.from_numpy(_mel_basis(spec.sample_rate, spec.n_fft, spec.n_mels))
+    mel = basis @ power
+    return torch.log10(mel * MUSICNN_LOG_SCALE + 1.0).numpy()
+
+
+def musicnn_log_mel_librosa(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """musicnn_log_mel as genreq computed it before, with librosa: the reference the
+    tests and bench/accurate.py compare the torch version with."""
+    import librosa
 
     mel = librosa.feature.melspectrogram(
         y=np.asarray(audio, dtype=np.float32), sr=spec.sample_rate, n_fft=spec.n_fft,
