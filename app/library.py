@@ -116,7 +116,14 @@ def tag_list(tags: dict[str, float] | None, min_score: float = DEFAULT_MIN_TAG_S
              ) -> list[dict]:
     """Export's `tags`: the TAGS_LISTED best and any others scoring MIN_SCORE or more,
     best first (ties by name); [] for a model without tag outputs."""
-    ranked = sorted((tags or {}).items(), key=lambda kv: (-kv[1], kv[0]))
+    if not tags:
+        return []
+    # Only the tags that can be listed are sorted with their tie-break: those scoring
+    # at least the TAGS_LISTED-th best score, or MIN_SCORE (export's hot loop).
+    scores = sorted(tags.values(), reverse=True)
+    floor = min(scores[min(TAGS_LISTED, len(scores)) - 1], min_score)
+    ranked = sorted(((t, s) for t, s in tags.items() if s >= floor),
+                    key=lambda kv: (-kv[1], kv[0]))
     return [{"tag": t, "score": round(s, 4)} for i, (t, s) in enumerate(ranked)
             if i < TAGS_LISTED or s >= min_score]
 
@@ -133,7 +140,8 @@ def track_record(track: Track, labeller: Labeller | None = None) -> dict:
     head that reads its embedding) or the user's genre names (taxonomy), `unknown`
     below a threshold, top K; `file_genre` is what the file's own genre tag says."""
     if labeller is None:
-        genre, confidence, top = track.genre, track.confidence, track.top(TOP_K)
+        genre, confidence = track.genre, track.confidence
+        top = sorted((track.probs or {}).items(), key=lambda kv: kv[1], reverse=True)[:TOP_K]
         source = MODEL
     else:
         label = labeller.label_track(track)
@@ -165,7 +173,8 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller,
     label's.
     """
     in_sql = labeller.is_identity
-    tracks = db_tracks.done_tracks(session, **_sql_filters(flt, labeller), sort=flt.sort)
+    tracks = db_tracks.done_tracks(session, **_sql_filters(flt, labeller), sort=flt.sort,
+                                   with_embedding=labeller.head is not None)
     for n, track in enumerate(tracks, 1):
         if on_track:
             on_track(n)
@@ -280,8 +289,42 @@ def genre_counts(session: Session, labeller: Labeller, batch_id: str | None = No
     by name)."""
     if labeller.is_identity:
         return db_status.status(session, batch_id).genres
-    counts = Counter(_genres(session, labeller, batch_id))
+    if labeller.head is None:
+        counts = Counter(_genres(session, labeller, batch_id))
+    else:
+        counts = _learned_counts(session, labeller, batch_id)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] == UNKNOWN, kv[0])))
+
+
+def _learned_counts(session: Session, labeller: Labeller, batch_id: str | None) -> Counter:
+    """genre_counts under a learned head: the tracks it reads by their embeddings alone
+    (no probability vector decoded), the others by the model's genres, in SQL when
+    nothing else relabels them."""
+    from sqlalchemy import func, or_, select
+
+    from genreq.db import paging
+    from genreq.db.models import State, Track
+
+    head = labeller.head
+    scope = [Track.state == State.done, *([Track.batch_id == batch_id] if batch_id else [])]
+    counts: Counter = Counter()
+    query = select(Track.embedding, Track.genre, Track.confidence).where(
+        *scope, Track.embedding_model == head.embedding_model, Track.embedding.is_not(None))
+    for page in paging.pages(session, query, Track.id):
+        # An embedding of another length (never, for one model) keeps the stored genre.
+        rows = [({genre or UNKNOWN: confidence or 0.0}, blob, head.embedding_model)
+                for blob, genre, confidence in page]
+        counts.update(labeller.genres_of_rows(rows))
+    others = or_(Track.embedding_model.is_(None), Track.embedding_model != head.embedding_model,
+                 Track.embedding.is_(None))
+    if not labeller.taxonomy.mapping and labeller.unknown_below is None:
+        counts.update(dict(session.execute(
+            select(Track.genre, func.count()).where(*scope, others).group_by(Track.genre)).all()))
+        return counts
+    query = select(Track.probs).where(*scope, others)
+    counts.update(labeller.label_probs(probs or {}).genre
+                  for probs in paging.rows(session, query, Track.id))
+    return counts
 
 
 def _genres(session: Session, labeller: Labeller, batch_id: str | None = None):

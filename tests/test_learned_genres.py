@@ -137,6 +137,10 @@ def test_a_taxonomy_and_a_threshold_apply_to_learned_genres(seeded, tmp_path):
     assert {p: r["genre"] for p, r in rows.items()} == {
         "/m/pad.flac": "ambient", "/m/hiss.flac": "Harsh Noise", "/m/old.flac": "unknown",
         "/m/none.flac": "unknown"}
+    status = json.loads(invoke("status", "--json", "--taxonomy", str(taxonomy)).stdout)
+    assert status["genres"] == {"Harsh Noise": 1, "Jazz": 1, "ambient": 1, "rock": 1}
+    status = json.loads(invoke("status", "--json", "--unknown-below", "0.95").stdout)
+    assert status["genres"] == {"unknown": 2, "ambient": 1, "noise": 1}
 
 
 def test_the_python_api_and_use_learned_false(seeded):
