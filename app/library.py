@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from itertools import islice
 from typing import TYPE_CHECKING
 
-from genreq.app.taxonomy import MODEL, UNKNOWN, Labeller
+from genreq.app.taxonomy import LEARNED, MODEL, UNKNOWN, Labeller
 from genreq.config import SORTS, TOP_K
 from genreq.db import status as db_status
 from genreq.db import tracks as db_tracks
@@ -134,15 +135,20 @@ def has_tags(track: Track, wanted: tuple[str, ...], min_score: float | None) -> 
     return all(tags.get(t, 0.0) >= threshold for t in wanted)
 
 
-def track_record(track: Track, labeller: Labeller | None = None) -> dict:
+def track_record(track: Track, labeller: Labeller | None = None,
+                 learned: dict[str, float] | None = None) -> dict:
     """The exported view of a done track (the keys of Record, export's --format json):
     its stored genre and confidence, or with a labeller, the learned genres (under a
     head that reads its embedding) or the user's genre names (taxonomy), `unknown`
-    below a threshold, top K; `file_genre` is what the file's own genre tag says."""
+    below a threshold, top K; `file_genre` is what the file's own genre tag says.
+    LEARNED: the head's probabilities of this track, when the caller has them."""
     if labeller is None:
         genre, confidence = track.genre, track.confidence
         top = sorted((track.probs or {}).items(), key=lambda kv: kv[1], reverse=True)[:TOP_K]
         source = MODEL
+    elif learned is not None:
+        label = labeller.label_probs(learned, LEARNED)
+        genre, confidence, top, source = label.genre, label.confidence, label.top, label.source
     else:
         label = labeller.label_track(track)
         genre, confidence, top, source = label.genre, label.confidence, label.top, label.source
@@ -160,6 +166,10 @@ def track_record(track: Track, labeller: Labeller | None = None) -> dict:
     }
 
 
+# Tracks labelled together under a learned head: one matrix product for them all.
+HEAD_CHUNK = 256
+
+
 def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller,
                     on_track: Callable[[int], None] | None = None
                     ) -> Iterator[tuple[Track, dict]]:
@@ -175,18 +185,23 @@ def labelled_tracks(session: Session, flt: TrackFilter, labeller: Labeller,
     in_sql = labeller.is_identity
     tracks = db_tracks.done_tracks(session, **_sql_filters(flt, labeller), sort=flt.sort,
                                    with_embedding=labeller.head is not None)
-    for n, track in enumerate(tracks, 1):
-        if on_track:
-            on_track(n)
-        if flt.tags and not has_tags(track, flt.tags, flt.min_tag_score):
-            continue
-        record = track_record(track, labeller)
-        if not in_sql:
-            if flt.genres and record["genre"] not in flt.genres:
+    n = 0
+    while chunk := list(islice(tracks, HEAD_CHUNK if labeller.head is not None else 1)):
+        # Under a head, one product per chunk instead of one per track.
+        learned = labeller.learned_probs_of(chunk)
+        for track, probs in zip(chunk, learned, strict=True):
+            n += 1
+            if on_track:
+                on_track(n)
+            if flt.tags and not has_tags(track, flt.tags, flt.min_tag_score):
                 continue
-            if flt.min_confidence is not None and record["confidence"] < flt.min_confidence:
-                continue
-        yield track, record
+            record = track_record(track, labeller, probs)
+            if not in_sql:
+                if flt.genres and record["genre"] not in flt.genres:
+                    continue
+                if flt.min_confidence is not None and record["confidence"] < flt.min_confidence:
+                    continue
+            yield track, record
 
 
 # Records held in memory at once when a taxonomy's confidences must be sorted.

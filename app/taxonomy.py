@@ -240,6 +240,18 @@ class Labeller:
         x = np.frombuffer(b"".join(rows[i][1] for i in mine), dtype=STORED_DTYPE)
         return mine, head.probs(x.reshape(len(mine), head.dim))
 
+    def learned_probs_of(self, tracks: list) -> list[dict[str, float] | None]:
+        """learned_probs of each stored track (anything with embedding and
+        embedding_model), the head applied to them all in one product."""
+        if self.head is None:
+            return [None] * len(tracks)
+        mine, probs = self._learned_rows(
+            [(None, t.embedding, t.embedding_model) for t in tracks])
+        out: list[dict[str, float] | None] = [None] * len(tracks)
+        for i, p in zip(mine, [] if probs is None else probs.tolist(), strict=True):
+            out[i] = dict(zip(self.head.genres, p, strict=True))
+        return out
+
     def label_rows(self, rows: list[tuple]) -> list[Label]:
         """The labels of (probs, embedding, embedding_model) rows, the head applied to
         all of its rows in one product."""
