@@ -167,6 +167,9 @@ def test_three_hosts_one_worker_killed(tmp_path, monkeypatch):
                         cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                         stdin=subprocess.DEVNULL, start_new_session=True)
             monkeypatch.setenv("GENREQ_HOME", str(tmp_path / "host1"))
+            # Both ready before anything is queued, or the first up might take it all.
+            for host, worker in workers.items():
+                wait_ready(tmp_path / host, worker, logs)
             shown.append(genreq_on(ns["host1"], "host1", "enqueue", library))
             phases["enqueued"] = time.monotonic() - started
 
@@ -235,6 +238,19 @@ def test_three_hosts_one_worker_killed(tmp_path, monkeypatch):
     print(f"multi-host: {TRACKS} tracks, host 2 killed holding {len(stranded)}; all done "
           f"{recovery_s:.1f} s after the kill; by host {by_host}; {elapsed_s:.1f} s in all; "
           + ", ".join(f"{phase} at {t:.1f} s" for phase, t in phases.items()))
+
+
+def wait_ready(home: Path, worker: subprocess.Popen, logs: dict[str, Path]) -> None:
+    """Until the worker's status file (GENREQ_HOME/workers/<pid>.json) says ready."""
+    path = home / "workers" / f"{worker.pid}.json"
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads(path.read_text())["state"] == "ready":
+                return
+        assert worker.poll() is None, _logs(logs, f"the worker of {home.name} exited")
+        assert time.monotonic() < deadline, _logs(logs, f"{home.name}'s worker never ready")
+        time.sleep(0.1)
 
 
 def _logs(logs: dict[str, Path], what: str) -> str:
