@@ -77,8 +77,10 @@ def one_run(home: Path, run: int, db: Path) -> dict:
     make_library(lib, TRACKS)
     first = start_worker(home.parent / f"first-{run}.log")
     me = f"{os.uname().nodename}:{first.pid}"
-    status = home / "workers" / f"{first.pid}.json"  # genreq.app.workers
-    wait_for(lambda: status.exists() and '"ready"' in status.read_text(), step_s=0.1)
+    log = home.parent / f"first-{run}.log"
+    # Celery's own line once it consumes (genreq's status file says ready before that)
+    wait_for(lambda: f"genreq-{first.pid}@" in log.read_text() and " ready." in
+             log.read_text(), step_s=0.1)
     subprocess.run([*GENREQ, "enqueue", str(lib)], check=True, capture_output=True)
     lib_ids = f"SELECT id FROM tracks WHERE path LIKE '{lib}/%'"
 
