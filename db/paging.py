@@ -28,6 +28,11 @@ def _column(key: ColumnElement) -> tuple[ColumnElement, bool]:
     return key, False
 
 
+def _clause(expr: Any) -> Any:
+    """The SQL expression of a selected or order-by column (an ORM attribute's column)."""
+    return expr.__clause_element__() if hasattr(expr, "__clause_element__") else expr
+
+
 def _after(columns: list[tuple[ColumnElement, bool]], last: tuple) -> ColumnElement:
     """Rows after `last` in the order of `columns`: (a, b) > (x, y) spelt out as
     a > x OR (a = x AND b > y), since a row-value comparison cannot mix directions."""
@@ -50,7 +55,9 @@ def pages(
     boundary are skipped. The columns must not be NULL in any row the query selects.
 
     A query of one column or entity yields its values (`select(Track)`: Track
-    objects; `select(Track.id)`: ints), any other query yields its rows. ORM objects
+    objects; `select(Track.id)`: ints), any other query yields its rows: SQLAlchemy
+    Rows (named tuples) when the query selects columns only, the key columns among
+    them (`select(Track.id, Track.path)` by Track.id), else plain tuples. ORM objects
     are expunged once the caller has had their page, so the session does not keep
     every row it ever loaded.
     """
@@ -59,18 +66,32 @@ def pages(
     size = page_size or PAGE_SIZE
     columns = [_column(key) for key in order_by]
     width = len(query.column_descriptions)
-    # The key values are selected alongside, under labels of their own, so the pager
-    # reads them the same way whatever the query selects.
-    keyed = query.add_columns(
-        *(column.label(f"keyset_{i}") for i, (column, _) in enumerate(columns))
-    ).order_by(*order_by).limit(size)
+    selected = [_clause(d["expr"]) for d in query.column_descriptions]
     entities = [i for i, d in enumerate(query.column_descriptions) if d["expr"] is d["entity"]]
+    positions = [] if entities else [
+        next((i for i, e in enumerate(selected) if e.compare(_clause(column))), None)
+        for column, _ in columns]
+    in_place = width > 1 and not entities and None not in positions
+    if in_place:
+        # Columns only, the keys among them: the rows themselves are yielded (named
+        # tuples, read by attribute) and their key values read where they are.
+        keyed = query.order_by(*order_by).limit(size)
+    else:
+        # The key values are selected alongside, under labels of their own, so the
+        # pager reads them the same way whatever the query selects.
+        keyed = query.add_columns(
+            *(column.label(f"keyset_{i}") for i, (column, _) in enumerate(columns))
+        ).order_by(*order_by).limit(size)
     last: tuple | None = None
     while True:
         page_query = keyed if last is None else keyed.where(_after(columns, last))
         rows = session.execute(page_query).all()
         if not rows:
             return
+        if in_place:
+            last = tuple(rows[-1][i] for i in positions)
+            yield rows
+            continue
         last = tuple(rows[-1][width:])
         yield [row[0] for row in rows] if width == 1 else [tuple(row[:width]) for row in rows]
         for row in rows:

@@ -7,7 +7,7 @@ import fnmatch
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import LargeBinary, Row, func, null, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from genreq.config import SORTS
@@ -21,6 +21,16 @@ SORT_KEYS = {
     "confidence": (Track.confidence.desc(), Track.id),
     "path": (Track.path,),
 }
+
+
+# What done_tracks reads of a track: what export, tag and report use, and no
+# timestamps (parsing them cost a large share of a row's time, for nothing).
+DONE_COLUMNS = (
+    Track.id, Track.path, Track.size_bytes, Track.mtime_ns, Track.genre, Track.confidence,
+    Track.probs, Track.duration_s, Track.model_name, Track.model_version, Track.elapsed_s,
+    Track.tags, Track.embedding_model, Track.artist, Track.album, Track.title,
+    Track.file_genres,
+)
 
 
 def known_genres(session: Session) -> list[str]:
@@ -68,14 +78,22 @@ def done_tracks(
     since: datetime | None = None,
     model: str | None = None,
     sort: str = "id",
-) -> Iterator[Track]:
+    with_embedding: bool = True,
+) -> Iterator[Row]:
     """Done tracks, paged: optionally of some genres, above a confidence, with a path
     matching a glob (`*` also matches `/`), finished at or after `since`, classified by
     the model named `model`. `sort` is one of config.SORTS: enqueue order (id), most confident
-    first (confidence), or path."""
+    first (confidence), or path.
+
+    Each is a row of DONE_COLUMNS and `embedding`, read by attribute as a Track's
+    (`track.path`, `track.probs`); `embedding` is None unless `with_embedding` (only a
+    learned head reads it, and it is the widest column)."""
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
-    query = select(Track).where(*_done_where(genres, min_confidence, since, model, path_glob))
+    embedding = (Track.embedding if with_embedding
+                 else type_coerce(null(), LargeBinary).label("embedding"))
+    query = select(*DONE_COLUMNS, embedding).where(
+        *_done_where(genres, min_confidence, since, model, path_glob))
     for track in paging.rows(session, query, *SORT_KEYS[sort]):
         if path_glob is None or fnmatch.fnmatchcase(track.path, path_glob):
             yield track
