@@ -95,11 +95,16 @@ def _file_query(path: str, models: dict[str, int], labeller: Labeller) -> _Query
                   tags.artist, tags.album)
 
 
-def _cache_path(embedding_model: str):
+def _cache_base(embedding_model: str):
     from genreq import config
 
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in embedding_model)
-    return config.home() / "cache" / f"embeddings-{safe}.npz"
+    return config.home() / "cache" / f"embeddings-{safe}"
+
+
+# The cached arrays, one .npy each: read back memory-mapped, so a query of a million
+# tracks maps its matrix instead of reading it whole first.
+CACHED = ("ids", "matrix", "albums")
 
 
 def album_key(album: str | None, artist: str | None) -> str:
@@ -119,20 +124,23 @@ class _Library:
 
 def _library_matrix(session, embedding_model: str) -> _Library:
     """Track ids, the normalised float16 matrix of their embeddings and their album
-    keys. Reading 100,000
-    embeddings from the database costs several times the search itself, so the matrix
-    is kept under GENREQ_HOME and read again only when the embedded tracks changed
-    (db.embeddings.fingerprint)."""
+    keys. Reading a library's embeddings from the database costs many times the search
+    itself, so the arrays are kept under GENREQ_HOME (CACHED, and a stamp written last)
+    and read again only when the embedded tracks changed (db.embeddings.fingerprint)."""
     from genreq.db import embeddings as db_embeddings
     from genreq.similarity import matrix_from_bytes
 
-    path = _cache_path(embedding_model)
-    stamp = np.asarray(repr(db_embeddings.fingerprint(session, embedding_model)))
+    base = _cache_base(embedding_model)
+    stamp_path = base.with_name(base.name + ".stamp")
+    stamp = repr(db_embeddings.fingerprint(session, embedding_model))
     try:
-        with np.load(path, allow_pickle=False) as cached:
-            if str(cached["stamp"]) == str(stamp):
-                return _Library(cached["ids"], cached["matrix"], cached["albums"])
-    except (OSError, ValueError, KeyError):
+        if stamp_path.read_text(encoding="utf-8") == stamp:
+            # Copy-on-write maps: writable arrays (torch takes them as they are) that
+            # never write to the files.
+            arrays = {name: np.load(base.with_name(f"{base.name}.{name}.npy"),
+                                    mmap_mode="c", allow_pickle=False) for name in CACHED}
+            return _Library(**arrays)
+    except (OSError, ValueError):
         pass  # no cache yet, or a damaged one: read the database
     ids, blobs, albums = [], [], []
     for track_id, blob, album, artist in db_embeddings.embeddings(session, embedding_model):
@@ -141,11 +149,17 @@ def _library_matrix(session, embedding_model: str) -> _Library:
         albums.append(album_key(album, artist))
     library = _Library(np.asarray(ids, dtype=np.int64), matrix_from_bytes(blobs),
                        np.asarray(albums, dtype=str))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
-    with partial.open("wb") as f:  # written whole, then renamed: readers never see half
-        np.savez(f, ids=library.ids, matrix=library.matrix, albums=library.albums, stamp=stamp)
-    partial.replace(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    stamp_path.unlink(missing_ok=True)  # the arrays change first: no reader trusts them
+    for name in CACHED:
+        path = base.with_name(f"{base.name}.{name}.npy")
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as f:  # written whole, then renamed: readers never see half
+            np.save(f, getattr(library, name), allow_pickle=False)
+        partial.replace(path)
+    partial = stamp_path.with_suffix(".partial")
+    partial.write_text(stamp, encoding="utf-8")
+    partial.replace(stamp_path)
     return library
 
 

@@ -119,6 +119,11 @@ class Track(Base):
         Index("ix_tracks_genre_confidence", "genre", "confidence"),
         Index("ix_tracks_batch_id_state", "batch_id", "state"),
         Index("ix_tracks_finished_at", "finished_at"),
+        # status's counts by state and genre, read from the index alone.
+        Index("ix_tracks_state_genre", "state", "genre"),
+        # similar's check whether one model's embeddings changed, from the index alone.
+        Index("ix_tracks_embedding_model_state_finished_at", "embedding_model", "state",
+              "finished_at"),
         # The expiry scan: running tracks whose lease ran out.
         Index("ix_tracks_state_lease_expires_at", "state", "lease_expires_at"),
     )

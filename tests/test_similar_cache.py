@@ -27,7 +27,7 @@ def test_the_cache_follows_the_library(sqlite_url, genreq_home):
             add(s, f"/m/other{i}.flac", rng.standard_normal(16))
     first = [r["path"] for r in app.similar("/m/q.flac", limit=3).rows]
     assert "/m/q.flac" not in first and "/m/mate.flac" not in first
-    assert list((genreq_home / "cache").glob("embeddings-*.npz"))
+    assert list((genreq_home / "cache").glob("embeddings-*.matrix.npy"))
     assert app.similar("/m/q.flac", limit=1, same_album=True).rows[0]["path"] == "/m/mate.flac"
 
     with session_scope() as s:
