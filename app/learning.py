@@ -13,6 +13,7 @@ track already has is all it reads.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,47 @@ def active_head():
         raise GenreqError(f"{exc} (`genreq learn --reset` removes it)") from None
     _cache[path] = (key, head)
     return head
+
+
+COUNTS_FILE = "learned-genre-counts.json"
+
+
+def _counts_key(session, head) -> list:
+    """What the active head's genre counts depend on: the head file and its model's
+    stored embeddings (db.embeddings.fingerprint: count, largest id, latest finish)."""
+    from genreq.db import embeddings as db_embeddings
+
+    info = head_path().stat()
+    return [info.st_mtime_ns, info.st_size, head.embedding_model,
+            *db_embeddings.fingerprint(session, head.embedding_model)]
+
+
+def cached_counts(session, head) -> Counter | None:
+    """The active head's genre counts over every done track it reads, as last kept,
+    while they still hold; None otherwise."""
+    import json
+
+    try:
+        kept = json.loads((config.home() / "cache" / COUNTS_FILE).read_text("utf-8"))
+        if kept["key"] == json.loads(json.dumps(_counts_key(session, head))):
+            return Counter(kept["counts"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # none kept yet, or a damaged file: count again
+    return None
+
+
+def keep_counts(session, head, counts: Counter) -> None:
+    import json
+
+    path = config.home() / "cache" / COUNTS_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": _counts_key(session, head), "counts": counts}),
+                       "utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: counted again next time
 
 
 @dataclass(frozen=True)

@@ -317,19 +317,35 @@ def _learned_counts(session: Session, labeller: Labeller, batch_id: str | None) 
     nothing else relabels them."""
     from sqlalchemy import func, or_, select
 
+    from genreq.app import learning
     from genreq.db import paging
     from genreq.db.models import State, Track
 
     head = labeller.head
     scope = [Track.state == State.done, *([Track.batch_id == batch_id] if batch_id else [])]
+    # The head's own genre counts (before a taxonomy renames them) are kept on disk while
+    # neither the head nor its model's embeddings change: reading every embedding is
+    # what status would otherwise cost on a large library (bench/learned_apply.py).
+    cacheable = batch_id is None and labeller.unknown_below is None \
+        and head is learning.active_head()
+    raw = learning.cached_counts(session, head) if cacheable else None
+    if raw is None:
+        raw = Counter()
+        plain = replace(labeller, taxonomy=Labeller().taxonomy, unknown_below=None) \
+            if cacheable else labeller
+        query = select(Track.embedding, Track.genre, Track.confidence).where(
+            *scope, Track.embedding_model == head.embedding_model,
+            Track.embedding.is_not(None))
+        for page in paging.pages(session, query, Track.id):
+            # An embedding of another length (never, for one model) keeps the stored genre.
+            rows = [({genre or UNKNOWN: confidence or 0.0}, blob, head.embedding_model)
+                    for blob, genre, confidence in page]
+            raw.update(plain.genres_of_rows(rows))
+        if cacheable:
+            learning.keep_counts(session, head, raw)
     counts: Counter = Counter()
-    query = select(Track.embedding, Track.genre, Track.confidence).where(
-        *scope, Track.embedding_model == head.embedding_model, Track.embedding.is_not(None))
-    for page in paging.pages(session, query, Track.id):
-        # An embedding of another length (never, for one model) keeps the stored genre.
-        rows = [({genre or UNKNOWN: confidence or 0.0}, blob, head.embedding_model)
-                for blob, genre, confidence in page]
-        counts.update(labeller.genres_of_rows(rows))
+    for genre, n in raw.items():
+        counts[labeller.taxonomy.user_genre(genre) if cacheable else genre] += n
     others = or_(Track.embedding_model.is_(None), Track.embedding_model != head.embedding_model,
                  Track.embedding.is_(None))
     if not labeller.taxonomy.mapping and labeller.unknown_below is None:

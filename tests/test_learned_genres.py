@@ -242,3 +242,26 @@ def test_genres_of_rows_agrees_with_the_labels():
             label.genre for label in labeller.label_rows(rows)]
     assert Labeller(head=head(), unknown_below=0.9).genres_of_rows(rows) == [
         "ambient", "rock", "unknown", "unknown"]
+
+
+def test_status_keeps_the_heads_counts_until_the_head_or_the_embeddings_change(
+        seeded, genreq_home):
+    from genreq import app
+
+    head().save(learning.head_path())
+    assert app.status().genres == {"ambient": 1, "jazz": 1, "noise": 1, "rock": 1}
+    kept = genreq_home / "cache" / learning.COUNTS_FILE
+    assert json.loads(kept.read_text())["counts"] == {"ambient": 1, "noise": 1}
+    with session_scope() as s:  # a track classified since
+        add_track(s, "/m/new.flac", "done", "rock", 0.6, probs=probs("rock", 0.6),
+                  embedding=vector(0, 3, 0, 0), embedding_model=MODEL)
+    assert app.status().genres == {"noise": 2, "ambient": 1, "jazz": 1, "rock": 1}
+    swapped = head()
+    swapped.genres = ["hum", "static"]
+    swapped.save(learning.head_path())
+    assert app.status().genres == {"static": 2, "hum": 1, "jazz": 1, "rock": 1}
+    kept.write_text("not json")  # a damaged cache is counted again
+    assert app.status().genres == {"static": 2, "hum": 1, "jazz": 1, "rock": 1}
+    taxonomy = genreq_home / "genres.toml"
+    taxonomy.write_text('[genres]\nstatic = "Noise"\nhum = "Noise"\n')
+    assert app.status(app.labeller(str(taxonomy))).genres == {"Noise": 3, "jazz": 1, "rock": 1}
