@@ -247,6 +247,158 @@ def broker(path: Path, r: dict, results: Path) -> str:
             f"redis-py over the unix socket.\n\n{table}")
 
 
+def is_big_library(r: dict) -> bool:
+    return r.get("benchmark") == "big_library" and "runs" in r
+
+
+def _spread(x: dict, spec: str, unit: str = "") -> str:
+    return (f"{format(x['median'], spec)}{unit} ({format(x['min'], spec)}–"
+            f"{format(x['max'], spec)}, n={x['n']})")
+
+
+def _big_cells(run: dict) -> dict[str, str]:
+    """One run of bench/big_library.py as the cells of its column, by metric."""
+    cells = {}
+    if "status" in run:
+        s = run["status"]
+        cells["status_s"] = (f"{_spread(s['wall_s'], '.2f', ' s')}; start-up "
+                             f"{s['startup_s']['median']:.2f} s")
+        if "in_process_s" in s:
+            cells["status_s"] += (f"; in-process {s['in_process_s']['median']:.2f} s, "
+                                  f"importing genreq.app {s['import_app_s']['median']:.2f} s")
+    if "export" in run:
+        e = run["export"]
+        rss = ", ".join(f"{mb:.0f} MB at {int(n):,}" for n, mb in e["rss_mb_at_rows"].items())
+        cells["export_rows_per_s"] = (f"{_spread(e['rows_per_s'], ',.0f', '/s')}; peak RSS "
+                                      f"{e['peak_rss_mb']['max']:.0f} MB; RSS {rss} rows")
+    elif "export_head" in run:
+        e = run["export_head"]
+        cells["export_rows_per_s"] = (f"{e['rows_per_s']:,}/s (first {e['rows']:,} rows, "
+                                      f"n=1); RSS {e['rss_mb_at_stop']:.0f} MB")
+    if "enqueue" in run:
+        q = run["enqueue"]
+        cells["enqueue_unchanged_s"] = (f"{_spread(q['wall_s'], '.1f', ' s')}; "
+                                        + "; ".join(q["summary_lines"]))
+    if "similar" in run:
+        m = run["similar"]
+        cells["similar_s"] = (f"{_spread(m['warm_s'], '.3f', ' s')} in-process; top N alone "
+                              f"{m['top_n_s']['median']:.3f} s; command "
+                              f"{m['cli_wall_s']['median']:.1f} s (torch start-up "
+                              f"{m['cli_startup_s']['median']:.1f} s)")
+    return cells
+
+
+def big_library(path: Path, r: dict, results: Path) -> str:
+    """bench/big_library.py: genreq's commands on a million-track database, per run."""
+    runs = r["runs"]
+    first = next(iter(runs.values()))
+    lib = first["library"]
+    names = {"status_s": "`genreq status`", "export_rows_per_s": "`export --format ndjson`",
+             "enqueue_unchanged_s": f"re-`enqueue` of {lib['tree_files']:,} unchanged files",
+             "similar_s": "`similar` query"}
+    units = {"status_s": "≤ {:g} s", "export_rows_per_s": "≥ {:,} rows/s",
+             "enqueue_unchanged_s": "≤ {:g} s", "similar_s": "≤ {:g} s"}
+    cells = {label: _big_cells(run) for label, run in runs.items()}
+    rows = [[names[k], units[k].format(first["targets"][k]),
+             *[cells[label].get(k, "") for label in runs]] for k in names]
+    table = _table(["command", "target", *[f"{label} (load {run['machine']['load_at_start']:g}"
+                                          f"–{run['machine']['load_at_end']:g})"
+                                          for label, run in runs.items()]], rows)
+    return (f"{_name(path, results)}: {lib['tracks']:,} tracks ({lib.get('database_mib', '?')} "
+            f"MiB of SQLite, built in {lib['build_s']:.0f} s), {first['machine']['cores']} cores "
+            f"shared with other work (load average 1-min at start–end of each run); medians "
+            f"(range, n).\n\n{table}")
+
+
+def is_accurate(r: dict) -> bool:
+    return r.get("benchmark") == "accurate"
+
+
+def _range(x: dict, scale: float = 1.0, spec: str = ".0f") -> str:
+    return (f"{format(scale * x['median'], spec)} ({format(scale * x['min'], spec)}–"
+            f"{format(scale * x['max'], spec)})")
+
+
+def accurate(path: Path, r: dict, results: Path) -> str:
+    """bench/accurate.py: the accurate model's candidates against the reference path."""
+    rows = []
+    for name, c in r["candidates"].items():
+        st = c["stage_s_per_clip"]
+        rows.append([
+            f"`{name}`", c["description"], _range(c["s_per_clip"], 1000),
+            _range(c["cpu_s_per_clip"], 1000),
+            _range(c["cpu_speedup_vs_reference"], spec=".2f") + "×",
+            f"{1 / c['cpu_s_per_clip']['median']:.1f}",
+            *[f"{1000 * st[k]:.0f}" for k in ("decode", "features", "model")],
+            f"{c['max_abs_dev_genre']:.4f}", f"{c['max_abs_dev_tag']:.4f}",
+            f"{100 * c['top_genre_agreement']:.1f} (n={c['n']})",
+        ])
+    table = _table(["candidate", "what", "wall ms/clip (range)", "CPU ms/clip (range)",
+                    "CPU speed-up vs reference", "clips/s per core (CPU)", "decode ms",
+                    "features ms", "model ms", "max Δ genre prob", "max Δ tag prob",
+                    "top genre agrees (%)"], rows)
+    first = next(iter(r["candidates"].values()))
+    load = r["machine"]["load_average"]
+    text = (f"{_name(path, results)}: model `{r['model']}`, one torch thread, "
+            f"{r['machine']['cpus']} cores ({r['machine']['cpu_capability']}); speed on "
+            f"{first['clips']} clips x {first['rounds']} rounds, candidates alternating, medians "
+            f"over rounds (range); load average {load['before'][0]:.1f} before, "
+            f"{load['after_speed'][0]:.1f} after the speed rounds (shared machine: CPU time "
+            f"and ratios are the figures to compare). Deviation: the largest difference from "
+            f"the reference in any clip's genre or tag probability.\n\n{table}")
+    if r.get("skipped"):
+        text += "\n\nNot measured here: " + "; ".join(
+            f"`{k}` ({v})" for k, v in r["skipped"].items()) + "."
+    memory = r.get("worker_memory")
+    if memory:
+        text += (f"\n\n`genreq run --workers 1 --model {r['model']}` over {memory['tracks']} "
+                 f"clips: worker main process peak {memory['main_peak_mb']:.0f} MB, pool "
+                 f"process peak {memory['pool_peak_mb']:.0f} MB resident (target ≤ "
+                 f"{r['targets']['worker_rss_mb']:.0f} MB).")
+    return text
+
+
+def is_real_formats(r: dict) -> bool:
+    return r.get("benchmark") == "real_formats"
+
+
+def real_formats(path: Path, r: dict, results: Path) -> str:
+    """bench/formats.py --real: 3-6-minute tracks per format, by stage and end to end."""
+    stages = ("probe", "decode", "resample", "features", "model")
+    rows, runs = [], []
+    for ext, f in r["formats"].items():
+        rows.append([ext, str(f["n_tracks"]), ", ".join(f"{m:g}" for m in f["minutes"]),
+                     f"{f['mean_file_mb']:.1f}", _ms(f["ms"]["total"]),
+                     f"{f['cpu_ms_per_track']:.0f}",
+                     *[f"{f['ms'][s]['median']:.1f}" for s in stages], f["bound_by"]])
+        for x in f["end_to_end"]:
+            runs.append([ext, str(x["workers"]), str(x["tracks"]), f"{x['wall_s']:.1f}",
+                         f"{x['startup_s']:.1f}", f"{x['tracks_per_s']:.2f}",
+                         f"{x['tracks_per_s_steady']:.2f}",
+                         f"{x['s_per_track_per_core_steady']:.3f}",
+                         f"{x['s_per_track_per_core_wall']:.3f}",
+                         f"{x['pool_cpu_ms_per_track']:.0f}"
+                         if x.get("pool_cpu_ms_per_track") is not None else ""])
+    table = _table(["format", "tracks", "minutes", "MB per file", "ms/track (range)",
+                    "CPU ms/track", *[f"{s} ms" for s in stages], "largest stage"], rows)
+    load = r["machine"]["load_average"]
+    text = (f"{_name(path, results)}: {r['track']['rate_hz'] / 1000:g} kHz stereo tracks "
+            f"(cover art in {', '.join(r['track']['cover'])}), model `{r['model']}`, one torch "
+            f"thread, {r['machine']['cpus']} cores; per format the median over its tracks of "
+            f"each track's median of {next(iter(r['formats'].values()))['repeats']} runs, "
+            f"formats alternating; load average {load['before'][0]:.1f} before, "
+            f"{load['end'][0]:.1f} at the end.\n\n{table}")
+    if runs:
+        text += ("\n\n`genreq run` on each format's tracks (fresh home each; steady: first "
+                 f"claim to last result; target ≤ {r['target_s_per_track_per_core']:g} s per "
+                 "track per core):\n\n" + _table(
+                     ["format", "workers", "tracks", "wall s", "start-up s",
+                      "tracks/s (start-up included)", "tracks/s steady",
+                      "s/track per core, steady", "s/track per core, wall",
+                      "pool CPU ms/track"], runs))
+    return text
+
+
 def render(results: Path = RESULTS) -> str:
     """Every table, in a fixed order; a result file of a shape not known here is named."""
     loaded = [(p, json.loads(p.read_text())) for p in sorted(results.rglob("*.json"))]
@@ -278,7 +430,16 @@ def render(results: Path = RESULTS) -> str:
         sections.append(formats(path, r, results))
     for path, r in section("The embedded broker's server (bench/broker.py)", is_broker):
         sections.append(broker(path, r, results))
-    known = (is_protocol, is_crossval, is_probe, is_transfer, is_pipeline, is_formats, is_broker)
+    for path, r in section("A big library (bench/big_library.py)", is_big_library):
+        sections.append(big_library(path, r, results))
+    for path, r in section("The accurate model, fast (bench/accurate.py)", is_accurate):
+        sections.append(accurate(path, r, results))
+    for path, r in section("Real formats and lengths, 3-6 minutes (bench/formats.py --real)",
+                           is_real_formats):
+        sections.append(real_formats(path, r, results))
+    known = (is_protocol, is_crossval, is_probe, is_transfer, is_pipeline, is_formats, is_broker,
+             is_big_library,
+             is_accurate, is_real_formats)
     others = [p for p, r in loaded if not any(k(r) for k in known)]
     if others:
         sections.append("Other result files (no table yet): "

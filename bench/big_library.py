@@ -1,0 +1,605 @@
+"""A big library: genreq's commands on a database of a million classified tracks.
+
+    .venv/bin/python bench/big_library.py                      # build (or reuse) and measure
+    .venv/bin/python bench/big_library.py --save               # also bench/results/big_library.json
+    .venv/bin/python bench/big_library.py --tracks 2000 --tree 200 --dir DIR   # a quick look
+    .venv/bin/python bench/big_library.py --database-url postgresql://...     # status, export
+
+Builds, once, in DIR (default: the temporary directory's genreq-big-library; `--rebuild`
+builds again): GENREQ_HOME with its SQLite database migrated by genreq's own Alembic
+migrations, and TRACKS synthetic rows bulk-inserted into it (SQLAlchemy Core executemany,
+one transaction per BUILD_BATCH rows) as genreq's workers would have left them: done
+tracks with the vgg-msd model's ten genre probabilities, its fifty MSD tag scores and its
+256-dimension float16 embedding, file tags (artist, album of ALBUM_TRACKS tracks, title),
+and a few failed, skipped and queued tracks with their reasons. The first TREE rows are
+real files: a tree of tiny .mp3 files (artist/album/track) whose rows hold their real
+size and mtime, as if they had been classified, so that enqueueing the tree again must
+queue nothing.
+
+Then, each the real CLI in a subprocess with GENREQ_HOME (or GENREQ_DATABASE_URL) set,
+against Python's start-up with genreq's CLI imported (`genreq --version`), interleaved:
+
+- `genreq status`: wall time, REPEATS runs;
+- `genreq export --format ndjson > /dev/null`: rows/s and peak RSS, and, streamed through
+  a pipe, the resident memory when the 100,000th and the last row arrive (constant
+  memory: the two match);
+- `genreq enqueue TREE` on the unchanged tree, the embedded broker running (started by a
+  first enqueue, stopped with `genreq stop` at the end): wall time, and what it queued;
+- `similar`: genreq.app.similar.find_similar in this process on REPEATS library tracks
+  (the warm query, after a first one that builds the cache), the brute-force top N alone
+  (genreq.similarity.top_n), and the `genreq similar` command's wall time.
+
+The machine's load average is recorded around each measurement: on a shared machine the
+ratios against the start-up baseline say more than the seconds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "big_library.json"
+GENREQ = [sys.executable, "-m", "genreq.cli"]
+
+TRACKS = 1_000_000
+TREE = 100_000
+REPEATS = 5
+BUILD_BATCH = 20_000  # rows per executemany and per transaction
+ALBUM_TRACKS = 12
+ALBUMS_PER_ARTIST = 5
+RSS_AT_ROWS = 100_000  # export's memory is sampled here and at the last row
+TARGETS = {"status_s": 1.0, "export_rows_per_s": 50_000, "enqueue_unchanged_s": 30.0,
+           "similar_s": 0.2}
+# What the rows claim to come from: the shipped vgg-msd (genres, MSD tags, embedding).
+MODEL_NAME = "vgg-msd"
+EMBED_DIM = 256
+# Shares of the tracks not done, in the library: failed, skipped, queued.
+FAILED_SHARE, SKIPPED_SHARE, QUEUED_SHARE = 0.01, 0.009, 0.001
+FAILURE_REASONS = ("not decodable audio (Invalid data found when processing input)",
+                   "not decodable audio (file is empty)", "cannot read file (Permission denied)")
+SKIP_REASON = "shorter than 3 s"
+MANIFEST = "manifest.json"
+
+
+# --- building the library ---------------------------------------------------------------
+
+
+def _model() -> tuple[list[str], tuple[str, ...], str]:
+    """(genres, tag names, model version) of the shipped vgg-msd, as its rows store them."""
+    from genreq.checkpoint import file_digest
+    from genreq.predict import resolve_model
+    from genreq.pretrained.musicnn import MSD_TAG_NAMES
+
+    path = resolve_model(MODEL_NAME)
+    import torch
+
+    genres = list(torch.load(path, weights_only=True, map_location="cpu")["genres"])
+    return genres, MSD_TAG_NAMES, file_digest(path)
+
+
+def tree_paths(tree: Path, n_files: int) -> Iterator[Path]:
+    """The tree's files in the order the walk yields them: artist/album/NN title.mp3."""
+    width = len(str(max(n_files // (ALBUM_TRACKS * ALBUMS_PER_ARTIST), 1)))
+    for i in range(n_files):
+        album = i // ALBUM_TRACKS
+        artist = album // ALBUMS_PER_ARTIST
+        yield (tree / f"artist {artist:0{width}d}" / f"album {album:0{width + 1}d}"
+               / f"{i % ALBUM_TRACKS + 1:02d} title {i}.mp3")
+
+
+def make_tree(tree: Path, n_files: int) -> None:
+    """Tiny files (a few bytes each: only their size and mtime matter to enqueue)."""
+    for path in tree_paths(tree, n_files):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x" * (1 + len(path.name) % 7))
+
+
+# Distinct genre and tag vectors the rows draw from: their JSON is made once, so the
+# build costs seconds per 100,000 rows; reading them back costs what any row's does.
+POOL = 10_000
+
+
+def _pool(genres: list[str], tag_names: tuple[str, ...], rng: np.random.Generator
+          ) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """(top genre index, its probability, probs JSON, tags JSON) of POOL results, as the
+    worker stores them (float32 values as Python floats, every genre and tag)."""
+    genre_ix = np.minimum(rng.zipf(1.6, POOL) - 1, len(genres) - 1)
+    logits = rng.standard_normal((POOL, len(genres))).astype(np.float32)
+    logits[np.arange(POOL), genre_ix] += rng.uniform(0.5, 4.0, POOL).astype(np.float32)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    tags = rng.beta(0.5, 6.0, (POOL, len(tag_names))).astype(np.float32)
+    top = probs.argmax(axis=1)
+    return (top, probs[np.arange(POOL), top],
+            [json.dumps(dict(zip(genres, p.tolist(), strict=True))) for p in probs],
+            [json.dumps(dict(zip(tag_names, t.tolist(), strict=True))) for t in tags])
+
+
+def _times(now: np.datetime64, ages_s: np.ndarray) -> list[str]:
+    """Timestamps as SQLAlchemy's SQLite DateTime stores them (UTC, no offset)."""
+    stamps = now - (ages_s * 1e6).astype("timedelta64[us]")
+    return np.char.replace(np.datetime_as_string(stamps, unit="us"), "T", " ").tolist()
+
+
+def _rows(n_tracks: int, tree: Path, n_tree: int, seed: int, dialect: str = "sqlite"
+          ) -> Iterator[list[dict]]:
+    """The library's rows, BUILD_BATCH at a time, as the Track table's columns (JSON
+    columns as their JSON text, timestamps as the dialect takes them)."""
+    genres, tag_names, version = _model()
+    embedding_model = f"{MODEL_NAME}@{version}"
+    rng = np.random.default_rng(seed)
+    rand = random.Random(seed)
+    top, confidence, probs_json, tags_json = _pool(genres, tag_names, rng)
+    # Clustered embeddings (genres, then tracks), as bench/similar.py makes them.
+    centres = rng.standard_normal((len(genres), EMBED_DIM)).astype(np.float32)
+    now = np.datetime64(datetime.now(timezone.utc).replace(tzinfo=None), "us")
+    batches = [f"{rand.getrandbits(128):032x}" for _ in range(n_tracks // 10_000 + 1)]
+    tree_files = tree_paths(tree, n_tree)
+    artist_width = len(str(n_tracks // (ALBUM_TRACKS * ALBUMS_PER_ARTIST)))
+    file_genres = [json.dumps([g.title()]) for g in genres]
+    for start in range(0, n_tracks, BUILD_BATCH):
+        size = min(BUILD_BATCH, n_tracks - start)
+        pick = rng.integers(0, POOL, size)
+        vectors = (centres[top[pick]] + 0.8 * rng.standard_normal((size, EMBED_DIM))
+                   ).astype("<f2")  # genreq.similarity.STORED_DTYPE
+        states = rng.random(size)
+        durations = rng.uniform(150.0, 380.0, size).tolist()
+        ages_s = rng.uniform(60.0, 30 * 86400.0, size)
+        finished = _times(now, ages_s)
+        started = _times(now, ages_s + 0.3)
+        queued = _times(now, ages_s + 86400.0)
+        if dialect != "sqlite":
+            finished, started, queued = ([datetime.fromisoformat(t).replace(
+                tzinfo=timezone.utc) for t in times] for times in (finished, started, queued))
+        rows = []
+        for j in range(size):
+            i = start + j
+            album = i // ALBUM_TRACKS
+            artist = album // ALBUMS_PER_ARTIST
+            if i < n_tree:
+                path = next(tree_files)
+                stat = path.stat()
+                path, size_bytes, mtime_ns = str(path), stat.st_size, stat.st_mtime_ns
+                state = "done"
+            else:
+                path = (f"/music/artist {artist:0{artist_width}d}/album {album}/"
+                        f"{i % ALBUM_TRACKS + 1:02d} title {i}.mp3")
+                size_bytes = 4_000_000 + (i * 7919) % 8_000_000
+                mtime_ns = 1_700_000_000_000_000_000 + i * 1_000_003
+                s = states[j]
+                state = ("failed" if s < FAILED_SHARE else
+                         "skipped" if s < FAILED_SHARE + SKIPPED_SHARE else
+                         "queued" if s < FAILED_SHARE + SKIPPED_SHARE + QUEUED_SHARE else
+                         "done")
+            row = {
+                "path": path, "size_bytes": size_bytes, "mtime_ns": mtime_ns, "state": state,
+                "batch_id": batches[i // 10_000], "attempts": 1 if state != "queued" else 0,
+                "error": None, "reason": None, "genre": None, "confidence": None,
+                "probs": None, "duration_s": None, "model_name": None,
+                "model_version": None, "elapsed_s": None, "tags": None, "embedding": None,
+                "embedding_model": None, "artist": None, "album": None, "title": None,
+                "file_genres": None, "queued_at": queued[j], "started_at": None,
+                "finished_at": None,
+            }
+            if state == "done":
+                k = pick[j]
+                row.update(
+                    genre=genres[top[k]], confidence=float(confidence[k]),
+                    probs=probs_json[k], duration_s=durations[j], model_name=MODEL_NAME,
+                    model_version=version, elapsed_s=0.3, tags=tags_json[k],
+                    embedding=vectors[j].tobytes(), embedding_model=embedding_model,
+                    artist=f"Artist {artist}", album=f"Album {album}", title=f"Title {i}",
+                    file_genres=file_genres[top[k]] if i % 2 else "[]",
+                    started_at=started[j], finished_at=finished[j])
+            elif state in ("failed", "skipped"):
+                reason = (FAILURE_REASONS[i % len(FAILURE_REASONS)] if state == "failed"
+                          else SKIP_REASON)
+                row.update(reason=reason, error=f"{path}: {reason}" if state == "failed"
+                           else None, elapsed_s=0.01, finished_at=finished[j],
+                           started_at=started[j],
+                           duration_s=1.5 if state == "skipped" else None)
+            rows.append(row)
+        yield rows
+
+
+def build(url: str, n_tracks: int, tree: Path, n_tree: int, seed: int = 0,
+          log: Callable[[str], None] = lambda _m: None) -> dict:
+    """Migrate the database at URL to head (genreq's migrations) and fill it with
+    N_TRACKS rows, the first N_TREE of them the files of TREE (made here)."""
+    from sqlalchemy import column, insert, table
+
+    from genreq.db import migrate
+    from genreq.db.models import Track
+    from genreq.db.session import get_engine
+
+    started = time.perf_counter()
+    make_tree(tree, n_tree)
+    tree_s = time.perf_counter() - started
+    migrate.upgrade(url)
+    # genreq's table, its columns untyped: the rows carry their JSON and timestamps
+    # already as stored, so executemany binds them as they are.
+    untyped = table("tracks", *(column(c.name) for c in Track.__table__.c if c.name != "id"))
+    statement = insert(untyped)
+    done = 0
+    engine = get_engine(url)
+    with engine.connect() as connection:
+        for rows in _rows(n_tracks, tree, n_tree, seed, engine.dialect.name):
+            with connection.begin():
+                connection.execute(statement, rows)
+            done += len(rows)
+            log(f"built {done}/{n_tracks} rows")
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("ANALYZE")
+        else:
+            connection.exec_driver_sql("COMMIT")  # leave the implicit transaction
+            connection.exec_driver_sql("VACUUM ANALYZE tracks")
+    return {"tracks": n_tracks, "tree_files": n_tree, "tree_s": round(tree_s, 1),
+            "build_s": round(time.perf_counter() - started, 1)}
+
+
+def prepare_library(directory: Path, n_tracks: int, n_tree: int, url: str | None,
+                    rebuild: bool, log: Callable[[str], None]) -> tuple[dict, dict]:
+    """(the environment for genreq, what was built): builds into DIRECTORY unless its
+    manifest says it already holds this library."""
+    home, tree = directory / "home", directory / "tree"
+    db_url = url or f"sqlite:///{home / 'genreq.db'}"
+    env = {**os.environ, "GENREQ_HOME": str(home)}
+    env.pop("GENREQ_DATABASE_URL", None)
+    if url:
+        env["GENREQ_DATABASE_URL"] = url
+    wanted = {"tracks": n_tracks, "tree_files": n_tree, "database": _redacted(db_url)}
+    manifest = directory / MANIFEST
+    if not rebuild and manifest.exists():
+        built = json.loads(manifest.read_text())
+        if {k: built.get(k) for k in wanted} == wanted:
+            log(f"reusing the library in {directory}")
+            return env, built
+    if directory.exists():
+        shutil.rmtree(directory)
+    home.mkdir(parents=True)
+    if url:
+        _drop_tables(url)
+    built = {**wanted, **build(db_url, n_tracks, tree, n_tree, log=log)}
+    if db_url.startswith("sqlite"):
+        built["database_mib"] = round((home / "genreq.db").stat().st_size / 2**20)
+    manifest.write_text(json.dumps(built, indent=2) + "\n")
+    log(f"built {n_tracks} rows in {built['build_s']} s")
+    return env, built
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _drop_tables(url: str) -> None:
+    from sqlalchemy import text
+
+    from genreq.db.session import get_engine
+
+    with get_engine(url).begin() as connection:
+        connection.execute(text("DROP TABLE IF EXISTS tracks"))
+        connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def _summary(values: list[float], digits: int = 3) -> dict:
+    return {"n": len(values), "median": round(statistics.median(values), digits),
+            "min": round(min(values), digits), "max": round(max(values), digits)}
+
+
+def _maxrss_of(args: list[str], env: dict, stdout) -> tuple[float, float, str]:
+    """(wall s, peak RSS MB of this child alone, stderr): wait4 gives one child's usage,
+    where RUSAGE_CHILDREN is the largest child so far."""
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    stderr = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if process.returncode:
+        raise RuntimeError(f"{' '.join(args)} exited {process.returncode}: {stderr.decode()}")
+    return wall, usage.ru_maxrss / 1024, stderr.decode()
+
+
+def startup_s(env: dict) -> float:
+    return _maxrss_of([*GENREQ, "--version"], env, subprocess.DEVNULL)[0]
+
+
+def measure_status(env: dict, repeats: int) -> dict:
+    """`genreq status` (text and --json) against `genreq --version`, interleaved."""
+    subprocess.run([*GENREQ, "status"], env=env, check=True, capture_output=True)  # warm
+    walls, json_walls, base = [], [], []
+    load = [_load()]
+    for _ in range(repeats):
+        base.append(startup_s(env))
+        walls.append(_maxrss_of([*GENREQ, "status"], env, subprocess.DEVNULL)[0])
+        json_walls.append(_maxrss_of([*GENREQ, "status", "--json"], env, subprocess.DEVNULL)[0])
+    load.append(_load())
+    out = subprocess.run([*GENREQ, "status", "--json"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return {"wall_s": _summary(walls), "json_wall_s": _summary(json_walls),
+            "startup_s": _summary(base),
+            "import_app_s": _summary([_maxrss_of(
+                [sys.executable, "-c", "import genreq.app"], env, subprocess.DEVNULL)[0]
+                for _ in range(repeats)]),
+            "in_process_s": _in_process(env, repeats, _status_call),
+            "counts": {k: v for k, v in json.loads(out).items()
+                       if k in ("total", "done", "failed", "skipped", "queued")},
+            "load": load}
+
+
+def _status_call() -> None:
+    from genreq import app
+
+    app.status()
+    list(app.reasons())
+
+
+def _in_process(env: dict, repeats: int, call: Callable[[], None]) -> dict:
+    """CALL's wall time in this process with ENV's GENREQ_HOME and database (what the
+    command does once imported), after one call that warms it."""
+    saved = {k: os.environ.get(k) for k in ("GENREQ_HOME", "GENREQ_DATABASE_URL")}
+    for k in saved:
+        if k in env:
+            os.environ[k] = env[k]
+        else:
+            os.environ.pop(k, None)
+    try:
+        call()
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return _summary(times)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_export_head(env: dict, rows_wanted: int) -> dict:
+    """The first ROWS_WANTED rows of `genreq export --format ndjson` through a pipe, the
+    command then stopped: rows/s from its start, for an export too slow to run whole."""
+    args = [*GENREQ, "export", "--format", "ndjson"]
+    load = [_load()]
+    started = time.perf_counter()
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    rows = 0
+    while rows < rows_wanted and (chunk := process.stdout.read1(1 << 16)):
+        rows += chunk.count(b"\n")
+    wall = time.perf_counter() - started
+    rss = _rss_mb(process.pid)
+    process.kill()
+    process.wait()
+    load.append(_load())
+    return {"rows": rows, "stopped_after_rows": rows_wanted, "wall_s": round(wall, 2),
+            "rows_per_s": round(rows / wall), "rss_mb_at_stop": round(rss, 1), "load": load}
+
+
+def measure_export(env: dict, repeats: int, done: int) -> dict:
+    """`genreq export --format ndjson` to /dev/null: rows/s and peak RSS; then once
+    through a pipe, RSS at the RSS_AT_ROWS-th row and at the last."""
+    args = [*GENREQ, "export", "--format", "ndjson"]
+    walls, peaks = [], []
+    load = [_load()]
+    for _ in range(repeats):
+        with open(os.devnull, "w") as null:
+            wall, peak, _ = _maxrss_of(args, env, null)
+        walls.append(wall)
+        peaks.append(peak)
+    load.append(_load())
+    process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+    rows, rss_at, first_row = 0, {}, None
+    mark = RSS_AT_ROWS
+    while chunk := process.stdout.read1(1 << 16):
+        rows += chunk.count(b"\n")
+        if first_row is None:
+            first_row = chunk.split(b"\n", 1)[0]
+        if rows >= mark and "first" not in rss_at:
+            rss_at["first"] = (rows, _rss_mb(process.pid))
+        rss_at["last"] = (rows, _rss_mb(process.pid))
+    process.wait()
+    rates = [done / w for w in walls]
+    return {"rows": rows, "rows_per_s": _summary(rates, 0), "wall_s": _summary(walls),
+            "peak_rss_mb": _summary(peaks, 1),
+            "rss_mb_at_rows": {str(n): round(mb, 1) for n, mb in rss_at.values()},
+            "example_row": json.loads(first_row) if first_row else None, "load": load}
+
+
+def measure_enqueue(env: dict, tree: Path, repeats: int, scratch: Path) -> dict:
+    """`genreq enqueue TREE` again: nothing may be queued. The broker is started first by
+    enqueueing an empty folder, so the runs time the walk and the comparison."""
+    empty = scratch / "empty"
+    empty.mkdir(exist_ok=True)
+    subprocess.run([*GENREQ, "enqueue", str(empty)], env=env, check=True, capture_output=True)
+    walls, summaries = [], []
+    load = [_load()]
+    try:
+        for _ in range(repeats):
+            wall, _peak, stderr = _maxrss_of([*GENREQ, "enqueue", str(tree)], env,
+                                             subprocess.DEVNULL)
+            walls.append(wall)
+            summaries.append(stderr.strip().splitlines()[-1])
+    finally:
+        subprocess.run([*GENREQ, "stop"], env=env, capture_output=True)
+    load.append(_load())
+    return {"wall_s": _summary(walls, 2), "summary_lines": sorted(set(summaries)),
+            "load": load}
+
+
+def measure_similar(env: dict, repeats: int, cli_repeats: int) -> dict:
+    """find_similar in this process (cold: builds the cache; then warm), top_n alone, and
+    the `genreq similar` command."""
+    saved = {k: os.environ.get(k) for k in ("GENREQ_HOME", "GENREQ_DATABASE_URL")}
+    os.environ.update({k: v for k, v in env.items() if k in saved})
+    if "GENREQ_DATABASE_URL" not in env:
+        os.environ.pop("GENREQ_DATABASE_URL", None)
+    try:
+        return _measure_similar(env, repeats, cli_repeats)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _measure_similar(env: dict, repeats: int, cli_repeats: int) -> dict:
+    import torch
+    from sqlalchemy import func, select
+
+    from genreq import config
+    from genreq.app.library import session
+    from genreq.app.similar import _library_matrix, find_similar
+    from genreq.db.models import State, Track
+    from genreq.similarity import top_n
+
+    torch.set_num_threads(1)  # as the CLI's one process on a shared machine
+    shutil.rmtree(config.home() / "cache", ignore_errors=True)
+    with session() as db:
+        n_done = db.scalar(select(func.count()).where(Track.state == State.done))
+        rand = random.Random(1)
+        picks = [rand.randrange(n_done) for _ in range(repeats + 1)]
+        paths = [db.scalar(select(Track.path).where(Track.state == State.done)
+                           .order_by(Track.id).offset(k).limit(1)) for k in picks]
+    load = [_load()]
+    with session() as db:
+        started = time.perf_counter()
+        first = find_similar(db, paths[0])
+        cold = time.perf_counter() - started
+    warm, matrix_s, rank_s = [], [], []
+    for path in paths[1:]:
+        with session() as db:
+            started = time.perf_counter()
+            find_similar(db, path)
+            warm.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            library = _library_matrix(db, first.embedding_model)
+            matrix_s.append(time.perf_counter() - started)
+        query = library.matrix[len(library.ids) // 2].astype(np.float32)
+        started = time.perf_counter()
+        top_n(library.matrix, query, 10, exclude=range(10))
+        rank_s.append(time.perf_counter() - started)
+    load.append(_load())
+    cli, base = [], []
+    for path in paths[1:cli_repeats + 1]:
+        base.append(_maxrss_of([sys.executable, "-c", "import torch, genreq.cli.main"], env,
+                               subprocess.DEVNULL)[0])
+        cli.append(_maxrss_of([*GENREQ, "similar", path], env, subprocess.DEVNULL)[0])
+    return {"searched": first.searched, "dim": int(library.matrix.shape[1]),
+            "matrix_mib": round(library.matrix.nbytes / 2**20, 1),
+            "cold_s": round(cold, 2), "warm_s": _summary(warm),
+            "library_matrix_s": _summary(matrix_s), "top_n_s": _summary(rank_s),
+            "cli_wall_s": _summary(cli, 2), "cli_startup_s": _summary(base, 2),
+            "load": load}
+
+
+def machine() -> dict:
+    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+            "python": platform.python_version(), "load_at_start": _load()}
+
+
+def run(directory: Path, n_tracks: int, n_tree: int, repeats: int, url: str | None = None,
+        rebuild: bool = False, only: tuple[str, ...] = ("status", "export", "enqueue",
+                                                         "similar"),
+        export_rows: int | None = None,
+        log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
+    """Build or reuse the library, then measure ONLY's commands; the result dict."""
+    directory.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": "big_library", "machine": machine(), "targets": TARGETS}
+    env, built = prepare_library(directory, n_tracks, n_tree, url, rebuild, log)
+    result["library"] = built
+    if "status" in only:
+        result["status"] = measure_status(env, repeats)
+        log(f"status: {json.dumps(result['status'])}")
+    if "export" in only and export_rows:
+        result["export_head"] = measure_export_head(env, export_rows)
+        log(f"export: {json.dumps(result['export_head'])}")
+    elif "export" in only:
+        result["export"] = measure_export(env, max(1, repeats // 2),
+                                          result.get("status", {}).get("counts", {}).get(
+                                              "done") or _done(env))
+        log(f"export: {json.dumps(result['export'])}")
+    if "enqueue" in only and not url:
+        result["enqueue"] = measure_enqueue(env, directory / "tree", max(1, repeats // 2),
+                                            directory)
+        log(f"enqueue: {json.dumps(result['enqueue'])}")
+    if "similar" in only and not url:
+        result["similar"] = measure_similar(env, 2 * repeats, max(1, repeats // 2))
+        log(f"similar: {json.dumps(result['similar'])}")
+    result["machine"]["load_at_end"] = _load()
+    return result
+
+
+def _done(env: dict) -> int:
+    out = subprocess.run([*GENREQ, "status", "--json"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    return json.loads(out)["done"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tracks", type=int, default=TRACKS)
+    parser.add_argument("--tree", type=int, default=TREE, help="files of the enqueued tree")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--dir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "genreq-big-library")
+    parser.add_argument("--database-url", default=None,
+                        help="measure on this database instead (status and export only)")
+    parser.add_argument("--rebuild", action="store_true", help="build even if DIR has it")
+    parser.add_argument("--only", default="status,export,enqueue,similar")
+    parser.add_argument("--export-rows", type=int, default=None,
+                        help="time only the first N rows of export (a slow one)")
+    parser.add_argument("--label", default=None, help="key of this run in the results file")
+    parser.add_argument("--save", action="store_true", help=f"merge into {RESULTS.name}")
+    args = parser.parse_args()
+    result = run(args.dir, args.tracks, args.tree, args.repeats, args.database_url,
+                 args.rebuild, tuple(args.only.split(",")), args.export_rows)
+    print(json.dumps(result, indent=2))
+    if args.save:
+        saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {
+            "benchmark": "big_library", "runs": {}}
+        label = args.label or ("postgresql" if args.database_url else "sqlite")
+        # A run of some commands only adds to (or replaces) their figures in the label's.
+        saved["runs"].setdefault(label, {}).update(result)
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
