@@ -4,6 +4,7 @@
     .venv/bin/python bench/formats.py --save          # also writes bench/results/formats.json
     .venv/bin/python bench/formats.py --library DIR   # build (or reuse) the library in DIR
     .venv/bin/python bench/formats.py --e2e           # also `genreq run`, 1 and 2 workers
+    .venv/bin/python bench/formats.py --real --save   # 3-6-minute tracks: real_formats.json
 
 Builds a library of 4-minute, 44.1 kHz stereo tracks (TRACKS_PER_FORMAT per format):
 eight 30-s GTZAN clips from ../shared/data/gtzan concatenated, resampled to 44.1 kHz,
@@ -28,6 +29,14 @@ Old, new and pyav alternate on each track, so that a busy moment of the machine 
 both. Per format: the median and range over the tracks of the total and of each stage,
 the ratio old/new, and the largest difference in any genre probability between the two
 paths, as each runs and with both decoding the same windows.
+
+With --real, the library is what real collections hold: REAL_TRACKS_PER_FORMAT tracks per
+format of 3, 4, 5 and 6 minutes (REAL_CLIPS_PER_TRACK clips each), as mp3 with a cover,
+m4a/aac, flac and ogg. Per format, with genreq's decoder only: ms per track per core by
+stage (classify_file's hook, one torch thread, the median of REPEATS runs per track) and
+`genreq run` on that format's tracks with 1 and 2 workers (real processes, fresh
+GENREQ_HOME each): wall time with start-up, and the steady rate between the first claim
+and the last result (bench/pipeline.py's time_genreq_run). Written to real_formats.json.
 """
 from __future__ import annotations
 
@@ -54,6 +63,7 @@ import soxr
 REPO = Path(__file__).resolve().parents[1]
 GTZAN = REPO.parent / "shared" / "data" / "gtzan"
 RESULTS = REPO / "bench" / "results" / "formats.json"
+REAL_RESULTS = REPO / "bench" / "results" / "real_formats.json"
 
 TRACKS_PER_FORMAT = 5
 CLIPS_PER_TRACK = 8  # 8 x 30 s = 4 minutes
@@ -71,6 +81,10 @@ ENCODINGS = {
     "opus": (["-c:a", "libopus", "-b:a", "128k"], False),
 }
 FFMPEG_TIMEOUT_S = 300
+REAL_FORMATS = ("mp3", "m4a", "flac", "ogg")
+REAL_CLIPS_PER_TRACK = (6, 8, 10, 12)  # 30-s clips: 3, 4, 5 and 6-minute tracks, in turn
+REAL_TRACKS_PER_FORMAT = 8
+TARGET_S_PER_TRACK_PER_CORE = 0.125
 
 
 def _ffmpeg(*args: str) -> None:
@@ -78,8 +92,9 @@ def _ffmpeg(*args: str) -> None:
                    timeout=FFMPEG_TIMEOUT_S)
 
 
-def _clips(n_tracks: int) -> list[list[Path]]:
-    """CLIPS_PER_TRACK clips of mixed genres for each track, the same on every run."""
+def _clips(n_tracks: int, per_track: tuple[int, ...] = (CLIPS_PER_TRACK,)) -> list[list[Path]]:
+    """Clips of mixed genres for each track (per_track[t % len(per_track)] of them), the
+    same on every run."""
     with open(GTZAN / "labels.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if float(r["duration_s"]) >= CLIP_MIN_S]
     by_genre: dict[str, list[Path]] = {}
@@ -90,22 +105,25 @@ def _clips(n_tracks: int) -> list[list[Path]]:
     for t in range(n_tracks):
         # Mostly one genre per track (as an album track is), two clips of the next one.
         main, other = genres[t % len(genres)], genres[(t + 1) % len(genres)]
-        picks = [by_genre[main][(t + i) % len(by_genre[main])] for i in range(6)]
-        picks += [by_genre[other][(t + i) % len(by_genre[other])] for i in range(2)]
-        tracks.append(picks[:CLIPS_PER_TRACK])
+        n = per_track[t % len(per_track)]
+        picks = [by_genre[main][(t + i) % len(by_genre[main])] for i in range(n - n // 4)]
+        picks += [by_genre[other][(t + i) % len(by_genre[other])] for i in range(n // 4)]
+        tracks.append(picks)
     return tracks
 
 
-def build_library(root: Path, n_tracks: int = TRACKS_PER_FORMAT) -> dict[str, list[Path]]:
+def build_library(root: Path, n_tracks: int = TRACKS_PER_FORMAT,
+                  per_track: tuple[int, ...] = (CLIPS_PER_TRACK,),
+                  formats: tuple[str, ...] = tuple(ENCODINGS)) -> dict[str, list[Path]]:
     """Encode the library under root (files already there are reused)."""
     root.mkdir(parents=True, exist_ok=True)
     cover = root / "cover.jpg"
     if not cover.exists():
         _ffmpeg("-f", "lavfi", "-i", f"testsrc2=s={COVER_SIZE}x{COVER_SIZE}", "-frames:v", "1",
                 "-q:v", "2", str(cover))
-    library: dict[str, list[Path]] = {ext: [] for ext in ENCODINGS}
-    for t, clips in enumerate(_clips(n_tracks)):
-        source = root / f"source-{t}.wav"
+    library: dict[str, list[Path]] = {ext: [] for ext in formats}
+    for t, clips in enumerate(_clips(n_tracks, per_track)):
+        source = root / f"source-{t}-{len(clips)}.wav"
         if not source.exists():
             inputs = [a for c in clips for a in ("-i", str(c))]
             graph = (
@@ -115,8 +133,9 @@ def build_library(root: Path, n_tracks: int = TRACKS_PER_FORMAT) -> dict[str, li
             )
             _ffmpeg(*inputs, "-filter_complex", graph, "-map", "[out]", "-c:a", "pcm_s16le",
                     str(source))
-        for ext, (options, with_cover) in ENCODINGS.items():
-            target = root / ext / f"track-{t}.{ext}"
+        for ext in formats:
+            options, with_cover = ENCODINGS[ext]
+            target = root / ext / f"track-{t}-{len(clips)}.{ext}"
             target.parent.mkdir(exist_ok=True)
             if not target.exists():
                 art = (["-i", str(cover), "-map", "0:a", "-map", "1:v", "-c:v", "copy",
@@ -138,18 +157,10 @@ def legacy_duration_s(path: str | Path) -> float | None:
 
 
 def _legacy_soundfile(path: Path, windows_s):
-    def mono(d: np.ndarray) -> np.ndarray:
-        return d.mean(axis=1) if d.ndim == 2 else d
+    # The libsndfile reader has not changed since: genreq.audio's own, not a copy.
+    from genreq import audio
 
-    with sf.SoundFile(str(path)) as f:
-        rate = f.samplerate
-        if windows_s is None:
-            return [mono(f.read(dtype="float32", always_2d=False))], rate
-        parts = []
-        for start_s, length_s in windows_s:
-            f.seek(int(start_s * rate))
-            parts.append(mono(f.read(int(length_s * rate), dtype="float32", always_2d=False)))
-        return parts, rate
+    return audio._read_soundfile(path, windows_s)
 
 
 def _legacy_ffmpeg(path: Path, rate: int, window_s=None) -> np.ndarray:
@@ -318,6 +329,120 @@ def report_lines(formats: dict) -> list[str]:
     return lines
 
 
+# --- --real: 3-6-minute tracks, genreq's decoder, per format ------------------------------
+
+
+def _track_s(path: Path) -> float:
+    info = sf.info(str(path.parent.parent / f"source-{path.stem.split('-', 1)[1]}.wav"))
+    return info.frames / info.samplerate
+
+
+def real_stages(library: dict[str, list[Path]], repeats: int,
+                progress: Callable[[str], None]) -> dict:
+    """Per format: ms per track by stage (one torch thread, this process), formats
+    alternating track by track so that a busy moment falls on all of them."""
+    import torch
+
+    from genreq.predict import Classifier
+
+    torch.set_num_threads(1)
+    classifier = Classifier.load()
+    for paths in library.values():
+        classifier.classify_file(paths[0])  # warm-up: each decoder's first-call costs
+    per_track: dict[str, list[dict]] = {ext: [] for ext in library}
+    cpu_s: dict[str, float] = dict.fromkeys(library, 0.0)
+    for i in range(max(len(p) for p in library.values())):
+        for ext, paths in library.items():
+            if i >= len(paths):
+                continue
+            runs = []
+            for _ in range(repeats):
+                started = time.process_time()
+                runs.append(_timed(classifier, paths[i])[0])
+                cpu_s[ext] += time.process_time() - started
+            per_track[ext].append({k: statistics.median(r[k] for r in runs) for k in runs[0]})
+        progress(f"  stages: track {i + 1}, load average {os.getloadavg()[0]:.1f}")
+    return {ext: {
+        "n_tracks": len(library[ext]), "repeats": repeats,
+        "minutes": sorted({round(_track_s(p) / 60, 1) for p in library[ext]}),
+        "mean_file_mb": statistics.mean(p.stat().st_size for p in library[ext]) / 2**20,
+        "ms": summarize(rows),
+        "cpu_ms_per_track": 1000 * cpu_s[ext] / (len(rows) * repeats),
+    } for ext, rows in per_track.items()}
+
+
+def real_end_to_end(library: dict[str, list[Path]], root: Path,
+                    progress: Callable[[str], None]) -> dict:
+    """Per format, `genreq run` on its tracks with 1 and 2 workers (bench/pipeline.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pipeline
+
+    out: dict[str, list[dict]] = {}
+    for ext, paths in library.items():
+        tracks = root / "e2e" / ext
+        tracks.mkdir(parents=True)
+        for path in paths:
+            os.link(path, tracks / path.name)
+        out[ext] = []
+        for workers in (1, 2):
+            home = root / "e2e" / f"home-{ext}-{workers}"
+            run = pipeline.time_genreq_run(pipeline.Library(tracks, clips=list(paths)),
+                                           workers, home, os.cpu_count() or 1)
+            if run["failed"] or run["tracks"] != len(paths):
+                raise RuntimeError(f"genreq run did not classify every {ext} track: {run}")
+            steady_per_core = run["clips_per_s_per_core_steady"]
+            out[ext].append({
+                "workers": workers, "tracks": run["tracks"], "wall_s": run["wall_s"],
+                "startup_s": run["startup_s"], "tracks_per_s": run["clips_per_s"],
+                "tracks_per_s_steady": run["clips_per_s_steady"],
+                "s_per_track_per_core_steady": 1 / steady_per_core,
+                "s_per_track_per_core_wall": min(workers, os.cpu_count() or 1)
+                / run["clips_per_s"],
+                "classify_ms_per_track": run["classify_ms_per_track"],
+                # CPU of the pool processes per track over the steady span: what a track
+                # costs a core whatever else shares the machine.
+                "pool_cpu_ms_per_track": run["cpu_ms_per_track"].get("pool"),
+                "cpu_ms_per_track_by_role": run["cpu_ms_per_track"],
+                "worker_rss_mb": run["worker_rss_mb"],
+                "load_average_after": os.getloadavg()[0],
+            })
+            progress(f"  {ext}, {workers} worker(s): {run['clips_per_s']:.2f} tracks/s with "
+                     f"start-up, {run['clips_per_s_steady']:.2f} steady")
+    return out
+
+
+def real_report(library: dict[str, list[Path]], repeats: int, e2e: bool, root: Path,
+                progress: Callable[[str], None]) -> dict:
+    load_before = os.getloadavg()
+    stages = real_stages(library, repeats, progress)
+    runs = real_end_to_end(library, root, progress) if e2e else {}
+    from genreq import predict
+
+    formats = {}
+    for ext, st in stages.items():
+        median = {k: v["median"] for k, v in st["ms"].items()}
+        in_stages = {k: median[k] for k in ("probe", "decode", "resample", "features", "model")}
+        best = min((r["s_per_track_per_core_steady"] for r in runs.get(ext, [])),
+                   default=None)
+        formats[ext] = {**st, "bound_by": max(in_stages, key=in_stages.get),
+                        "end_to_end": runs.get(ext, []),
+                        "meets_target": None if best is None
+                        else best <= TARGET_S_PER_TRACK_PER_CORE}
+    return {
+        "benchmark": "real_formats",
+        "when": datetime.now(timezone.utc).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "torch_threads": 1,
+                    "load_average": {"before": load_before, "end": os.getloadavg()}},
+        "model": predict.DEFAULT_MODEL.stem,
+        "track": {"rate_hz": TRACK_RATE, "channels": 2,
+                  "minutes": [n * 30 / 60 for n in REAL_CLIPS_PER_TRACK],
+                  "cover": [ext for ext in REAL_FORMATS if ENCODINGS[ext][1]]},
+        "target_s_per_track_per_core": TARGET_S_PER_TRACK_PER_CORE,
+        "formats": formats,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--library", type=Path, help="where to build (or reuse) the library")
@@ -326,12 +451,33 @@ def main() -> None:
     parser.add_argument("--save", action="store_true", help=f"also write {RESULTS.name}")
     parser.add_argument("--e2e", action="store_true",
                         help="also time `genreq run` on the whole library with 1 and 2 workers")
+    parser.add_argument("--real", action="store_true",
+                        help="3-6-minute tracks in mp3, m4a, flac, ogg; genreq's decoder only, "
+                             f"`genreq run` per format; writes {REAL_RESULTS.name} with --save")
     args = parser.parse_args()
     if shutil.which("ffmpeg") is None:
         sys.exit("bench/formats.py needs the ffmpeg program to build its library")
 
     def progress(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
+
+    if args.real:
+        with tempfile.TemporaryDirectory(prefix="genreq-real-formats-") as tmp:
+            root = args.library or Path(tmp) / "library"
+            n = args.tracks if args.tracks != TRACKS_PER_FORMAT else REAL_TRACKS_PER_FORMAT
+            progress(f"building {n} tracks per format in {root}")
+            library = build_library(root, n, REAL_CLIPS_PER_TRACK, REAL_FORMATS)
+            report = real_report(library, args.repeats, True, Path(tmp), progress)
+        text = json.dumps(report, indent=2)
+        print(text)
+        if args.save:
+            REAL_RESULTS.write_text(text + "\n")
+        for ext, f in report["formats"].items():
+            m = f["ms"]
+            progress(f"{ext:<5} {m['total']['median']:6.0f} ms/track  " + " ".join(
+                f"{k} {m[k]['median']:.0f}" for k in ("probe", "decode", "resample",
+                                                      "features", "model")))
+        return
 
     with tempfile.TemporaryDirectory(prefix="genreq-formats-") as tmp:
         root = args.library or Path(tmp)
