@@ -202,7 +202,7 @@ def model() -> str | None:
 
 
 # Tracks per Celery message. A batch's hard time limit is the per-track limit times its
-# length, and must stay under the broker's visibility timeout (genreq.worker.app).
+# length (genreq.worker.app).
 DEFAULT_TASK_BATCH = 8
 MAX_TASK_BATCH = 16
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 
 import pytest
@@ -257,3 +259,41 @@ def test_a_worker_paused_past_its_lease_writes_nothing_when_resumed(tmp_path, sq
     wait_until_finished(TRACKS, timeout_s=RECOVERY_LIMIT_S, worker=other)
     assert_written_once(db, TRACKS)
     assert paused.process.poll() is None, "the resumed worker lives on"
+
+
+# A process that takes one message off genreq's queue as a worker's consumer does (late
+# ack: the message waits in the broker's unacknowledged set) and is then killed before
+# it claims anything.
+FETCH_AND_HANG = """
+import time
+from genreq.worker.app import QUEUE, app
+with app.connection_for_read() as connection:
+    queue = connection.SimpleQueue(QUEUE, no_ack=False)
+    message = queue.get(timeout=60)
+    print(message.headers.get("argsrepr"), flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_message_fetched_by_a_worker_killed_before_its_claim_comes_back(tmp_path, sqlite_db,
+                                                                          start_worker):
+    """Its tracks are still queued, with no lease to run out: the broker hands the
+    message out again after its (short) visibility timeout."""
+    from genreq.worker.app import RESTORE_INTERVAL_S, VISIBILITY_TIMEOUT_S
+
+    db = sqlite_db
+    make_library(tmp_path / "lib", 20)
+    genreq("enqueue", tmp_path / "lib")
+    thief = subprocess.Popen([sys.executable, "-c", FETCH_AND_HANG], stdout=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, text=True)
+    fetched = thief.stdout.readline()
+    assert fetched, "no message fetched"
+    thief.kill()
+    thief.wait(30)
+    killed_at = time.monotonic()
+    worker = start_worker(concurrency=1)
+    wait_until_finished(20, timeout_s=RECOVERY_LIMIT_S, worker=worker)
+    recovery_s = time.monotonic() - killed_at
+    assert_written_once(db, 20)
+    # not by chance: only the visibility timeout can have brought it back
+    assert VISIBILITY_TIMEOUT_S - 5 < recovery_s < VISIBILITY_TIMEOUT_S + 3 * RESTORE_INTERVAL_S

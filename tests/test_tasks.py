@@ -114,7 +114,11 @@ def test_task_options():
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
     assert conf.task_soft_time_limit < conf.task_time_limit
-    assert conf.broker_transport_options["visibility_timeout"] > conf.task_time_limit
+    # Short: a redelivered copy of a running task's message is a no-op under the leases,
+    # and a message a dead worker had fetched comes back within the recovery guarantee.
+    options = conf.broker_transport_options
+    assert options["visibility_timeout"] + options["unacked_restore_interval"] < 120
+    assert options["unacked_restore_throttle"] == 1
     assert sqlalchemy.exc.OperationalError in task.autoretry_for
     assert AudioError not in task.autoretry_for
     assert task.retry_backoff
@@ -208,10 +212,27 @@ def test_batch_task_options():
     task = tasks.classify_tracks
     conf = tasks.app.conf
     assert sqlalchemy.exc.OperationalError in task.autoretry_for and task.retry_backoff
-    # A batch's hard limit (per-track limit times its length) stays below the time
-    # after which Redis redelivers an unacknowledged message.
+    # A batch may outlive the visibility timeout (per-track limit times its length): the
+    # copy Redis then hands out is a no-op (the next test).
     assert (conf.broker_transport_options["visibility_timeout"]
-            > worker_app.TASK_HARD_TIME_LIMIT_S * config.MAX_TASK_BATCH)
+            < worker_app.TASK_HARD_TIME_LIMIT_S * config.MAX_TASK_BATCH)
+
+
+def test_a_copy_of_a_batch_still_running_elsewhere_does_nothing(sqlite_url, stub, handed_on):
+    """Redis redelivers a slow batch's message after the visibility timeout while the
+    first worker still works on it: its tracks are under that worker's live lease."""
+    from genreq.db import work
+    from genreq.db.session import transaction
+
+    classifier = stub()
+    ids = [new_track("/music/a.flac"), new_track("/music/b.ogg")]
+    with transaction() as db:
+        assert work.claim_batch(db, ids, tasks.MAX_ATTEMPTS, work.new_claim("host:1", 60))
+    assert tasks.classify_tracks.run(ids) == {
+        "done": 0, "failed": 0, "too_short": 0, "skipped": 2, "handed_on": 0,
+        "lease_lost": 0}
+    assert classifier.calls == [] and handed_on == []
+    assert [get(i).claimed_by for i in ids] == ["host:1", "host:1"]
 
 
 class RecordingApp:

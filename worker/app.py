@@ -20,9 +20,15 @@ TASK_BATCH_SPREAD = 16
 # file.
 TASK_SOFT_TIME_LIMIT_S = 120
 TASK_HARD_TIME_LIMIT_S = 150
-# With acks_late, Redis hands an unacknowledged task to another worker after this long:
-# it must exceed the hard limit of a whole batch, or a slow but healthy one would run twice.
-VISIBILITY_TIMEOUT_S = 3600
+# With acks_late, Redis hands an unacknowledged message to another worker after this long,
+# whether or not the worker that took it is alive. Unlike the usual advice (longer than
+# any task), short on purpose: a copy of a message whose tracks are still being worked on
+# finds them under a live lease (genreq.db.work) and does nothing, so a slow batch is not
+# run twice; and it is how a message comes back that a worker had fetched but not yet
+# claimed when it died whole (its claimed tracks come back with their leases). Swept for
+# every RESTORE_INTERVAL_S: such a message is back within about 70 s.
+VISIBILITY_TIMEOUT_S = 60
+RESTORE_INTERVAL_S = 10
 
 
 def broker_url() -> str:
@@ -33,7 +39,12 @@ def make_app() -> Celery:
     celery_app = Celery("genreq", include=["genreq.worker.tasks"])
     celery_app.conf.update(
         broker_url=broker_url(),
-        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        broker_transport_options={
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            # every interval, not every tenth (kombu's default throttle)
+            "unacked_restore_interval": RESTORE_INTERVAL_S,
+            "unacked_restore_throttle": 1,
+        },
         broker_connection_retry_on_startup=True,
         result_backend=None,
         task_ignore_result=True,
