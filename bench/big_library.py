@@ -261,7 +261,9 @@ def prepare_library(directory: Path, n_tracks: int, n_tree: int, url: str | None
     env.pop("GENREQ_DATABASE_URL", None)
     if url:
         env["GENREQ_DATABASE_URL"] = url
-    wanted = {"tracks": n_tracks, "tree_files": n_tree, "database": _redacted(db_url)}
+    # The database as the results file may name it: no machine path.
+    wanted = {"tracks": n_tracks, "tree_files": n_tree,
+              "database": _redacted(db_url).replace(str(directory), "DIR")}
     manifest = directory / MANIFEST
     if not rebuild and manifest.exists():
         built = json.loads(manifest.read_text())
@@ -410,7 +412,12 @@ def measure_export_head(env: dict, rows_wanted: int) -> dict:
             "rows_per_s": round(rows / wall), "rss_mb_at_stop": round(rss, 1), "load": load}
 
 
-def measure_export(env: dict, repeats: int, done: int) -> dict:
+def _no_paths(row: dict, directory: Path) -> dict:
+    """An exported row with the benchmark's DIRECTORY written DIR."""
+    return {**row, "path": row["path"].replace(str(directory), "DIR")}
+
+
+def measure_export(env: dict, repeats: int, done: int, directory: Path) -> dict:
     """`genreq export --format ndjson` to /dev/null: rows/s and peak RSS; then once
     through a pipe, RSS at the RSS_AT_ROWS-th row and at the last."""
     args = [*GENREQ, "export", "--format", "ndjson"]
@@ -438,7 +445,8 @@ def measure_export(env: dict, repeats: int, done: int) -> dict:
     return {"rows": rows, "rows_per_s": _summary(rates, 0), "wall_s": _summary(walls),
             "peak_rss_mb": _summary(peaks, 1),
             "rss_mb_at_rows": {str(n): round(mb, 1) for n, mb in rss_at.values()},
-            "example_row": json.loads(first_row) if first_row else None, "load": load}
+            "example_row": _no_paths(json.loads(first_row), directory) if first_row else None,
+            "load": load}
 
 
 def measure_enqueue(env: dict, tree: Path, repeats: int, scratch: Path) -> dict:
@@ -553,7 +561,7 @@ def run(directory: Path, n_tracks: int, n_tree: int, repeats: int, url: str | No
     elif "export" in only:
         result["export"] = measure_export(env, max(1, repeats // 2),
                                           result.get("status", {}).get("counts", {}).get(
-                                              "done") or _done(env))
+                                              "done") or _done(env), directory)
         log(f"export: {json.dumps(result['export'])}")
     if "enqueue" in only and not url:
         result["enqueue"] = measure_enqueue(env, directory / "tree", max(1, repeats // 2),
