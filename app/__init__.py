@@ -18,39 +18,63 @@ at the wrong schema) are genreq.errors.GenreqError with the reason in the messag
 """
 from __future__ import annotations
 
-from genreq.app.classifying import Classified, classify
-from genreq.app.library import (
-    Failure,
-    Record,
-    TrackFilter,
-    count_records,
-    export_records,
-    failures,
-    genres,
-    known_tags,
-    labeller,
-    show,
-    status,
-    tracks,
-    unknown_genres,
-    unknown_tags,
-)
-from genreq.app.pipeline import (
-    EnqueueSummary,
-    RequeueSummary,
-    RunResult,
-    enqueue,
-    requeue,
-    run,
-    stop,
-    upgrade_database,
-)
+# Two functions share their module's name: importing such a module sets the package
+# attribute to the module, so these two are bound now, after their modules (both light).
 from genreq.app.reasons import ReasonCount, reasons
-from genreq.app.reporting import report
 from genreq.app.similar import SimilarResult, similar
-from genreq.app.tagging import TagChange, TagSummary, tag
-from genreq.app.taxonomy import Labeller
-from genreq.app.workers import serve as serve_worker
+
+# What each public name is, and where it lives. The modules are imported on first use
+# (PEP 562), so that a command reading the database does not pay for the pipeline, the
+# broker and Alembic at start-up.
+_EXPORTS = {
+    "Classified": ("classifying", "Classified"),
+    "classify": ("classifying", "classify"),
+    "Failure": ("library", "Failure"),
+    "Record": ("library", "Record"),
+    "TrackFilter": ("library", "TrackFilter"),
+    "count_records": ("library", "count_records"),
+    "export_records": ("library", "export_records"),
+    "failures": ("library", "failures"),
+    "genres": ("library", "genres"),
+    "known_tags": ("library", "known_tags"),
+    "labeller": ("library", "labeller"),
+    "show": ("library", "show"),
+    "status": ("library", "status"),
+    "tracks": ("library", "tracks"),
+    "unknown_genres": ("library", "unknown_genres"),
+    "unknown_tags": ("library", "unknown_tags"),
+    "EnqueueSummary": ("pipeline", "EnqueueSummary"),
+    "RequeueSummary": ("pipeline", "RequeueSummary"),
+    "RunResult": ("pipeline", "RunResult"),
+    "enqueue": ("pipeline", "enqueue"),
+    "requeue": ("pipeline", "requeue"),
+    "run": ("pipeline", "run"),
+    "stop": ("pipeline", "stop"),
+    "upgrade_database": ("pipeline", "upgrade_database"),
+    "report": ("reporting", "report"),
+    "TagChange": ("tagging", "TagChange"),
+    "TagSummary": ("tagging", "TagSummary"),
+    "tag": ("tagging", "tag"),
+    "Labeller": ("taxonomy", "Labeller"),
+    "serve_worker": ("workers", "serve"),
+}
+
+
+def __getattr__(name: str):
+    try:
+        module_name, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    from importlib import import_module
+
+    value = getattr(import_module(f"{__name__}.{module_name}"), attribute)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "Classified",
