@@ -25,8 +25,11 @@ ENV PATH=/opt/genreq/bin:$PATH \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# torch first, the CPU build, so installing genreq never pulls a CUDA build.
-RUN if [ -n "$WHEELHOUSE" ]; then \
+# torch first, the CPU build, so installing genreq never pulls a CUDA build. A plain-http
+# wheelhouse (this machine, over the docker bridge) must be trusted by name.
+RUN host=$(echo "$WHEELHOUSE" | sed -n 's#^http://\([^:/]*\).*#\1#p'); \
+    if [ -n "$host" ]; then export PIP_TRUSTED_HOST="$host"; fi; \
+    if [ -n "$WHEELHOUSE" ]; then \
       pip install --no-index --find-links "$WHEELHOUSE" torch==2.13.0; \
     else \
       pip install torch==2.13.0 --index-url "$TORCH_INDEX"; \
@@ -40,7 +43,9 @@ COPY cli cli
 COPY worker worker
 COPY db db
 COPY migrations migrations
-RUN pip install ${WHEELHOUSE:+--no-index --find-links "$WHEELHOUSE"} '.[postgres]' \
+RUN host=$(echo "$WHEELHOUSE" | sed -n 's#^http://\([^:/]*\).*#\1#p'); \
+    if [ -n "$host" ]; then export PIP_TRUSTED_HOST="$host"; fi; \
+    pip install ${WHEELHOUSE:+--no-index --find-links "$WHEELHOUSE"} '.[postgres]' \
  && rm -rf /src/build
 
 # Nothing needs root (and Celery warns when run as root).
