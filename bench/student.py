@@ -8,20 +8,23 @@ only for the genre head, a class-weighted logistic regression on the student's e
 scored by genreq's artist-disjoint protocol (bench/crossval.py).
 
     python bench/student.py fetch --out MUSIC [--debs DEBS]      # apt-get download + unpack
-    python bench/student.py targets --music MUSIC --cache CACHE    # teacher on Debian chunks
-    python bench/student.py gtzan --data DATA --cache CACHE        # features + teacher, GTZAN
-    python bench/student.py train --cache CACHE --out CACHE/trunk.pt
-    python bench/student.py evaluate --cache CACHE --trunk CACHE/trunk.pt \\
-        --groups DATA/labels.csv:artist_split                      # bench/results/student*.json
-    python bench/student.py ship --cache CACHE --trunk CACHE/trunk.pt \\
-        --groups DATA/labels.csv:artist_split --out genreq/weights/crnn.pt
+    python bench/student.py targets --music MUSIC --cache CACHE    # teacher on Debian excerpts
+    python bench/student.py train --cache CACHE --out CACHE/trunk.pt --minutes 42
+    python bench/crossval.py embed --data DATA --cache GCACHE      # teacher on GTZAN chunks
+    python bench/student.py evaluate --cache CACHE --trunk CACHE/trunk.pt --data DATA \\
+        --gtzan-cache GCACHE --groups DATA/labels.csv:artist_split --groups-name \\
+        labels.csv:artist_split --baseline OLD_CRNN.pt            # bench/results/student_*.json
+    python bench/student.py ship (the same arguments, less --baseline) --music MUSIC \\
+        --out genreq/weights/crnn.pt
+    python bench/student.py speed --data DATA OLD_CRNN.pt genreq/weights/crnn.pt
 
 `fetch` writes MUSIC/manifest.json (package, file, duration of every track of at least
-MIN_TRACK_S seconds; shorter files are sound effects and jingles). `targets` decodes
-EXCERPTS_PER_TRACK chunk-long excerpts per track spread between 5 % and 95 % of it, so
-that intros and outros do not decide, and stores per excerpt the student's log-mel
-chunk, the teacher's raw embedding and tag logits, and the shipped vgg-msd head's genre
-probabilities (a diagnostic only: that head saw GTZAN's labels, so the trunk is not
+MIN_TRACK_S seconds; shorter files are sound effects and jingles). `targets` decodes one
+chunk-long excerpt per 12 s of a track (4 to EXCERPTS_PER_TRACK), spread evenly between
+5 % and 95 % of it so that intros and outros do not decide, and stores per excerpt the
+student's log-mel chunk, the teacher's raw embedding and tag logits, and the shipped
+vgg-msd head's genre probabilities (a diagnostic only: that head saw GTZAN's labels, so
+the trunk is not
 trained on it).
 """
 
@@ -709,6 +712,53 @@ def _music_summary(manifest: dict) -> dict:
     return {"min_track_s": manifest["min_track_s"], "packages": per}
 
 
+def speed(args) -> None:
+    """Classifier.classify_file (probe, decode, resample, features, forward) on the same
+    GTZAN clips for each model, alternating model by model clip by clip in one process on
+    one thread, so that both see the same load: median seconds per clip, clips/s per core,
+    and the ratio to the first model. Writes bench/results/student_speed.json."""
+    import statistics
+
+    import torch
+
+    from genreq import dataset
+    from genreq.predict import Classifier
+
+    torch.set_num_threads(1)
+    tracks, _ = dataset.scan(args.data)
+    rng = np.random.default_rng(0)
+    clips = [tracks[i].path for i in rng.choice(len(tracks), args.n, replace=False)]
+    models_ = {str(m): Classifier.load(m) for m in args.models}
+    times: dict[str, list[float]] = {m: [] for m in models_}
+    for clf in models_.values():  # warm-up: imports, first-call allocations
+        clf.classify_file(clips[0])
+    for clip in clips:
+        for name, clf in models_.items():
+            t = time.perf_counter()
+            clf.classify_file(clip)
+            times[name].append(time.perf_counter() - t)
+    first = next(iter(times))
+    record = {
+        "name": "student_speed",
+        "what": "Classifier.classify_file on 30-s GTZAN clips, one torch thread, models "
+        "alternating clip by clip in one process (the same load for both)",
+        "n": args.n,
+        "models": {},
+    }
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        q = statistics.quantiles(ts, n=4)
+        record["models"][name] = {
+            "median_s": round(med, 4),
+            "quartiles_s": [round(q[0], 4), round(q[2], 4)],
+            "clips_per_s_per_core": round(1 / med, 1),
+            "ratio_to_first": round(med / statistics.median(times[first]), 3),
+            "version": models_[name].version,
+        }
+    (RESULTS / "student_speed.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -749,9 +799,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--excerpts", type=int, default=EXCERPTS_PER_TRACK)
     p.add_argument("--seconds-per-excerpt", type=float, default=12.0)
+    p = sub.add_parser("speed", help="seconds per clip of models, in one run")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--n", type=int, default=40)
+    p.add_argument("models", nargs="+", help="checkpoint paths or shipped names")
     args = parser.parse_args()
     {"fetch": fetch, "targets": targets, "train": train_trunk, "evaluate": evaluate,
-     "ship": ship}[args.command](args)
+     "ship": ship, "speed": speed}[args.command](args)
 
 
 if __name__ == "__main__":
