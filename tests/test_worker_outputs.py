@@ -104,7 +104,8 @@ def test_a_file_under_the_minimum_duration_is_skipped_with_its_reason(db_url, us
     longer = new_track(song(tmp_path / "loop.wav", 4.0))
     assert config.min_duration_s() == config.DEFAULT_MIN_DURATION_S
     assert tasks.classify_tracks.run([short, longer]) == {
-        "done": 1, "failed": 0, "too_short": 1, "skipped": 0, "handed_on": 0}
+        "done": 1, "failed": 0, "too_short": 1, "skipped": 0, "handed_on": 0,
+        "lease_lost": 0}
     track = get(short)
     assert track.state == State.skipped
     assert track.reason == f"too short to classify (under {config.DEFAULT_MIN_DURATION_S:g} s)"
