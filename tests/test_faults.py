@@ -95,8 +95,9 @@ def test_kill_9_pool_process_mid_run(tmp_path, genreq_home, start_worker):
     wait_for_done(genreq_home, 10)
     (pool,) = pool_pids(worker.process.pid)
     os.kill(pool, signal.SIGKILL)
-    # Celery replaces the pool process; the lost task is redelivered (acks_late,
-    # reject_on_worker_lost) and claimed again.
+    # Celery replaces the pool process. The redelivered message finds its tracks still
+    # leased by the dead process, so they come back through the heartbeat's lease scan
+    # once the lease runs out, and are claimed again under a new token.
     wait_until_finished(TRACKS, timeout_s=TIMEOUT_S, worker=worker)
     assert_each_done_once(genreq_home, TRACKS, retried_at_most=BATCH)
     assert pool_pids(worker.process.pid) != [pool]
