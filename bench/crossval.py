@@ -550,6 +550,103 @@ def parse_overrides(pairs: list[str]) -> dict:
     return out
 
 
+def fit_and_score(
+    arch: str,
+    feats: list[np.ndarray],
+    y: np.ndarray,
+    n_classes: int,
+    spec: F.FeatureSpec,
+    recipe: train.Recipe,
+    fit_idx,
+    val_idx,
+    test_idx,
+    seed: int,
+    device: str,
+    progress: bool,
+    soft: np.ndarray | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Train `arch` from scratch on fit_idx (early stopping on val_idx, if any) and the
+    probabilities of test_idx as genreq classifies them; plus what a fold record keeps."""
+    started, cpu = time.perf_counter(), time.process_time()
+    result = train.fit(
+        arch,
+        [feats[i] for i in fit_idx],
+        y[fit_idx],
+        n_classes,
+        spec,
+        recipe,
+        val_feats=[feats[i] for i in val_idx] or None,
+        val_labels=y[val_idx] if len(val_idx) else None,
+        seed=seed,
+        device=device,
+        progress=progress,
+        soft_targets=soft,
+    )
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
+    probs = train.track_probs(
+        result.model.to(device), [feats[i] for i in test_idx], spec, torch.device(device)
+    )
+    return probs, {
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "n_fit": len(fit_idx),
+        "n_val": len(val_idx),
+        "train_seconds": round(seconds, 1),
+        "train_cpu_seconds": round(cpu_seconds, 1),
+    }
+
+
+def inner_split(tracks, train_idx: list[int], recipe: train.Recipe, seed: int):
+    """(fit, validation) indices inside a fold's training groups: whole groups held out
+    for early stopping when the recipe stops early, else every training clip fitted."""
+    if not recipe.patience:
+        return train_idx, []
+    inner_tr, inner_val = dataset.group_split(
+        [tracks[i] for i in train_idx], INNER_VAL_FRACTION, seed
+    )
+    return [train_idx[i] for i in inner_tr], [train_idx[i] for i in inner_val]
+
+
+def model_fields(arch: str, genres, spec, recipe, device: str, seed: int) -> dict:
+    model = models.build(arch, len(genres), spec)
+    return {
+        "model": arch,
+        "arch": arch,
+        "recipe": train.recipe_dict(recipe),
+        "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over the clip",
+        "parameters": models.count_parameters(model),
+        "macs_per_chunk": models.count_macs(model),
+        "features": spec.to_dict(),
+        "device": device,
+        "seed": seed,
+    }
+
+
+def artist_crossval(arch, tracks, feats, y, genres, spec, recipe, args, device, soft_all=None):
+    """Out-of-fold probabilities of the artist-disjoint folds and their records."""
+    probs = np.zeros((len(y), len(genres)))
+    fold_recs = []
+    for k, (group, test) in enumerate(dataset.group_folds(tracks)):
+        train_idx = [i for i, t in enumerate(tracks) if t.group != group]
+        fit_idx, val_idx = inner_split(tracks, train_idx, recipe, args.seed + k)
+        soft = None
+        if soft_all is not None:
+            soft = soft_all[k][fit_idx]
+            assert not np.isnan(soft).any(), "the teacher has no soft target for a training clip"
+        probs[test], fitted = fit_and_score(
+            arch, feats, y, len(genres), spec, recipe, fit_idx, val_idx, test,
+            args.seed + k, device, args.progress, soft,
+        )  # fmt: skip
+        fold_recs.append(fold_record(group, test, y, probs, **fitted))
+        print(
+            f"{arch} fold {group}: {fold_recs[-1]['accuracy']:.3f} (n={len(test)}), "
+            f"{fitted['train_seconds']:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return probs, fold_recs
+
+
 def run(args) -> None:
     torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -571,80 +668,18 @@ def run(args) -> None:
                 t.path.parts[-2:] for t in tracks
             ], "the teacher's clips differ"
             soft_all = zt["probs"]
-        probs = np.zeros((len(y), len(genres)))
-        fold_recs, seconds = [], []
-        for k, (group, test) in enumerate(folds):
-            train_idx = [i for i, t in enumerate(tracks) if t.group != group]
-            if recipe.patience:
-                inner_tr, inner_val = dataset.group_split(
-                    [tracks[i] for i in train_idx], INNER_VAL_FRACTION, args.seed + k
-                )
-                fit_idx, val_idx = (
-                    [train_idx[i] for i in inner_tr],
-                    [train_idx[i] for i in inner_val],
-                )
-            else:
-                fit_idx, val_idx = train_idx, []
-            soft = None
-            if soft_all is not None:
-                soft = soft_all[k][fit_idx]
-                assert not np.isnan(soft).any(), (
-                    "the teacher has no soft target for a training clip"
-                )
-            started = time.perf_counter()
-            result = train.fit(
-                arch,
-                [feats[i] for i in fit_idx],
-                y[fit_idx],
-                len(genres),
-                spec,
-                recipe,
-                val_feats=[feats[i] for i in val_idx] or None,
-                val_labels=y[val_idx] if val_idx else None,
-                seed=args.seed + k,
-                device=device,
-                progress=args.progress,
-                soft_targets=soft,
-            )
-            seconds.append(time.perf_counter() - started)
-            probs[test] = train.track_probs(
-                result.model.to(device), [feats[i] for i in test], spec, torch.device(device)
-            )
-            fold_recs.append(
-                fold_record(
-                    group,
-                    test,
-                    y,
-                    probs,
-                    best_epoch=result.best_epoch,
-                    n_fit=len(fit_idx),
-                    n_val=len(val_idx),
-                    train_seconds=round(seconds[-1], 1),
-                )
-            )
-            print(
-                f"{arch}{args.tag} fold {group}: {fold_recs[-1]['accuracy']:.3f} (n={len(test)}), "
-                f"{seconds[-1]:.0f} s",
-                file=sys.stderr,
-                flush=True,
-            )
-        model = models.build(arch, len(genres), spec)
+        probs, fold_recs = artist_crossval(
+            arch, tracks, feats, y, genres, spec, recipe, args, device, soft_all
+        )
         record = result_record(
             f"{arch}{args.tag}",
             {
-                "model": arch,
-                "arch": arch,
+                **model_fields(arch, genres, spec, recipe, device, args.seed),
                 "tag": args.tag,
-                "recipe": train.recipe_dict(recipe),
                 "teacher": json.loads(str(np.load(args.teacher)["meta"])) if args.teacher else None,
-                "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over "
-                "the clip",
-                "parameters": models.count_parameters(model),
-                "macs_per_chunk": models.count_macs(model),
-                "features": spec.to_dict(),
-                "device": device,
-                "seed": args.seed,
-                "train_seconds_per_fold": round(statistics.mean(seconds), 1),
+                "train_seconds_per_fold": round(
+                    statistics.mean(f["train_seconds"] for f in fold_recs), 1
+                ),
             },
             protocol_record(args.groups_name or args.groups, folds, dropped),
             y,
@@ -653,6 +688,121 @@ def run(args) -> None:
             genres,
         )
         write(args.out / f"{arch}{args.tag}.json", record)
+
+
+# --- the seed paper's three systems under its protocol and under ours -----------------------
+
+# Cheng et al., Table II: accuracy on a random 75/10/15 split of GTZAN's clips.
+SEED_SYSTEMS = {"raw": ("Raw", 0.15), "stft-cnn": ("STFT", 0.66), "crnn-paper": ("CRNN", 0.43)}
+# train, validation (early stopping), test. The paper's text says "75 % training, 10 %
+# test, and 15 % verification"; the larger share is the test here, for a tighter figure.
+PAPER_SPLIT = (0.75, 0.10, 0.15)
+PAPER_PROTOCOL = (
+    "the seed paper's: {splits} random splits of all {n} clips (no artist grouping, nothing "
+    "excluded) into 75 % train, 10 % validation (early stopping) and 15 % test; pooled over "
+    "the test clips of every split (a clip may be tested in more than one split)"
+)
+# Epoch caps that fit the three systems under both protocols into about an hour of one
+# CPU core (measured per step before sizing: bench/results/seed_*.json keep each
+# training's CPU seconds); the epoch with the best validation accuracy is kept.
+SEED_EPOCHS = {"raw": 2, "stft-cnn": 4, "crnn-paper": 3}
+SEED_PATIENCE = 2
+
+
+def paper_split(n: int, seed: int) -> tuple[list[int], list[int], list[int]]:
+    """(train, validation, test) indices of a random split of n clips by PAPER_SPLIT,
+    clip by clip as the paper split them; the same seed gives the same split."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_test, n_val = round(PAPER_SPLIT[2] * n), round(PAPER_SPLIT[1] * n)
+    test, val, fit = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    return sorted(fit.tolist()), sorted(val.tolist()), sorted(test.tolist())
+
+
+def paper_protocol(arch, feats, y, genres, spec, recipe, args, device):
+    """Labels and probabilities of the test clips of every split, pooled, and the
+    per-split records."""
+    labels, probs, split_recs = [], [], []
+    for k in range(args.splits):
+        fit_idx, val_idx, test = paper_split(len(y), args.seed + k)
+        p, fitted = fit_and_score(
+            arch, feats, y, len(genres), spec, recipe, fit_idx, val_idx, test,
+            args.seed + k, device, args.progress,
+        )  # fmt: skip
+        split_recs.append(
+            fold_record(f"split {args.seed + k}", list(range(len(test))), y[test], p, **fitted)
+        )
+        labels.append(y[test])
+        probs.append(p)
+        print(
+            f"{arch} paper split {args.seed + k}: {split_recs[-1]['accuracy']:.3f} "
+            f"(n={len(test)}), {fitted['train_seconds']:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return np.concatenate(labels), np.concatenate(probs), split_recs
+
+
+def seed(args) -> None:
+    """Each seed system under the paper's protocol and the artist-disjoint one, from the
+    same features, with SEED_EPOCHS caps: bench/results/seed_<arch>_<protocol>.json."""
+    torch.set_num_threads(args.threads)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    caps = {**SEED_EPOCHS, **{k: int(v) for k, v in parse_overrides(args.epochs).items()}}
+    for arch in args.archs:
+        started = time.process_time()
+        scanned, genres, spec, all_feats = features_for(arch, args.data, args.cache)
+        recipe = replace(train.RECIPES[arch], epochs=caps[arch], patience=SEED_PATIENCE)
+        paper_row, paper_accuracy = SEED_SYSTEMS[arch]
+        for which in args.protocols:
+            if which == "paper":
+                y = np.array([genres.index(t.genre) for t in scanned])
+                labels, probs, recs = paper_protocol(
+                    arch, all_feats, y, genres, spec, recipe, args, device
+                )
+                protocol = {
+                    "name": f"paper random {'/'.join(f'{100 * s:.0f}' for s in PAPER_SPLIT)}",
+                    "splits": [f["test_group"] for f in recs],
+                    "dropped": {},
+                    "description": PAPER_PROTOCOL.format(splits=args.splits, n=len(y)),
+                }
+            else:
+                tracks, kept, _, dropped = grouped_tracks(None, args.groups, scanned)
+                labels = np.array([genres.index(t.genre) for t in tracks])
+                probs, recs = artist_crossval(
+                    arch, tracks, [all_feats[i] for i in kept], labels, genres, spec,
+                    recipe, args, device,
+                )  # fmt: skip
+                protocol = protocol_record(
+                    args.groups_name or args.groups, dataset.group_folds(tracks), dropped
+                )
+            acc = [f["accuracy"] for f in recs]
+            record = result_record(
+                f"seed_{arch}_{which}",
+                {
+                    **model_fields(arch, genres, spec, recipe, device, args.seed),
+                    "seed_system": {
+                        "paper_row": paper_row,
+                        "paper_accuracy": paper_accuracy,
+                        "paper": "Cheng et al., Table II (random 75/10/15 split of GTZAN)",
+                        "epoch_cap": caps[arch],
+                        "protocol": which,
+                    },
+                    "min_accuracy": min(acc),
+                    "max_accuracy": max(acc),
+                    "train_cpu_seconds": round(sum(f["train_cpu_seconds"] for f in recs), 1),
+                },
+                protocol,
+                labels,
+                probs,
+                recs,
+                genres,
+            )
+            write(args.out / f"seed_{arch}_{which}.json", record)
+        print(
+            f"{arch}: {time.process_time() - started:.0f} CPU s in all",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -710,8 +860,24 @@ def main() -> None:
         help="distil: soft targets from `teacher` (with --set distill=W)",
     )
     p.add_argument("--progress", action="store_true", help="print every epoch")
+    p = sub.add_parser("seed", help="the seed paper's systems under its protocol and ours")
+    common(p, RESULTS)
+    p.add_argument("--archs", nargs="+", default=list(SEED_SYSTEMS), choices=list(SEED_SYSTEMS))
+    p.add_argument(
+        "--protocols", nargs="+", default=["paper", "artist"], choices=["paper", "artist"]
+    )
+    p.add_argument(
+        "--splits", type=int, default=3, help="random paper splits (seeds SEED, SEED+1...)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--epochs", action="append", default=[], metavar="ARCH=N", help="override SEED_EPOCHS"
+    )
+    p.add_argument("--device", default=None)
+    p.add_argument("--progress", action="store_true", help="print every epoch")
     args = parser.parse_args()
-    {"embed": embed, "heads": heads, "teacher": teacher, "run": run}[args.command](args)
+    commands = {"embed": embed, "heads": heads, "teacher": teacher, "run": run, "seed": seed}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,21 @@
 tones vs noise bursts) that a tiny run must learn to separate."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
 from audio_synth import write_labelled
 from click.testing import CliRunner
+from helpers import REPO
 
 from genreq import dataset, metrics
 from genreq.cli.main import cli
 from genreq.experiment import evaluate_directory, train_directory
 from genreq.predict import Classifier
+
+sys.path.insert(0, str(REPO / "bench"))
+import crossval  # noqa: E402  (bench/ is not a package)
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +122,17 @@ def test_group_split_keeps_groups_together(tmp_path):
     assert not groups(train_idx) & groups(val_idx)
     assert sorted(train_idx + val_idx) == list(range(80))
     assert 10 <= len(val_idx) <= 30
+
+
+def test_the_paper_split_is_75_10_15_of_every_clip_by_seed():
+    splits = {seed: crossval.paper_split(257, seed) for seed in (0, 1)}
+    for fit, val, test in splits.values():
+        assert (len(fit), len(val), len(test)) == (192, 26, 39)
+        assert sorted(fit + val + test) == list(range(257))  # each clip once, disjoint
+    assert crossval.paper_split(257, 0) == splits[0]
+    assert splits[0][2] != splits[1][2]
+    fit, val, test = crossval.paper_split(20, 3)
+    assert (len(fit), len(val), len(test)) == (15, 2, 3)
 
 
 def test_without_groups_every_file_is_its_own_group(tmp_path):
