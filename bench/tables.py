@@ -78,6 +78,50 @@ def protocol(files: list[tuple[Path, dict]], results: Path) -> str:
     return "Protocol: " + "; ".join(protocols) + ".\n\n" + _table(header, rows)
 
 
+def is_seed(r: dict) -> bool:
+    return is_protocol(r) and "seed_system" in r
+
+
+def _pooled(r: dict | None) -> str:
+    return f"{_pct(r['accuracy'])} ({_ci(r['ci95'])}), n={r['n']}" if r else ""
+
+
+def seed(files: list[tuple[Path, dict]], results: Path) -> str:
+    """bench/crossval.py seed: each seed-paper system under the paper's protocol beside
+    the artist-disjoint one, one row per system."""
+    header = [
+        "system", "paper (Table II)", "paper protocol: pooled (95 % CI), n",
+        "per split: mean (min–max)", "artist-disjoint (95 % CI), n", "balanced: paper / artist",
+        "ECE: paper / artist", "epochs kept / cap", "CPU s", "results",
+    ]
+    by_arch: dict[str, dict[str, tuple[Path, dict]]] = {}
+    for path, r in files:
+        by_arch.setdefault(r["arch"], {})[r["seed_system"]["protocol"]] = (path, r)
+    rows = []
+    for arch, runs in sorted(by_arch.items()):
+        any_r = next(iter(runs.values()))[1]
+        paper, artist = (runs.get(k, (None, None))[1] for k in ("paper", "artist"))
+        kept = [f["best_epoch"] for _, r in runs.values() for f in r["folds"]]
+        rows.append([
+            f"`{arch}` ({any_r['seed_system']['paper_row']})",
+            f"{100 * any_r['seed_system']['paper_accuracy']:.0f} %",
+            _pooled(paper),
+            f"{_pct(paper['mean_accuracy'])} ({_pct(paper['min_accuracy'])}–"
+            f"{_pct(paper['max_accuracy'])}), {len(paper['folds'])} splits" if paper else "",
+            _pooled(artist),
+            " / ".join(_pct(r["balanced_accuracy"]) if r else "–" for r in (paper, artist)),
+            " / ".join(f"{r['ece']:.3f}" if r else "–" for r in (paper, artist)),
+            f"{min(kept)}–{max(kept)} / {any_r['seed_system']['epoch_cap']}",
+            f"{sum(r['train_cpu_seconds'] for _, r in runs.values()):.0f}",
+            ", ".join(_name(path, results) for path, _ in runs.values()),
+        ])
+    protocols = sorted({r["protocol"]["description"].rstrip(".") for _, r in files})
+    return (
+        "Protocols: " + "; ".join(protocols) + ". Trained from scratch with the paper's "
+        "recipe, epochs capped to fit one CPU core.\n\n" + _table(header, rows)
+    )
+
+
 def is_crossval(r: dict) -> bool:
     return not is_protocol(r) and "arch" in r and "pooled" in r and "mean_accuracy" in r
 
@@ -410,9 +454,15 @@ def render(results: Path = RESULTS) -> str:
             sections.append(f"### {title}")
         return picked
 
-    current = section("Under genreq's evaluation protocol (bench/crossval.py)", is_protocol)
+    current = section(
+        "Under genreq's evaluation protocol (bench/crossval.py)",
+        lambda r: is_protocol(r) and r["protocol"]["name"].startswith("artist-disjoint"),
+    )
     if current:
         sections.append(protocol(current, results))
+    seeds = section("The seed paper's systems, both protocols (bench/crossval.py seed)", is_seed)
+    if seeds:
+        sections.append(seed(seeds, results))
     cv = section("Earlier protocol: 5-fold group k-fold, architectures and recipes", is_crossval)
     if cv:
         sections.append(crossval(cv, results))
