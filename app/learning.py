@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from genreq import config
 from genreq.errors import GenreqError
 
@@ -39,8 +37,6 @@ _cache: dict[Path, tuple[tuple[int, int], object]] = {}
 def active_head():
     """The learned head (genreq.learn.GenreHead) at head_path(), or None when there is
     none. Raises LearnError (a GenreqError) naming the file when it is not a head."""
-    from genreq.learn import GenreHead
-
     path = head_path()
     try:
         info = path.stat()
@@ -53,6 +49,8 @@ def active_head():
     cached = _cache.get(path)
     if cached is not None and cached[0] == key:
         return cached[1]
+    from genreq.learn import GenreHead  # numpy: only once there is a head to load
+
     try:
         head = GenreHead.load(path)
     except GenreqError as exc:
@@ -171,6 +169,8 @@ def learn_genres(session, source: str = FROM_TAGS, min_tracks: int = 5,
     """Fit, cross-validate and save a genre head (genreq.learn.Learned). SOURCE: the
     files' genre tags (FROM_TAGS) or their parent folders' names (FROM_FOLDERS).
     Uses the embeddings of the model that embedded most of the library."""
+    import numpy as np
+
     from genreq import learn
     from genreq.db import embeddings as db_embeddings
     from genreq.similarity import STORED_DTYPE

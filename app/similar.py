@@ -16,11 +16,11 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from genreq.errors import AudioError, GenreqError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from genreq.app.taxonomy import Labeller
 
 DEFAULT_LIMIT = 10
@@ -45,6 +45,8 @@ class _Query:
 
 
 def _library_query(track, labeller: Labeller) -> _Query:
+    import numpy as np
+
     from genreq.similarity import embedding_from_bytes
 
     label = labeller.label(track.probs or {}) if track.probs else None
@@ -127,6 +129,8 @@ def _library_matrix(session, embedding_model: str) -> _Library:
     keys. Reading a library's embeddings from the database costs many times the search
     itself, so the arrays are kept under GENREQ_HOME (CACHED, and a stamp written last)
     and read again only when the embedded tracks changed (db.embeddings.fingerprint)."""
+    import numpy as np
+
     from genreq.db import embeddings as db_embeddings
     from genreq.similarity import matrix_from_bytes
 
@@ -168,6 +172,8 @@ def find_similar(session, path: str, limit: int = DEFAULT_LIMIT, same_album: boo
     """The LIMIT tracks most similar to the file at PATH; see the module docstring.
     Raises GenreqError for a PATH neither in the library (done, with an embedding) nor
     readable audio, or a library without embeddings."""
+    import numpy as np
+
     from genreq.app.taxonomy import Labeller
     from genreq.db import embeddings as db_embeddings
     from genreq.db import tracks as db_tracks

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from genreq import config
 from genreq.config import TOP_K
 from genreq.errors import GenreqError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from genreq.learn import GenreHead
 
 UNKNOWN = "unknown"  # the genre of a track below the --unknown-below threshold
@@ -227,6 +227,8 @@ class Labeller:
     def _learned_rows(self, rows: list[tuple]) -> tuple[list[int], np.ndarray | None]:
         """The indices of the (probs, embedding, embedding_model) rows the head reads,
         and its probabilities of them, (rows, genres), in one product."""
+        import numpy as np
+
         from genreq.similarity import STORED_DTYPE
 
         head = self.head
@@ -267,6 +269,8 @@ class Labeller:
         at a time): under a head and no taxonomy, an argmax per row, not a label."""
         if self.head is None or self.taxonomy.mapping:
             return [label.genre for label in self.label_rows(rows)]
+        import numpy as np
+
         mine, probs = self._learned_rows(rows)
         out = [""] * len(rows)
         if probs is not None:

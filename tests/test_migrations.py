@@ -67,3 +67,20 @@ def test_sqlite_is_in_wal_mode_with_busy_timeout(sqlite_url):
     with get_engine(sqlite_url).connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA busy_timeout")).scalar() == 30_000
+
+
+def test_head_revision_constant_is_alembics_head():
+    # ensure_schema trusts HEAD_REVISION to skip Alembic: a stale one would leave a
+    # database at the old head unmigrated.
+    assert migrate.head_revision() == migrate.HEAD_REVISION
+
+
+def test_ensure_schema_migrates_an_older_embedded_database(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("GENREQ_HOME", str(home))
+    monkeypatch.delenv("GENREQ_DATABASE_URL", raising=False)
+    url = f"sqlite:///{home / 'genreq.db'}"
+    migrate.upgrade(url, "ca7c6c02de8c")
+    migrate.ensure_schema()
+    assert migrate.current_revision(url) == migrate.head_revision()
