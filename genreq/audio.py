@@ -38,7 +38,17 @@ Windows = list[tuple[float, float]] | None  # (start_s, length_s) excerpts, None
 
 
 def _to_mono(data: np.ndarray) -> np.ndarray:
-    return data.mean(axis=1) if data.ndim == 2 else data
+    """libsndfile's (frames, channels) → mono, the channels' mean: column by column,
+    as data.mean(axis=1) adds them and with the same result, but without its per-frame
+    loop over two values, which cost as much as decoding an excerpt
+    (bench/results/real_formats.json)."""
+    if data.ndim == 1:
+        return data
+    mono = data[:, 0] + np.float32(0.0)  # a copy; and -0.0 becomes 0.0, as the mean's sum
+    for channel in range(1, data.shape[1]):
+        mono += data[:, channel]
+    mono /= data.shape[1]
+    return mono
 
 
 def _resample(audio: np.ndarray, source_rate: int, rate: int) -> np.ndarray:
@@ -144,26 +154,73 @@ def _decode_all(container, stream) -> np.ndarray:
     return _join([_frame_pcm(frame) for frame in container.decode(stream)])
 
 
+class _WindowBuffer:
+    """A window's samples, copied frame by frame into one (channels, samples) buffer of
+    the frames' own dtype: no array per frame, and each frame goes back to FFmpeg as soon
+    as it is copied (holding or stacking them cost a third of an aac excerpt's decoding,
+    bench/results/real_formats.json). A frame of another format or channel count than
+    the ones before starts a part of its own; mono conversion is sample by sample, so the
+    parts join as the frames would have."""
+
+    def __init__(self, wanted: int):
+        self.wanted, self.have = wanted, 0
+        self.parts: list[np.ndarray] = []
+        self.buffer: np.ndarray | None = None
+        self.start = 0  # where self.buffer's part begins, in the window
+        self.kind: tuple | None = None
+
+    def add(self, frame, skip: int) -> bool:
+        """Copy `frame`'s samples from `skip` on, as many as the window still wants; True
+        when it is full."""
+        fmt, channels, n = frame.format, frame.layout.nb_channels, frame.samples
+        kind = (fmt.name, channels)
+        if kind != self.kind:
+            self._close_part()
+            self.kind = kind
+            dtype = np.dtype(_AV_DTYPES[fmt.name.removesuffix("p")])
+            self.buffer = np.empty((channels, self.wanted - self.have), dtype)
+            self.start = self.have
+        take = min(n - skip, self.wanted - self.have)
+        at = self.have - self.start
+        planes, dtype = frame.planes, self.buffer.dtype
+        if fmt.is_planar:
+            for channel in range(channels):
+                self.buffer[channel, at:at + take] = np.frombuffer(
+                    planes[channel], dtype, n)[skip:skip + take]
+        else:
+            self.buffer[:, at:at + take] = np.frombuffer(
+                planes[0], dtype, n * channels).reshape(n, channels)[skip:skip + take].T
+        self.have += take
+        return self.have >= self.wanted
+
+    def _close_part(self) -> None:
+        if self.buffer is not None and self.have > self.start:
+            self.parts.append(self.buffer[:, : self.have - self.start])
+        self.buffer = None
+
+    def mono(self) -> np.ndarray:
+        self._close_part()
+        if not self.parts:
+            return np.zeros(0, np.float32)
+        return np.concatenate([_pcm_mono(p) for p in self.parts])
+
+
 def _decode_window(container, stream, rate: int, start_s: float, length_s: float) -> np.ndarray:
     first, wanted = round(start_s * rate), round(length_s * rate)
     seek_s = max(0.0, start_s - PREROLL_S)
     container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
     stream.codec_context.flush_buffers()  # nothing from before the seek
-    pcms, have, position = [], 0, round(seek_s * rate)
+    window, position = _WindowBuffer(wanted), round(seek_s * rate)
     for frame in container.decode(stream):
-        pcm = _frame_pcm(frame)
+        n = frame.samples
         if frame.time is not None:  # else: count on from the previous frame
             position = round(frame.time * rate)
-        skip, position = first - position, position + pcm.shape[1]
-        if skip >= pcm.shape[1]:
+        skip, position = first - position, position + n
+        if skip >= n:
             continue
-        if skip > 0:
-            pcm = pcm[:, skip:]
-        pcms.append(pcm[:, : wanted - have])
-        have += pcms[-1].shape[1]
-        if have >= wanted:
+        if window.add(frame, max(skip, 0)):
             break
-    return _join(pcms)
+    return window.mono()
 
 
 def _read_av(path: Path, windows_s: Windows) -> tuple[list[np.ndarray], int]:
