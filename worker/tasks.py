@@ -70,9 +70,30 @@ def load_classifier(model: str | None = None):
     # before the model is built, so no thread pool exists when the pool forks.
     torch.set_num_threads(1)
     _classifier = Classifier.load(model)
+    warm_up(_classifier)
     log.info("loaded model %s@%s in process %d", _classifier.name, _classifier.version,
              os.getpid())
     return _classifier
+
+
+def warm_up(clf) -> None:
+    """Pay the first-call costs of a track once, here, rather than once in every pool
+    process on its first track: the lazy imports of the tag reader (mutagen and its
+    format modules) and of PyAV, and the first forward pass at the shape a long track
+    has (the allocator's pools, oneDNN's kernels for those shapes, feature tables). Done
+    before the pool forks, the pool processes inherit it all (bench/formats.py --real
+    measures the first track's share). With one torch thread the forward pass starts
+    no thread pool, so nothing here stops the fork being safe."""
+    import numpy as np
+
+    from genreq import audio, features
+
+    filetags.read(os.devnull)  # mutagen.File imports every format it knows, then finds none
+    audio.duration_s(os.devnull)  # not a format libsndfile reads by name: imports PyAV
+    windows = features.excerpt_windows(2 * features.EXCERPTS_FROM_S, clf.features)
+    noise = np.random.default_rng(0).standard_normal(
+        round(windows[0][1] * clf.features.sample_rate)).astype(np.float32) * 0.1
+    clf.chunk_outputs(clf.chunks_of_excerpts([noise] * len(windows)))
 
 
 def classifier():
