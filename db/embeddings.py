@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from genreq.db import paging
+from genreq.db import counts, paging
 from genreq.db.models import State, Track
 
 
@@ -32,11 +32,15 @@ def embeddings(session: Session, embedding_model: str
 
 
 def fingerprint(session: Session, embedding_model: str) -> tuple:
-    """What changes whenever the embeddings of EMBEDDING_MODEL do: how many done tracks
-    it embedded, their largest id and latest finish. A cache of them is good while it
-    holds. Read from the index (embedding_model, state, finished_at) alone: a condition
-    on the embedding itself would read every row (an embedding is written, and reset,
-    together with its model's name, so it would change nothing here)."""
+    """What changes whenever the embeddings of EMBEDDING_MODEL (and the album and artist
+    of their tracks) do: a cache of them is good while it holds. Where the database
+    keeps the embeddings' change stamp (db.counts), that stamp, one row; else how many
+    done tracks the model embedded, their largest id and latest finish, read from the
+    index (embedding_model, state, finished_at) alone: a condition on the embedding
+    itself would read every row (an embedding is written, and reset, together with its
+    model's name, so it would change nothing here)."""
+    if counts.kept(session):
+        return ("generation", counts.embeddings_generation(session))
     count, max_id, last = session.execute(
         select(func.count(), func.max(Track.id), func.max(Track.finished_at)).where(
             Track.state == State.done, Track.embedding_model == embedding_model)).one()

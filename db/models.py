@@ -126,11 +126,39 @@ class Track(Base):
               "finished_at"),
         # The expiry scan: running tracks whose lease ran out.
         Index("ix_tracks_state_lease_expires_at", "state", "lease_expires_at"),
+        # status's failed and skipped tracks counted by reason, from the index alone.
+        Index("ix_tracks_state_reason", "state", "reason"),
     )
 
     def top(self, k: int = TOP_K) -> list[tuple[str, float]]:
         """The k most probable genres, most probable first."""
         return sorted((self.probs or {}).items(), key=lambda kv: kv[1], reverse=True)[:k]
+
+
+class TrackCount(Base):
+    """How many tracks are in each (state, genre), kept by triggers on `tracks` (SQLite;
+    migration e41b7d93c5a8 says why not on PostgreSQL), so that status reads a few rows
+    instead of counting an index of every track. Rows that fall to 0 stay."""
+
+    __tablename__ = "track_counts"
+
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    genre: Mapped[str] = mapped_column(String(64), primary_key=True)  # "" for no genre
+    tracks: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChangeStamp(Base):
+    """A counter that triggers on `tracks` raise whenever what it names changes (SQLite):
+    EMBEDDINGS_STAMP, any done track's embedding, model, album or artist, or a track
+    becoming done or no longer done. A cache of the embeddings holds while it is equal."""
+
+    __tablename__ = "change_stamps"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger)
+
+
+EMBEDDINGS_STAMP = "embeddings"
 
 
 metadata = Base.metadata
