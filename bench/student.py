@@ -86,6 +86,7 @@ def fetch(args) -> None:
     from genreq import audio
 
     out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)  # also when the .debs live elsewhere
     debs = args.debs or out / "debs"
     debs.mkdir(parents=True, exist_ok=True)
     tracks, skipped = [], {}
@@ -608,6 +609,325 @@ def evaluate(args) -> None:
             protocol, y, probs, fold_recs, genres)
 
 
+# --- fine-tuning on the labelled clips, with the Debian music replayed ----------------------
+
+# Recipes cross-validated by `finetune-cv` (each to bench/results/student_finetuned_<name>.json);
+# `ship` applies one of them to every non-excluded clip. Fixed in advance, not tuned: the
+# protocol's training partitions hold too few artists for an inner split per fold at this
+# cost, so nothing is chosen by looking at held-out clips (see the module docstring).
+FT_BASE = {
+    "steps": 200,  # optimiser steps (a fixed count, so a run does not depend on the load)
+    "lr": 1e-3,  # AdamW peak, 5 % warm-up then a cosine to zero
+    "gtzan_batch": 24,  # labelled crops per step, clips drawn genre-balanced
+    "debian_batch": 12,  # replayed Debian excerpts per step (distillation losses only)
+    "ce": 1.0,  # cross-entropy on the genre (label smoothing below)
+    "smoothing": 0.05,
+    "embed": 1.0,  # MSE to the teacher's standardised embedding
+    "tags": TAG_WEIGHT,  # BCE to the teacher's 50 tag probabilities
+    "mixup": 0.5,  # share of labelled crops mixed with another clip's (power domain)
+    "mixup_alpha": 0.4,  # Beta(alpha, alpha) mixing weights
+    "gain_db": GAIN_DB,
+    "tilt_db": 4.0,  # +- dB at the band edges of a linear spectral tilt
+    "bump_db": 4.0,  # +- dB of one random bell-shaped EQ band
+    "pitch_bins": 2,  # +- mel bands of shift (a small pitch change)
+    "stretch": 0.1,  # +- time stretch of the spectrogram crop
+}
+FT_RECIPES = {
+    # The teacher's ears and the labels weighed as in the trunk's own distillation.
+    "a": {**FT_BASE},
+    # Recipe a was still learning at its end: three times the steps, a higher peak.
+    "b": {**FT_BASE, "steps": 600, "lr": 2e-3},
+}
+TEACHER_HOP_S = 187 * 256 / 16000  # vgg-msd's chunk: taggers.npz holds one per 2.99 s
+
+
+def gtzan_full(args):
+    """gtzan's clips with every clip's whole log-mel and the teacher's per-chunk targets
+    (raw vgg-msd embedding, tag logits) from bench/crossval.py embed's taggers.npz."""
+    import crossval
+
+    cached, genres, spec, feats = crossval.features_for("crnn", args.data, args.gtzan_cache)
+    assert spec == student_spec(), "the GTZAN feature cache is not the student's features"
+    tracks, kept, genres, dropped = crossval.grouped_tracks(None, args.groups, cached)
+    from genreq import features as F
+
+    z = np.load(args.gtzan_cache / "taggers.npz")
+    names = [str(n) for n in z["names"]]
+    emb, tag = [], []
+    for t in tracks:
+        rows = z["track"] == names.index(str(t.path))
+        emb.append(z["vgg-msd/embedding"][rows])
+        tag.append(z["vgg-msd/tag_logits"][rows])
+    mel = [F.fit_width(feats[i], F.CHUNK_FRAMES + 1).astype(np.float32) for i in kept]
+    y = np.array([genres.index(t.genre) for t in tracks])
+    chunks = [F.chunks(feats[i], spec, max_chunks=None) for i in kept]
+    return tracks, y, genres, dropped, mel, emb, tag, chunks
+
+
+class _Augment:
+    """Crops of labelled clips with the recipe's augmentation and their teacher targets,
+    interpolated between the two teacher chunks the crop straddles."""
+
+    def __init__(self, r: dict, mel, emb, tag, mu, sd, rng):
+        self.r, self.mel, self.rng = r, mel, rng
+        self.emb = [((e - mu) / sd).astype(np.float32) for e in emb]
+        self.tag = [(1.0 / (1.0 + np.exp(-t))).astype(np.float32) for t in tag]
+        self.frame_s = student_spec().hop_length / student_spec().sample_rate
+
+    def crop(self, i: int):
+        from genreq import features as F
+
+        r, rng, m = self.r, self.rng, self.mel[i]
+        width = F.CHUNK_FRAMES
+        span = int(round(width * (1 + rng.uniform(-r["stretch"], r["stretch"]))))
+        span = max(8, min(span, m.shape[1]))
+        o = int(rng.integers(0, m.shape[1] - span + 1))
+        x = m[:, o : o + span]
+        if span != width:  # time stretch: resample the frames
+            src = np.linspace(0, span - 1, width)
+            lo = np.floor(src).astype(int)
+            hi = np.minimum(lo + 1, span - 1)
+            w = (src - lo).astype(np.float32)
+            x = x[:, lo] * (1 - w) + x[:, hi] * w
+        shift = int(rng.integers(-r["pitch_bins"], r["pitch_bins"] + 1))
+        if shift > 0:
+            x = np.concatenate([np.repeat(x[:1], shift, 0), x[:-shift]])
+        elif shift < 0:
+            x = np.concatenate([x[-shift:], np.repeat(x[-1:], -shift, 0)])
+        bands = np.linspace(-1.0, 1.0, x.shape[0], dtype=np.float32)[:, None]
+        centre, width_b = rng.uniform(-1, 1), rng.uniform(0.05, 0.3)
+        x = (
+            x
+            + rng.uniform(-r["gain_db"], r["gain_db"])
+            + rng.uniform(-r["tilt_db"], r["tilt_db"]) * bands
+            + rng.uniform(-r["bump_db"], r["bump_db"]) * np.exp(-((bands - centre) / width_b) ** 2)
+        )
+        # The teacher's answer for the middle of the crop.
+        pos = max(0.0, (o + span / 2) * self.frame_s / TEACHER_HOP_S - 0.5)
+        j = min(int(pos), len(self.emb[i]) - 1)
+        k, f = min(j + 1, len(self.emb[i]) - 1), pos - int(pos)
+        e = (1 - f) * self.emb[i][j] + f * self.emb[i][k]
+        t = (1 - f) * self.tag[i][j] + f * self.tag[i][k]
+        return x.astype(np.float32), e, t
+
+    def batch(self, idx, y, n_classes: int):
+        r, rng = self.r, self.rng
+        xs, es, ts = zip(*(self.crop(i) for i in idx), strict=True)
+        x, e, t = np.stack(xs)[:, None], np.stack(es), np.stack(ts)
+        target = np.eye(n_classes, dtype=np.float32)[y[idx]]
+        mixed = np.flatnonzero(rng.random(len(idx)) < r["mixup"])
+        if len(mixed):
+            partner = rng.permutation(len(idx))[: len(mixed)]
+            lam = rng.beta(r["mixup_alpha"], r["mixup_alpha"], len(mixed)).astype(np.float32)
+            lam = np.maximum(lam, 1 - lam)  # the crop keeps its own clip in the majority
+            la = lam[:, None, None, None]
+            x[mixed] = 10 * np.log10(
+                la * 10 ** (x[mixed] / 10) + (1 - la) * 10 ** (x[partner] / 10) + 1e-10
+            )
+            lv = lam[:, None]
+            e[mixed] = lv * e[mixed] + (1 - lv) * e[partner]
+            t[mixed] = lv * t[mixed] + (1 - lv) * t[partner]
+            target[mixed] = lv * target[mixed] + (1 - lv) * target[partner]
+        return x, e, t, target
+
+
+def finetune(trunk_path: Path, r: dict, fit: np.ndarray, data: tuple, debian, seed: int,
+             threads: int):
+    """Fine-tune a copy of the trunk on the labelled clips `fit` with Debian replay; returns
+    (model in eval mode, loss history)."""
+    import crossval
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    y, n_classes, mel, emb, tag, chunks = data
+    model, trunk = load_trunk(trunk_path)
+    d_mel, d_raw, d_tag = debian
+    # The trunk's embedding is the teacher's standardised over the Debian music, where a few
+    # units barely move that swing widely on other music and would dominate the loss: the
+    # embedding is re-standardised over the Debian excerpts and the training clips' chunks
+    # (label-free), its projection and tag layer rescaled to give the same outputs.
+    mu0, sd0 = trunk["embedding_mean"].numpy(), trunk["embedding_std"].numpy()
+    pooled = np.concatenate([d_raw, *[emb[i] for i in fit]])
+    mu, sd = pooled.mean(0), _std_floor(pooled.std(0))
+    restandardise(model, mu0, sd0, mu, sd)
+    d_emb = ((d_raw - mu) / sd).astype(np.float32)
+    aug = _Augment(r, mel, emb, tag, mu, sd, rng)
+    # Start the genre layer as the class-weighted logistic head on the trunk's embeddings
+    # of the training clips (C=1), so the first steps do not spoil the trunk.
+    embs, _ = chunk_outputs(model, shipped_chunks([chunks[i] for i in fit]))
+    head = crossval.fit_head(embs, y[fit], n_classes, 1.0, True)
+    weight, bias = fold_head(head, 1.0)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.from_numpy(weight).float())
+        model.head.bias.copy_(torch.from_numpy(bias).float())
+    # Genre-balanced draws of the labelled clips.
+    counts = np.bincount(y[fit], minlength=n_classes)
+    p = 1.0 / counts[y[fit]]
+    p /= p.sum()
+    opt = torch.optim.AdamW(model.parameters(), lr=r["lr"], weight_decay=1e-2)
+    bce = torch.nn.BCEWithLogitsLoss()
+    history, run = [], {"ce": 0.0, "mse": 0.0, "bce": 0.0, "n": 0}
+    model.train()
+    started = time.perf_counter()
+    for step in range(r["steps"]):
+        progress = step / r["steps"]
+        lr = r["lr"] * (progress / 0.05 if progress < 0.05 else
+                        0.5 * (1 + np.cos(np.pi * (progress - 0.05) / 0.95)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = rng.choice(fit, r["gtzan_batch"], p=p)
+        x, e, t, target = aug.batch(idx, y, n_classes)
+        d_idx = rng.integers(0, len(d_mel), r["debian_batch"])
+        xd = _batch(d_mel, d_idx, rng, True).numpy()
+        out = model.outputs(torch.from_numpy(np.concatenate([x, xd])))
+        g = len(idx)
+        target = torch.from_numpy(target) * (1 - r["smoothing"]) + r["smoothing"] / n_classes
+        ce = -(target * torch.log_softmax(out.logits[:g], -1)).sum(1).mean()
+        e_all = torch.from_numpy(np.concatenate([e, d_emb[d_idx]]))
+        t_all = torch.from_numpy(np.concatenate([t, d_tag[d_idx]]))
+        mse = ((out.embedding - e_all) ** 2).mean()
+        b_ = bce(out.tag_logits, t_all)
+        loss = r["ce"] * ce + r["embed"] * mse + r["tags"] * b_
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        for key, v in (("ce", ce), ("mse", mse), ("bce", b_)):
+            run[key] += v.item()
+        run["n"] += 1
+        if (step + 1) % 100 == 0 or step + 1 == r["steps"]:
+            row = {"step": step + 1, "minutes": round((time.perf_counter() - started) / 60, 1),
+                   **{k: round(run[k] / run["n"], 4) for k in ("ce", "mse", "bce")}}
+            history.append(row)
+            log(json.dumps(row))
+            run = {"ce": 0.0, "mse": 0.0, "bce": 0.0, "n": 0}
+    return model.eval(), history, (mu, sd)
+
+
+def restandardise(model, mu0, sd0, mu, sd) -> None:
+    """Make the student's embedding (mu0, sd0)-standardised -> (mu, sd)-standardised, with
+    the tag layer reading it unchanged."""
+    import torch
+
+    a = torch.from_numpy(sd0 / sd).float()
+    b = torch.from_numpy((mu0 - mu) / sd).float()
+    with torch.no_grad():
+        w, c = model.tags.weight.clone(), model.tags.bias.clone()
+        model.tags.bias.copy_(c - (w / a) @ b)
+        model.tags.weight.copy_(w / a)
+        model.project.bias.copy_(model.project.bias * a + b)
+        model.project.weight.copy_(model.project.weight * a[:, None])
+
+
+def shipped_chunks(chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """Of each clip's chunks the MAX_CHUNKS genreq classifies."""
+    from genreq import features as F
+
+    return [x[F.chunk_indices(len(x), F.MAX_CHUNKS)] for x in chunks]
+
+
+def debian_targets(cache: Path):
+    """The Debian excerpts as replayed: log-mel, raw teacher embedding, tag probabilities."""
+    z = np.load(cache / "debian.npz")
+    return (
+        z["mel"],
+        z["embedding"].astype(np.float32),
+        (1.0 / (1.0 + np.exp(-z["tag_logits"]))).astype(np.float32),
+    )
+
+
+def own_probs(model, chunks: list[np.ndarray]) -> np.ndarray:
+    """Per clip the mean softmax of its MAX_CHUNKS chunks, as genreq classifies."""
+    import torch
+
+    from genreq import features as F
+
+    out = []
+    with torch.inference_mode():
+        for x in chunks:
+            x = x[F.chunk_indices(len(x), F.MAX_CHUNKS)]
+            out.append(torch.softmax(model(torch.from_numpy(np.ascontiguousarray(x))), -1)
+                       .numpy().mean(0))
+    return np.stack(out)
+
+
+def finetune_info(r: dict, name: str) -> dict:
+    return {
+        "recipe_name": name,
+        "finetune": {
+            **r,
+            "start": "the Debian-only trunk (bench/student.py train)",
+            "labelled": "crops anywhere in the training clips, genre-balanced draws; gain, "
+            "tilt and one EQ band, mel-band shift, time stretch, mixup in the power domain",
+            "replay": "Debian excerpts in every step, with the distillation losses only",
+            "distillation_targets": "the frozen vgg-msd tagger's standardised embedding and "
+            "50 tag probabilities (label-free), on the labelled crops and the Debian excerpts",
+            "tuning": "none: the recipe is fixed in advance, temperature 1",
+            "script": "bench/student.py finetune-cv",
+        },
+    }
+
+
+def finetune_cv(args) -> None:
+    """Each artist-disjoint fold: fine-tune the trunk on the two training partitions only,
+    score the held-out one once with the network's own head (and with a class-weighted
+    logistic head refitted on its embedding, C and temperature tuned on the training clips'
+    inner folds); pooled to bench/results/student_finetuned_<recipe>[_refit-head].json."""
+    import crossval
+
+    from genreq import dataset, models
+    from genreq import features as F
+
+    r = FT_RECIPES[args.recipe]
+    if args.steps:
+        r = {**r, "steps": args.steps}
+    tracks, y, genres, dropped, mel, emb, tag, chunks = gtzan_full(args)
+    folds = dataset.group_folds(tracks)
+    protocol = crossval.protocol_record(args.groups_name or args.groups, folds, dropped)
+    n_classes = len(genres)
+    debian = debian_targets(args.cache)
+    groups = np.array([t.group for t in tracks])
+    probs = {"own": np.zeros((len(y), n_classes)), "refit": np.zeros((len(y), n_classes))}
+    recs: dict[str, list] = {"own": [], "refit": []}
+    model = None
+    for k, (group, test) in enumerate(folds):
+        test = np.array(test)
+        fit = np.flatnonzero(groups != group)
+        log(f"fold {group}: fine-tuning on {len(fit)} clips, testing {len(test)}")
+        model, history, _ = finetune(args.trunk, r, fit, (y, n_classes, mel, emb, tag, chunks),
+                                  debian, args.seed + k, args.threads)
+        probs["own"][test] = own_probs(model, [chunks[i] for i in test])
+        recs["own"].append(crossval.fold_record(group, test, y, probs["own"], history=history))
+        embs, _ = chunk_outputs(model, shipped_chunks(chunks))
+        fx = [embs[i] for i in fit]
+        c, temperature, tuned = crossval.choose_c(fx, y[fit], groups[fit], n_classes, True)
+        head = crossval.scaled(crossval.fit_head(fx, y[fit], n_classes, c, True), temperature)
+        probs["refit"][test] = head.track_probs([embs[i] for i in test], F.MAX_CHUNKS)
+        recs["refit"].append(crossval.fold_record(group, test, y, probs["refit"], c=c,
+                                                  temperature=temperature, c_scores=tuned))
+        log(f"fold {group}: own head {recs['own'][-1]['accuracy']}, "
+            f"refitted head {recs['refit'][-1]['accuracy']}")
+    info = {
+        "arch": "crnn",
+        "parameters": models.count_parameters(model),
+        "macs_per_chunk": models.count_macs(model) + model.tags.weight.numel(),
+        "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over the "
+        "clip, as genreq classifies",
+        **finetune_info(r, args.recipe),
+    }
+    _record(f"student_finetuned_{args.recipe}",
+            {"model": f"distilled crnn student fine-tuned per fold (recipe {args.recipe}), its "
+             "own genre head, temperature 1", **info},
+            protocol, y, probs["own"], recs["own"], genres)
+    _record(f"student_finetuned_{args.recipe}_refit-head",
+            {"model": f"distilled crnn student fine-tuned per fold (recipe {args.recipe}), a "
+             "class-weighted logistic head refitted on its embedding of the training clips (C "
+             "and temperature by their inner folds, which the trunk has seen: optimistic "
+             "tuning, honest test)", **info},
+            protocol, y, probs["refit"], recs["refit"], genres)
+
+
 def student_info(model, trunk: dict, args) -> dict:
     from genreq import models
 
@@ -630,6 +950,86 @@ def student_info(model, trunk: dict, args) -> dict:
     }
 
 
+def ship_finetuned(args) -> None:
+    """The default crnn by a cross-validated fine-tuning recipe: the trunk fine-tuned as in
+    `finetune-cv` on every non-excluded clip (with the Debian replay), its own genre head
+    (or, with --head refit, the class-weighted logistic head refitted on its embedding,
+    folded into the linear head), its embedding and 50 tag outputs."""
+    import crossval
+    import torch
+
+    from genreq import checkpoint
+
+    r = FT_RECIPES[args.recipe]
+    suffix = "" if args.head == "own" else "_refit-head"
+    name = f"student_finetuned_{args.recipe}{suffix}"
+    tracks, y, genres, dropped, mel, emb, tag, chunks = gtzan_full(args)
+    n_classes = len(genres)
+    # The fine-tuned network is cached, so that a ship that finds no cross-validation
+    # result yet (the two may run side by side) is finished by a rerun in a minute.
+    cached = args.cache / f"finetuned-{args.recipe}-seed{args.seed}.pt"
+    if cached.exists():
+        z = torch.load(cached, map_location="cpu", weights_only=True)
+        model, _ = load_trunk(args.trunk)
+        model.load_state_dict(z["state_dict"])
+        model.eval()
+        history, mu, sd = z["history"], z["mu"].numpy(), z["sd"].numpy()
+        assert z["recipe"] == json.dumps(r, sort_keys=True), f"{cached}: another recipe"
+    else:
+        fit = np.arange(len(y))
+        model, history, (mu, sd) = finetune(
+            args.trunk, r, fit, (y, n_classes, mel, emb, tag, chunks),
+            debian_targets(args.cache), args.seed, args.threads,
+        )
+        torch.save({"state_dict": model.state_dict(), "history": history,
+                    "mu": torch.from_numpy(mu), "sd": torch.from_numpy(sd),
+                    "recipe": json.dumps(r, sort_keys=True)}, cached)
+    head_info: dict = {"kind": "the network's own genre layer, temperature 1"}
+    if args.head == "refit":
+        groups = np.array([t.group for t in tracks])
+        embs, _ = chunk_outputs(model, shipped_chunks(chunks))
+        c, temperature, tuned = crossval.choose_c(embs, y, groups, n_classes, True)
+        weight, bias = fold_head(crossval.fit_head(embs, y, n_classes, c, True), temperature)
+        with torch.no_grad():
+            model.head.weight.copy_(torch.from_numpy(weight).float())
+            model.head.bias.copy_(torch.from_numpy(bias).float())
+        head_info = {"kind": "class-weighted logistic head refitted on the embedding", "c": c,
+                     "temperature": temperature, "c_scores": tuned}
+    _, trunk = load_trunk(args.trunk)
+    manifest = json.loads((args.music / "manifest.json").read_text())
+    # Read last: the cross-validation may run beside this.
+    if not (RESULTS / f"{name}.json").exists():
+        raise SystemExit(f"{RESULTS / name}.json: run finetune-cv --recipe {args.recipe} first "
+                         f"(the fine-tuned network is kept in {cached})")
+    cv = json.loads((RESULTS / f"{name}.json").read_text())
+    metrics = {
+        **{k: cv[k] for k in ("protocol", "n", "accuracy", "ci95", "balanced_accuracy", "ece",
+                              "per_genre", "fold_accuracy")},
+        "result": f"bench/results/{name}.json",
+        "head": {**head_info, "n_train": len(y), "dropped": dropped,
+                 "groups": args.groups_name or args.groups},
+        **student_info(model, trunk, args),
+        "finetune_history": history,
+        "embedding_space": "the vgg-msd tagger's 256-d embedding, standardised over the "
+        "Debian excerpts and the teacher's chunks of the training clips",
+    }
+    recipe = {
+        "script": f"bench/student.py (fetch, targets, train, finetune-cv --recipe "
+        f"{args.recipe}, ship --recipe {args.recipe})",
+        "data": {"debian": _music_summary(manifest), "labelled": f"{len(y)} GTZAN clips "
+                 f"(labels.csv:artist_split, {dropped['excluded']} excluded clips dropped)"},
+        "trunk": f"distilled on Debian excerpts only: MSE(standardised teacher embedding) + "
+        f"{TAG_WEIGHT:g} x BCE(teacher tags), {trunk['minutes']:g} minutes",
+        **finetune_info(r, args.recipe),
+    }
+    checkpoint.save(args.out, model, "crnn", genres, student_spec(), metrics, recipe)
+    loaded, _ = checkpoint.load(args.out)
+    want = own_probs(model, chunks[:5])
+    got = own_probs(loaded, chunks[:5])
+    assert np.allclose(got, want, atol=1e-5), (got, want)
+    log(f"wrote {args.out} (recipe {args.recipe}, {args.head} head)")
+
+
 def ship(args) -> None:
     """The default crnn: the trunk with the shipped candidate's genre head (class-weighted
     logistic regression on its embedding, C and temperature chosen by the inner
@@ -639,6 +1039,8 @@ def ship(args) -> None:
 
     from genreq import checkpoint
 
+    if args.recipe:
+        return ship_finetuned(args)
     torch.set_num_threads(args.threads)
     tracks, kept, y, genres, dropped, chunks = gtzan(args)
     model, trunk = load_trunk(args.trunk)
@@ -799,13 +1201,29 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--excerpts", type=int, default=EXCERPTS_PER_TRACK)
     p.add_argument("--seconds-per-excerpt", type=float, default=12.0)
+    p.add_argument("--recipe", choices=sorted(FT_RECIPES),
+                   help="fine-tune by this finetune-cv recipe on every clip (else: the trunk "
+                   "as distilled, with a head on its embedding)")
+    p.add_argument("--head", choices=("own", "refit"), default="own")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("finetune-cv", help="fine-tune per artist-disjoint fold, score held out")
+    p.add_argument("--cache", type=Path, required=True)
+    p.add_argument("--trunk", type=Path, required=True)
+    p.add_argument("--data", type=Path, help="the GTZAN folder (else --gtzan-cache)")
+    p.add_argument("--gtzan-cache", type=Path, required=True)
+    p.add_argument("--groups", required=True, metavar="FILE:COLUMN")
+    p.add_argument("--groups-name", help="how result files name the groups (no machine path)")
+    p.add_argument("--recipe", choices=sorted(FT_RECIPES), default="a")
+    p.add_argument("--steps", type=int, help="override the recipe's step count (smoke runs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("speed", help="seconds per clip of models, in one run")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--n", type=int, default=40)
     p.add_argument("models", nargs="+", help="checkpoint paths or shipped names")
     args = parser.parse_args()
     {"fetch": fetch, "targets": targets, "train": train_trunk, "evaluate": evaluate,
-     "ship": ship, "speed": speed}[args.command](args)
+     "ship": ship, "speed": speed, "finetune-cv": finetune_cv}[args.command](args)
 
 
 if __name__ == "__main__":
