@@ -407,39 +407,71 @@ def is_real_formats(r: dict) -> bool:
 
 
 def real_formats(path: Path, r: dict, results: Path) -> str:
-    """bench/formats.py --real: 3-6-minute tracks per format, by stage and end to end."""
+    """bench/formats.py --real: 3-6-minute tracks per format, before and after, by stage
+    in one process and in `genreq run`'s pool processes."""
     stages = ("probe", "decode", "resample", "features", "model")
-    rows, runs = [], []
+    rows, runs, by_stage = [], [], []
     for ext, f in r["formats"].items():
+        cpu, after = f["cpu_ms_per_track"], f["ms"]["after"]
         rows.append([ext, str(f["n_tracks"]), ", ".join(f"{m:g}" for m in f["minutes"]),
-                     f"{f['mean_file_mb']:.1f}", _ms(f["ms"]["total"]),
-                     f"{f['cpu_ms_per_track']:.0f}",
-                     *[f"{f['ms'][s]['median']:.1f}" for s in stages], f["bound_by"]])
+                     f"{f['mean_file_mb']:.1f}", _ms(cpu["before"]), _ms(cpu["after"]),
+                     f"{cpu['before']['median'] / cpu['after']['median']:.2f}x",
+                     *[f"{after[s]['median']:.1f}" for s in stages], f["bound_by"],
+                     f"{f['max_prob_diff_before_after']:.1g}"])
         for x in f["end_to_end"]:
-            runs.append([ext, str(x["workers"]), str(x["tracks"]), f"{x['wall_s']:.1f}",
-                         f"{x['startup_s']:.1f}", f"{x['tracks_per_s']:.2f}",
-                         f"{x['tracks_per_s_steady']:.2f}",
-                         f"{x['s_per_track_per_core_steady']:.3f}",
-                         f"{x['s_per_track_per_core_wall']:.3f}",
-                         f"{x['pool_cpu_ms_per_track']:.0f}"
-                         if x.get("pool_cpu_ms_per_track") is not None else ""])
-    table = _table(["format", "tracks", "minutes", "MB per file", "ms/track (range)",
-                    "CPU ms/track", *[f"{s} ms" for s in stages], "largest stage"], rows)
+            busy = x["pool_cpu_ms_per_track_steady"] / 1000 * x["tracks_per_s_after_first"]
+            runs.append([ext, str(x["workers"]), x["variant"], str(x["tracks"]),
+                         f"{x['startup_s']:.1f}", f"{x['wall_s']:.1f}",
+                         f"{x['tracks_per_s_per_core_after_first']:.2f}",
+                         f"{x['s_per_track_per_core_after_first']:.3f}",
+                         f"{x['pool_cpu_ms_per_track_steady']:.0f} "
+                         f"({x['pool_cpu_ms_per_track_steady_spread']['min']:.0f}–"
+                         f"{x['pool_cpu_ms_per_track_steady_spread']['max']:.0f})",
+                         f"{x['first_task_cpu_ms']['median']:.0f}",
+                         f"{x['pool_cpu_ms_per_track']:.0f}",
+                         # how many cores the pool had: its CPU per track times its rate
+                         f"{busy:.2f}"])
+            if x["variant"] == "after":
+                st = x["steady_stages_cpu_ms"]
+                db = st.get("db_statements", 0.0) + st.get("db_transaction", 0.0)
+                by_stage.append([ext, str(x["workers"]),
+                                 *[f"{st.get(s, 0.0):.1f}" for s in stages],
+                                 f"{st.get('file_tags', 0.0):.1f}", f"{db:.1f}",
+                                 f"{st.get('task_other', 0.0) + st.get('embedding', 0.0):.1f}",
+                                 f"{st.get('outside_tasks', 0.0):.1f}",
+                                 f"{x['pool_cpu_ms_per_track_steady']:.0f}"])
+    table = _table(["format", "tracks", "minutes", "MB per file", "CPU ms/track before",
+                    "CPU ms/track after", "before/after",
+                    *[f"{s} ms" for s in stages], "largest stage", "Δp"], rows)
     load = r["machine"]["load_average"]
+    repeats = next(iter(r["formats"].values()))["repeats"]
     text = (f"{_name(path, results)}: {r['track']['rate_hz'] / 1000:g} kHz stereo tracks "
             f"(cover art in {', '.join(r['track']['cover'])}), model `{r['model']}`, one torch "
-            f"thread, {r['machine']['cpus']} cores; per format the median over its tracks of "
-            f"each track's median of {next(iter(r['formats'].values()))['repeats']} runs, "
-            f"formats alternating; load average {load['before'][0]:.1f} before, "
-            f"{load['end'][0]:.1f} at the end.\n\n{table}")
+            f"thread, {r['machine']['cpus']} cores; before: {r['variants']['before']}. In "
+            f"one process: CPU ms per track, the median (range) over the tracks of each "
+            f"track's median of {repeats} runs, before and after alternating; stages in wall "
+            f"ms (after); Δp the largest difference in any genre probability between before "
+            f"and after; load average {load['before'][0]:.1f} before, {load['end'][0]:.1f} "
+            f"at the end.\n\n{table}")
     if runs:
-        text += ("\n\n`genreq run` on each format's tracks (fresh home each; steady: first "
-                 f"claim to last result; target ≤ {r['target_s_per_track_per_core']:g} s per "
-                 "track per core):\n\n" + _table(
-                     ["format", "workers", "tracks", "wall s", "start-up s",
-                      "tracks/s (start-up included)", "tracks/s steady",
-                      "s/track per core, steady", "s/track per core, wall",
-                      "pool CPU ms/track"], runs))
+        text += ("\n\n`genreq run` on each format's tracks (fresh home each, before and after "
+                 "alternating): start-up is launch to the first result; the rate per core is "
+                 "after the first result; pool CPU ms per track is the pool processes' CPU "
+                 "time in the steady state (each process's first track left out), mean "
+                 "(range over tasks), beside the first track's and the whole run's; the "
+                 "cores the pool got are its steady CPU per track times its rate (below the "
+                 "workers' number: the machine's other work had the rest); target ≤ "
+                 f"{r['target_s_per_track_per_core']:g} s per track per core:\n\n" + _table(
+                     ["format", "workers", "genreq", "tracks", "start-up s", "wall s",
+                      "tracks/s per core after the first", "s/track per core after the first",
+                      "pool CPU ms/track, steady", "first track CPU ms",
+                      "pool CPU ms/track, whole run", "cores the pool got"], runs))
+        text += ("\n\nWhere the pool's steady CPU goes (after), ms per track: classify_file's "
+                 "stages, the file's own tags, the claim and result statements with their "
+                 "transactions, the rest of the task, and Celery between tasks with the "
+                 "lease heartbeat:\n\n" + _table(
+                     ["format", "workers", *stages, "file tags", "db", "rest of task",
+                      "between tasks", "total"], by_stage))
     return text
 
 
