@@ -495,7 +495,7 @@ def render(results: Path = RESULTS) -> str:
 
     current = section(
         "Under genreq's evaluation protocol (bench/crossval.py)",
-        lambda r: is_protocol(r) and r["protocol"]["name"].startswith("artist-disjoint"),
+        lambda r: is_protocol(r) and not (is_seed(r) and r["seed_system"]["protocol"] == "paper"),
     )
     if current:
         sections.append(protocol(current, results))
