@@ -163,3 +163,33 @@ def test_an_image_with_an_audio_suffix_has_no_audio_stream(tmp_path):
                    check=True)
     with pytest.raises(AudioError, match="no audio stream"):
         audio.load_audio(path)
+
+
+class FakeFrame:
+    """What genreq.audio reads of a PyAV audio frame, from a (channels, samples) array."""
+
+    def __init__(self, pcm: np.ndarray, name: str, planar: bool):
+        self.samples = pcm.shape[1]
+        self.format = type("Format", (), {"name": name, "is_planar": planar})()
+        self.layout = type("Layout", (), {"nb_channels": pcm.shape[0]})()
+        self.planes = ([np.ascontiguousarray(c).tobytes() for c in pcm] if planar
+                       else [np.ascontiguousarray(pcm.T).tobytes()])
+
+
+def test_window_buffer_joins_frames_as_their_own_mono_would():
+    """Frames copied into one buffer per window, a change of format or channels mid-window
+    included, give the samples that mixing each frame down on its own gives."""
+    rng = np.random.default_rng(0)
+    frames = [FakeFrame(rng.standard_normal((2, 1024)).astype(np.float32), "fltp", True),
+              FakeFrame(rng.standard_normal((2, 1024)).astype(np.float32), "fltp", True),
+              FakeFrame((rng.standard_normal((1, 1152)) * 8000).astype(np.int16), "s16", False),
+              FakeFrame((rng.standard_normal((2, 1152)) * 8000).astype(np.int16), "s16", False)]
+    skip, wanted = 300, 3000
+    window = audio._WindowBuffer(wanted)
+    full = [window.add(frame, skip if i == 0 else 0) for i, frame in enumerate(frames)]
+    pcms = [audio._frame_pcm(f) for f in frames]
+    pcms[0] = pcms[0][:, skip:]
+    expected = np.concatenate([audio._pcm_mono(p) for p in pcms])[:wanted]
+    assert full == [False, False, False, True]  # 724 + 1024 + 1152 samples, then the rest
+    np.testing.assert_array_equal(window.mono(), expected)
+    assert window.mono().dtype == np.float32

@@ -1,9 +1,15 @@
 """The classify tasks' logic, with a stand-in classifier (the real one runs in test_e2e)."""
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import soundfile
 import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 from helpers import add_track
@@ -265,3 +271,37 @@ def test_task_batch_setting_is_checked(monkeypatch, value):
     monkeypatch.setenv("GENREQ_TASK_BATCH", value)
     with pytest.raises(GenreqError, match="GENREQ_TASK_BATCH must be a whole number from 1 to 16"):
         config.task_batch()
+
+
+# A fresh interpreter: what the worker's main process has imported before the pool forks,
+# against what classifying and tag-reading the first files imports on top.
+FIRST_TRACKS = """
+import json, sys
+from genreq import filetags
+from genreq.worker import tasks
+classifier = tasks.load_classifier()
+before = set(sys.modules)
+for path in sys.argv[1:]:
+    classifier.classify_file(path)
+    filetags.read(path)
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def test_load_classifier_warms_up_what_the_first_track_would_import(tmp_path):
+    """A pool process inherits the warm-up, so its first track pays no lazy import of the
+    tag reader or of PyAV (bench/formats.py --real measures what that saved)."""
+    samples = (0.1 * np.random.default_rng(0).standard_normal(44100 * 25)).astype(np.float32)
+    paths = [tmp_path / "long.wav", tmp_path / "long.flac"]
+    for path in paths:
+        soundfile.write(path, samples, 44100)
+    if shutil.which("ffmpeg"):  # an aac file goes through PyAV
+        paths.append(tmp_path / "long.m4a")
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(paths[0]), "-c:a", "aac",
+                        str(paths[-1])], check=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", FIRST_TRACKS, *map(str, paths)],
+                         capture_output=True, text=True, timeout=300, check=True)
+    imported = json.loads(out.stdout)
+    # PyAV's subtitle module and a text codec still load on the first real file: small.
+    heavy = [m for m in imported if not m.startswith(("av.subtitles", "encodings."))]
+    assert heavy == []
