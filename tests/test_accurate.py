@@ -127,3 +127,57 @@ def test_vgg_msd_outputs_are_unchanged_on_real_clips(vgg_msd):
             assert got.keys() == want.keys()
             assert max(abs(got[k] - want[k]) for k in got) < 1e-4, path
         np.testing.assert_allclose(fast.embedding, ref.embedding, atol=1e-3)
+
+
+def _random_musicnn(seed: int) -> musicnn.Musicnn:
+    """A Musicnn with random weights and front-end batch norms of both signs, so that
+    the min/max folding is exercised on every branch."""
+    torch.manual_seed(seed)
+    model = musicnn.Musicnn().eval()
+    for bn in (model.input_bn, *(branch.bn for branch in model.front)):
+        n = bn.num_features
+        bn.weight.data = torch.randn(n)
+        bn.bias.data = torch.randn(n) * 0.1
+        bn.running_mean.data = torch.randn(n) * 0.1
+        bn.running_var.data = torch.rand(n) + 0.5
+    return model
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_musicnn_fast_embed_is_the_reference_on_random_weights(batch):
+    model = _random_musicnn(batch)
+    x = torch.rand(batch, musicnn.PATCH_FRAMES, musicnn.N_MELS) * 5
+    with torch.inference_mode():
+        ref, fast = model.reference_embed(x), model.fast_embed(x)
+        assert model.embed(x).equal(fast)  # inference takes the fast path
+    scale = ref.abs().max().item()
+    torch.testing.assert_close(fast, ref, atol=1e-5 * max(1.0, scale), rtol=1e-4)
+
+
+def test_musicnn_fast_embed_follows_new_weights_and_training_takes_the_reference():
+    model = _random_musicnn(5)
+    x = torch.rand(2, musicnn.PATCH_FRAMES, musicnn.N_MELS) * 5
+    with torch.inference_mode():
+        before = model.fast_embed(x)
+    with torch.no_grad():
+        model.front[0].conv.weight.mul_(0.5)
+        after, ref = model.fast_embed(x), model.reference_embed(x)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, ref, atol=1e-4, rtol=1e-4)
+    with mock.patch.object(musicnn.Musicnn, "fast_embed", side_effect=AssertionError):
+        model.embed(x)  # autograd on: the reference
+
+
+def test_musicnn_msd_outputs_are_unchanged_on_real_clips():
+    from genreq.predict import Classifier
+
+    torch.set_num_threads(1)
+    classifier = Classifier.load("musicnn-msd")
+    for path in _clips(4):
+        fast = classifier.classify_file(path)
+        with mock.patch.object(musicnn.Musicnn, "embed", musicnn.Musicnn.reference_embed):
+            ref = classifier.classify_file(path)
+        assert fast.genre == ref.genre, path
+        for got, want in ((fast.probs, ref.probs), (fast.tags, ref.tags)):
+            assert max(abs(got[k] - want[k]) for k in got) < 1e-5, path
+        np.testing.assert_allclose(fast.embedding, ref.embedding, atol=1e-4)
