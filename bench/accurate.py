@@ -3,6 +3,11 @@
     .venv/bin/python bench/accurate.py --save           # writes bench/results/accurate.json
     .venv/bin/python bench/accurate.py --clips 30       # a quick look (fidelity on 30 clips)
     .venv/bin/python bench/accurate.py --rss-tracks 6   # also a real worker's resident memory
+    .venv/bin/python bench/accurate.py --model musicnn-msd --save   # accurate-musicnn-msd.json
+
+With `--model musicnn-msd` the candidates are that tagger's: `reference`, the port as
+genreq ran it before its fast path (torch mel, musicnn.Musicnn.reference_embed), and
+`shipped`, musicnn.Musicnn.fast_embed (genreq now); both scored on every clip.
 
 The reference is vgg-msd as genreq ran it before this benchmark: librosa's mel
 spectrogram (features.musicnn_log_mel_librosa), the tagger's layers as trained
@@ -56,8 +61,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 GTZAN = REPO.parent / "shared" / "data" / "gtzan"
-RESULTS = REPO / "bench" / "results" / "accurate.json"
+RESULTS = REPO / "bench" / "results" / "accurate.json"  # vgg-msd; other models add -MODEL
 MODEL = "vgg-msd"
+MODELS = ("vgg-msd", "musicnn-msd")
 CALIBRATION_CLIPS = 32
 # Scored on every clip: what changes the arithmetic (the shipped path, fewer patches,
 # int8). The rest re-run the reference's float32 graph, scored on OTHERS_CLIPS clips.
@@ -113,10 +119,10 @@ def chunks(classifier, excerpts: list[np.ndarray], torch_features: bool, patches
 def _torch_model(model, embed: str | None = None) -> Callable:
     import torch
 
-    from genreq.pretrained import musicnn
+    tagger = type(model.tagger)  # musicnn.Vgg or musicnn.Musicnn
 
     def run(x: np.ndarray):
-        patch = mock.patch.object(musicnn.Vgg, "embed", getattr(musicnn.Vgg, embed)) \
+        patch = mock.patch.object(tagger, "embed", getattr(tagger, embed)) \
             if embed else contextlib.nullcontext()
         with patch, torch.inference_mode():
             out = model.outputs(torch.from_numpy(np.ascontiguousarray(x)))
@@ -220,6 +226,17 @@ def _ort_sessions(model, example: np.ndarray, calibration: list[np.ndarray],
     return runs
 
 
+def musicnn_candidates(classifier) -> list[Candidate]:
+    """musicnn-msd: its port before the fast path and now, both with the torch mel."""
+    model = classifier.model
+    return [
+        Candidate("reference", "torch mel, Musicnn layers as trained (the port before)",
+                  _torch_model(model, "reference_embed"), torch_features=True),
+        Candidate("shipped", "torch mel + Musicnn.fast_embed (genreq now)",
+                  _torch_model(model, "fast_embed"), torch_features=True),
+    ]
+
+
 def candidates(classifier, example: np.ndarray, calibration: list[np.ndarray],
                tmp: Path) -> tuple[list[Candidate], dict[str, str]]:
     import copy
@@ -285,7 +302,7 @@ def fidelity(classifier, clips: list[dict], found: list[Candidate], every_clip: 
     decoded: dict[int, list[np.ndarray]] = {}
     for i, clip in enumerate(clips):
         decoded = {5: decode(classifier, clip["path"], 5)}
-        x = chunks(classifier, decoded[5], False, 5)
+        x = chunks(classifier, decoded[5], reference.torch_features, 5)
         ref_g, ref_t = (p.mean(0) for p in reference.model(x))
         for c in others:
             if i >= first_n and c.name not in every_clip:
@@ -372,7 +389,7 @@ def _rss_kb(pid: int) -> dict[str, int]:
     return fields
 
 
-def worker_memory(clips: list[dict], n_tracks: int, root: Path) -> dict:
+def worker_memory(clips: list[dict], n_tracks: int, root: Path, model: str = MODEL) -> dict:
     """`genreq run --workers 1 --model vgg-msd` over n_tracks clips: the resident memory
     (VmHWM, peak) of the worker's main process and of its pool process, sampled until
     the run ends."""
@@ -384,7 +401,7 @@ def worker_memory(clips: list[dict], n_tracks: int, root: Path) -> dict:
     for name in ("GENREQ_DATABASE_URL", "GENREQ_BROKER_URL", "GENREQ_MODEL"):
         env.pop(name, None)
     run = subprocess.Popen([sys.executable, "-m", "genreq.cli", "run", str(library),
-                            "--workers", "1", "--model", MODEL], env=env,
+                            "--workers", "1", "--model", model], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peaks: dict[int, dict] = {}
     while run.poll() is None:
@@ -437,6 +454,7 @@ def _descendants(root: int) -> list[tuple[int, str, int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=GTZAN)
+    parser.add_argument("--model", default=MODEL, choices=MODELS)
     parser.add_argument("--clips", type=int, default=None, help="fidelity on the first N clips")
     parser.add_argument("--every-clip", default=",".join(EVERY_CLIP),
                         help="candidates scored on every clip (comma-separated)")
@@ -446,7 +464,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rss-tracks", type=int, default=0,
                         help="also measure a real worker's memory over N clips (0: skip)")
-    parser.add_argument("--save", action="store_true", help=f"also write {RESULTS.name}")
+    parser.add_argument("--save", action="store_true",
+                        help=f"also write {RESULTS.name} (accurate-MODEL.json for another model)")
     args = parser.parse_args()
 
     import torch
@@ -455,12 +474,19 @@ def main() -> None:
 
     torch.set_num_threads(1)
     clips = read_clips(args.data)
-    classifier = Classifier.load(MODEL)
-    train = [c for c in clips if c.get("artist_split") == "train"][:CALIBRATION_CLIPS]
-    calibration = [chunks(classifier, decode(classifier, c["path"], 5), False, 5) for c in train]
+    classifier = Classifier.load(args.model)
+    results = RESULTS if args.model == MODEL else RESULTS.with_stem(f"accurate-{args.model}")
+    every_clip = set(args.every_clip.split(","))
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="genreq-accurate-") as tmp:
-        found, skipped = candidates(classifier, calibration[0], calibration, Path(tmp))
+        if args.model == MODEL:
+            train = [c for c in clips if c.get("artist_split") == "train"][:CALIBRATION_CLIPS]
+            calibration = [chunks(classifier, decode(classifier, c["path"], 5), False, 5)
+                           for c in train]
+            found, skipped = candidates(classifier, calibration[0], calibration, Path(tmp))
+        else:
+            found, skipped = musicnn_candidates(classifier), {}
+            every_clip = {c.name for c in found}
         for name, why in skipped.items():
             progress(f"skipped {name}: {why}")
         step = max(1, len(clips) // args.time_clips)
@@ -471,9 +497,9 @@ def main() -> None:
         scored = clips[: args.clips] if args.clips else clips
         progress(f"fidelity: {len(found) - 1} candidates against the reference, "
                  f"{len(scored)} clips")
-        fid = fidelity(classifier, scored, found, set(args.every_clip.split(",")),
-                       args.others_clips)
-        memory = worker_memory(clips, args.rss_tracks, Path(tmp)) if args.rss_tracks else None
+        fid = fidelity(classifier, scored, found, every_clip, args.others_clips)
+        memory = (worker_memory(clips, args.rss_tracks, Path(tmp), args.model)
+                  if args.rss_tracks else None)
     rows = {}
     for c in found:
         rows[c.name] = {"description": c.description, "patches": c.patches,
@@ -483,7 +509,7 @@ def main() -> None:
     report = {
         "benchmark": "accurate",
         "when": datetime.now(timezone.utc).isoformat(),
-        "model": MODEL,
+        "model": args.model,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "torch_threads": 1,
                     "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -497,7 +523,7 @@ def main() -> None:
     text = json.dumps(report, indent=2)
     print(text)
     if args.save:
-        RESULTS.write_text(text + "\n")
+        results.write_text(text + "\n")
     for name, r in rows.items():
         progress(f"{name:<18} {1000 * r['s_per_clip']['median']:6.0f} ms/clip  "
                  f"x{r['speedup_vs_reference']['median']:.2f}  cpu "
