@@ -409,6 +409,61 @@ def accurate(path: Path, r: dict, results: Path) -> str:
     return text
 
 
+def is_peer(r: dict) -> bool:
+    return r.get("benchmark") == "peer"
+
+
+def peer(path: Path, r: dict, results: Path) -> str:
+    """bench/peer.py: the original musicnn package against genreq's ports, per clip."""
+    rows, notes = [], []
+    for name, m in r["models"].items():
+        n = m["patches_per_clip"]
+        sides = [
+            ("package, `extractor`'s per-clip work", m["peer"], n["package"]["median"], None),
+            ("package, a clip's patches in one run", m["peer_batched"], n["package"]["median"],
+             None),
+            ("genreq port, the same patches", m["port_same_patches"],
+             n["port_same_patches"]["median"], "port_same_patches"),
+            ("genreq port, `classify_file` as shipped", m["port_shipped"], n["port_shipped"],
+             "port_shipped"),
+        ]
+        for label, side, patches, mode in sides:
+            ratio = vs_batched = ""
+            if mode:
+                ratio = _range(m["ratio"][f"{mode}_cpu"], spec=".1f") + "×"
+                vs_batched = _range(m["ratio"][f"{mode}_cpu_vs_peer_batched"], spec=".1f") + "×"
+            wall = side.get("s_per_clip")
+            rows.append([f"`{name}`", label, f"{patches:g}",
+                         _spread(side["cpu_s_per_clip"], ".3f"),
+                         _spread(wall, ".3f") if wall else "", ratio, vs_batched])
+        f = m["fidelity"]
+        bad = m.get("package_nonfinite_patches")
+        note = (f"`{name}` ({m['package_model']}, graph: {m['package_graph']}; package load "
+                f"{m['package_load_s']['median']:.1f} s, port load {m['port_load_s']:.1f} s): "
+                f"max |Δ tag probability| {f['on_the_packages_patches_per_patch']:.1e} on the "
+                f"package's own patches, {f['own_decode_and_mel_clip_mean']:.1e} for the clip "
+                f"mean with each one's decode and mel, "
+                f"{f['shipped_5_patches_vs_package_all_patches_clip_mean']:.3f} for the shipped "
+                f"five patches against all of them (n={f['clips']} clips)")
+        if bad:
+            note += (f"; the package's float16 log gave non-finite tags on {bad['nonfinite']} "
+                     f"of {bad['patches']} patches")
+        if "package_models_py_max_abs_dev" in m:
+            note += (f"; the package's own `models.py` graph for it deviates "
+                     f"{m['package_models_py_max_abs_dev']:.2f} from the trained one")
+        notes.append(f"- {note}.")
+    table = _table(["model", "run", "patches/clip", "CPU s/clip (range, n)",
+                    "wall s/clip (range, n)", "package ÷ port, CPU (rounds)",
+                    "batched package ÷ port, CPU"], rows)
+    load = r["machine"]["load_average"]
+    return (f"{_name(path, results)}: {r['clips']} clips x {r['rounds']} rounds, package and "
+            f"port alternating; one thread each (TensorFlow {r['machine']['tensorflow']}, "
+            f"torch {r['machine']['torch']}), {r['machine']['cpus']} shared cores, load average "
+            f"{load['before'][0]:.1f} before, {load['end'][0]:.1f} at the end; the model loads "
+            f"are not in the per-clip times; target: the port ≥ {r['target_ratio']:g}× faster "
+            f"per clip.\n\n{table}\n\n" + "\n".join(notes))
+
+
 def is_real_formats(r: dict) -> bool:
     return r.get("benchmark") == "real_formats"
 
@@ -526,9 +581,11 @@ def render(results: Path = RESULTS) -> str:
     for path, r in section("Real formats and lengths, 3-6 minutes (bench/formats.py --real)",
                            is_real_formats):
         sections.append(real_formats(path, r, results))
+    for path, r in section("The original musicnn package side by side (bench/peer.py)", is_peer):
+        sections.append(peer(path, r, results))
     known = (is_protocol, is_crossval, is_probe, is_transfer, is_pipeline, is_formats, is_broker,
              is_big_library,
-             is_accurate, is_real_formats)
+             is_accurate, is_real_formats, is_peer)
     others = [p for p, r in loaded if not any(k(r) for k in known)]
     if others:
         sections.append("Other result files (no table yet): "
