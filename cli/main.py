@@ -17,7 +17,14 @@ from genreq.cli import ml
 from genreq.cli import models as models_cli
 from genreq.cli import similar as similar_cli
 from genreq.cli.options import filter_options, label_options, make_labeller
-from genreq.cli.output import format_detail, output_options, write_records, write_split_m3u
+from genreq.cli.output import (
+    LINE_FORMATS,
+    format_detail,
+    output_options,
+    write_lines,
+    write_records,
+    write_split_m3u,
+)
 from genreq.cli.progress import ProgressLine, duration
 from genreq.cli.reasons import print_reasons
 from genreq.config import SORTS, TOP_K
@@ -411,6 +418,10 @@ def export(genres: tuple[str, ...], min_confidence: float | None, path_glob: str
     to_terminal = split_by_genre is None and output == "-" and sys.stdout.isatty()
     progress = ProgressLine("tracks", app.count_records(flt, labeller),
                             enabled=not (to_terminal and sys.stderr.isatty()))
+    if split_by_genre is None and fmt in LINE_FORMATS:
+        write_lines(app.export_lines(flt, labeller, on_track=progress.update), fmt, output)
+        progress.close()
+        return
     rows = app.export_records(flt, labeller, on_track=progress.update)
     if split_by_genre is None:
         write_records(rows, fmt, output, top_k=top_k, relative=relative)

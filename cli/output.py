@@ -118,6 +118,25 @@ def write_m3u(records: Iterable[dict], out: IO[str], top_k: int = TOP_K,
     m3u_entries(records, out, relative_to)
 
 
+# The formats whose records arrive already encoded, a JSON text per record
+# (genreq.app.export_lines), so that no record is built as a dict to be encoded here.
+LINE_FORMATS = ("json", "ndjson")
+
+
+def write_lines(lines: Iterable[str], fmt: str, output: str) -> None:
+    """Write JSON-encoded records as `fmt` (json or ndjson) to `output` (a file, written
+    atomically, or - for stdout), exactly as write_records writes their dicts."""
+    with click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as out:
+        if fmt == "ndjson":
+            for line in lines:
+                out.write(line + "\n")
+            return
+        out.write("[")
+        for i, line in enumerate(lines):
+            out.write(("," if i else "") + "\n  " + line)
+        out.write("\n]\n")
+
+
 WRITERS: dict[str, Callable[..., None]] = {
     "csv": write_csv,
     "json": write_json,

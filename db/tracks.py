@@ -7,7 +7,7 @@ import fnmatch
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import LargeBinary, Row, func, null, select, type_coerce, update
+from sqlalchemy import LargeBinary, Row, Text, cast, func, null, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from genreq.config import SORTS
@@ -30,6 +30,16 @@ DONE_COLUMNS = (
     Track.probs, Track.duration_s, Track.model_name, Track.model_version, Track.elapsed_s,
     Track.tags, Track.embedding_model, Track.artist, Track.album, Track.title,
     Track.file_genres,
+)
+
+
+# What export_rows reads: export's columns, the JSON ones as their stored text (CAST:
+# PostgreSQL's driver would otherwise decode them), so that the caller decodes them with
+# a faster decoder than the JSON type's, or not at all.
+EXPORT_COLUMNS = (
+    Track.id, Track.path, Track.genre, Track.confidence, cast(Track.probs, Text).label("probs"),
+    Track.duration_s, Track.model_name, Track.model_version,
+    cast(Track.tags, Text).label("tags"), cast(Track.file_genres, Text).label("file_genres"),
 )
 
 
@@ -97,6 +107,34 @@ def done_tracks(
     for track in paging.rows(session, query, *SORT_KEYS[sort]):
         if path_glob is None or fnmatch.fnmatchcase(track.path, path_glob):
             yield track
+
+
+def export_rows(
+    session: Session,
+    genres: Sequence[str] = (),
+    min_confidence: float | None = None,
+    *,
+    path_glob: str | None = None,
+    since: datetime | None = None,
+    model: str | None = None,
+    sort: str = "id",
+) -> Iterator[Row]:
+    """done_tracks' tracks, filtered and sorted as it does them, as rows of
+    EXPORT_COLUMNS: `probs`, `tags` and `file_genres` their stored JSON text (or None)."""
+    if sort not in SORT_KEYS:
+        raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
+    query = select(*EXPORT_COLUMNS).where(
+        *_done_where(genres, min_confidence, since, model, path_glob))
+    for page in paging.pages(session, query, *SORT_KEYS[sort], page_size=EXPORT_PAGE_SIZE):
+        if path_glob is None:
+            yield from page
+        else:
+            yield from (row for row in page if fnmatch.fnmatchcase(row.path, path_glob))
+
+
+# Rows per SELECT of export_rows: larger pages than paging's, fewer queries (a page of
+# this many rows without embeddings is a few MB).
+EXPORT_PAGE_SIZE = 5000
 
 
 def count_done_tracks(
