@@ -16,6 +16,11 @@ scored by genreq's artist-disjoint protocol (bench/crossval.py).
         labels.csv:artist_split --baseline OLD_CRNN.pt            # bench/results/student_*.json
     python bench/student.py ship (the same arguments, less --baseline) --music MUSIC \\
         --out genreq/weights/crnn.pt
+    python bench/student.py finetune-cv --cache CACHE --trunk CACHE/trunk.pt \\
+        --gtzan-cache GCACHE --groups DATA/labels.csv:artist_split \\
+        --groups-name labels.csv:artist_split --recipe b   # student_finetuned_b*.json
+    python bench/student.py ship (finetune-cv's arguments) --music MUSIC --recipe b \\
+        --out genreq/weights/crnn.pt
     python bench/student.py speed --data DATA OLD_CRNN.pt genreq/weights/crnn.pt
 
 `fetch` writes MUSIC/manifest.json (package, file, duration of every track of at least
@@ -26,6 +31,17 @@ student's log-mel chunk, the teacher's raw embedding and tag logits, and the shi
 vgg-msd head's genre probabilities (a diagnostic only: that head saw GTZAN's labels, so
 the trunk is not
 trained on it).
+
+`finetune-cv` cross-validates a second stage (FT_RECIPES): per artist-disjoint fold the
+trunk is fine-tuned on the labelled clips of the two training partitions only (genre-
+balanced crops anywhere in a clip; gain, spectral tilt, one EQ band, mel-band shift, time
+stretch, mixup) with cross-entropy on the genre plus the same distillation losses, whose
+targets (vgg-msd's embedding and tags of each crop) need no label, while Debian excerpts
+are replayed in every step with the distillation losses only, so that the trunk keeps what
+it heard there. The held-out partition is scored once. The recipes are fixed in advance:
+the training partitions hold too few artists to split again per fold at this cost, so
+nothing (steps, loss weights, temperature) is tuned. `ship --recipe` applies one to all
+non-excluded clips.
 """
 
 from __future__ import annotations
@@ -890,24 +906,43 @@ def finetune_cv(args) -> None:
     groups = np.array([t.group for t in tracks])
     probs = {"own": np.zeros((len(y), n_classes)), "refit": np.zeros((len(y), n_classes))}
     recs: dict[str, list] = {"own": [], "refit": []}
-    model = None
+    key = json.dumps({**r, "seed": args.seed}, sort_keys=True)
+    model, _ = load_trunk(args.trunk)
     for k, (group, test) in enumerate(folds):
         test = np.array(test)
-        fit = np.flatnonzero(groups != group)
-        log(f"fold {group}: fine-tuning on {len(fit)} clips, testing {len(test)}")
-        model, history, _ = finetune(args.trunk, r, fit, (y, n_classes, mel, emb, tag, chunks),
-                                  debian, args.seed + k, args.threads)
-        probs["own"][test] = own_probs(model, [chunks[i] for i in test])
-        recs["own"].append(crossval.fold_record(group, test, y, probs["own"], history=history))
-        embs, _ = chunk_outputs(model, shipped_chunks(chunks))
-        fx = [embs[i] for i in fit]
-        c, temperature, tuned = crossval.choose_c(fx, y[fit], groups[fit], n_classes, True)
-        head = crossval.scaled(crossval.fit_head(fx, y[fit], n_classes, c, True), temperature)
-        probs["refit"][test] = head.track_probs([embs[i] for i in test], F.MAX_CHUNKS)
-        recs["refit"].append(crossval.fold_record(group, test, y, probs["refit"], c=c,
-                                                  temperature=temperature, c_scores=tuned))
+        if args.fold and group != args.fold:
+            continue
+        # Each fold's outcome is cached, so that folds may run in separate processes
+        # (--fold) and a last run without --fold pools them.
+        done = args.cache / f"finetune-cv-{args.recipe}-{group}.json"
+        if done.exists() and json.loads(done.read_text())["key"] == key:
+            z = json.loads(done.read_text())
+        else:
+            fit = np.flatnonzero(groups != group)
+            log(f"fold {group}: fine-tuning on {len(fit)} clips, testing {len(test)}")
+            model, history, _ = finetune(args.trunk, r, fit,
+                                         (y, n_classes, mel, emb, tag, chunks),
+                                         debian, args.seed + k, args.threads)
+            own = own_probs(model, [chunks[i] for i in test])
+            embs, _ = chunk_outputs(model, shipped_chunks(chunks))
+            fx = [embs[i] for i in fit]
+            c, temperature, tuned = crossval.choose_c(fx, y[fit], groups[fit], n_classes, True)
+            head = crossval.scaled(crossval.fit_head(fx, y[fit], n_classes, c, True),
+                                   temperature)
+            refit = head.track_probs([embs[i] for i in test], F.MAX_CHUNKS)
+            z = {"key": key, "own": own.tolist(), "refit": refit.tolist(), "history": history,
+                 "c": c, "temperature": temperature, "c_scores": tuned}
+            done.write_text(json.dumps(z) + "\n")
+        probs["own"][test], probs["refit"][test] = z["own"], z["refit"]
+        recs["own"].append(crossval.fold_record(group, test, y, probs["own"],
+                                                history=z["history"]))
+        recs["refit"].append(crossval.fold_record(group, test, y, probs["refit"], c=z["c"],
+                                                  temperature=z["temperature"],
+                                                  c_scores=z["c_scores"]))
         log(f"fold {group}: own head {recs['own'][-1]['accuracy']}, "
             f"refitted head {recs['refit'][-1]['accuracy']}")
+    if args.fold:
+        return
     info = {
         "arch": "crnn",
         "parameters": models.count_parameters(model),
@@ -1216,6 +1251,7 @@ def main() -> None:
     p.add_argument("--recipe", choices=sorted(FT_RECIPES), default="a")
     p.add_argument("--steps", type=int, help="override the recipe's step count (smoke runs)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fold", help="run only this test group's fold (pooled by a later run)")
     p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("speed", help="seconds per clip of models, in one run")
     p.add_argument("--data", type=Path, required=True)
