@@ -14,8 +14,8 @@ On the same clips (`--clips` spread over DATA/labels.csv), in every round:
   does: its own `batch_data` (librosa load at 16 kHz, mel, float16 log, non-overlapping
   3-s patches) cast to float32, and one `sess.run` per `configuration.BATCH_SIZE`
   patches. `peer_batched` is the model part again with all of a clip's patches in one
-  session run (not what the package does; no faster here). MSD_musicnn runs the graph the package builds
-  (`musicnn.models`); MSD_vgg the trained graph of its checkpoint's `.meta` file,
+  session run (not what the package does; no faster here). MSD_musicnn runs the graph
+  the package builds (`musicnn.models`); MSD_vgg the trained graph of its checkpoint's `.meta` file,
   because the package's `models.py` pools differently from the trained MSD_vgg (its
   deviation from the trained graph is measured and recorded);
 - genreq, one torch thread, in this process: `port_same_patches` does the package's work
