@@ -79,6 +79,14 @@ def _done_where(
     return where
 
 
+def _done_select(columns, sort: str, *where_args):
+    """The SELECT of `columns` over the done tracks _done_where(*where_args) keeps, and
+    the sort keys of `sort` (one of config.SORTS) to page it by."""
+    if sort not in SORT_KEYS:
+        raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
+    return select(*columns).where(*_done_where(*where_args)), SORT_KEYS[sort]
+
+
 def done_tracks(
     session: Session,
     genres: Sequence[str] = (),
@@ -98,13 +106,11 @@ def done_tracks(
     Each is a row of DONE_COLUMNS and `embedding`, read by attribute as a Track's
     (`track.path`, `track.probs`); `embedding` is None unless `with_embedding` (only a
     learned head reads it, and it is the widest column)."""
-    if sort not in SORT_KEYS:
-        raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
     embedding = (Track.embedding if with_embedding
                  else type_coerce(null(), LargeBinary).label("embedding"))
-    query = select(*DONE_COLUMNS, embedding).where(
-        *_done_where(genres, min_confidence, since, model, path_glob))
-    for track in paging.rows(session, query, *SORT_KEYS[sort]):
+    query, keys = _done_select((*DONE_COLUMNS, embedding), sort,
+                               genres, min_confidence, since, model, path_glob)
+    for track in paging.rows(session, query, *keys):
         if path_glob is None or fnmatch.fnmatchcase(track.path, path_glob):
             yield track
 
@@ -121,11 +127,9 @@ def export_rows(
 ) -> Iterator[Row]:
     """done_tracks' tracks, filtered and sorted as it does them, as rows of
     EXPORT_COLUMNS: `probs`, `tags` and `file_genres` their stored JSON text (or None)."""
-    if sort not in SORT_KEYS:
-        raise ValueError(f"sort must be one of {SORTS}, not {sort!r}")
-    query = select(*EXPORT_COLUMNS).where(
-        *_done_where(genres, min_confidence, since, model, path_glob))
-    for page in paging.pages(session, query, *SORT_KEYS[sort], page_size=EXPORT_PAGE_SIZE):
+    query, keys = _done_select(EXPORT_COLUMNS, sort,
+                               genres, min_confidence, since, model, path_glob)
+    for page in paging.pages(session, query, *keys, page_size=EXPORT_PAGE_SIZE):
         if path_glob is None:
             yield from page
         else:
