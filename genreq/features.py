@@ -194,6 +194,8 @@ def extract(audio: np.ndarray, spec: FeatureSpec) -> np.ndarray:
 def chunk_indices(n: int, max_chunks: int | None = MAX_CHUNKS) -> np.ndarray:
     """Which of N consecutive chunks are analysed: all, or `max_chunks` spread evenly."""
     if max_chunks is not None and n > max_chunks:
+        if max_chunks == 1:  # a linspace of one point is its start; one chunk is the middle's
+            return np.array([(n - 1) // 2])
         return np.linspace(0, n - 1, max_chunks).round().astype(int)
     return np.arange(n)
 
@@ -232,5 +234,7 @@ def excerpt_windows(duration_s: float | None, spec: FeatureSpec, max_chunks: int
         return None
     # One extra hop of audio so the centred STFT yields a full chunk of frames.
     length_s = spec.chunk_s + spec.n_fft / spec.sample_rate
+    if max_chunks == 1:  # one excerpt stands for the track: its middle, as chunk_indices
+        return [(float((duration_s - length_s) / 2), length_s)]
     first, last = 0.05 * duration_s, 0.95 * duration_s - length_s
     return [(float(s), length_s) for s in np.linspace(first, last, max_chunks)]

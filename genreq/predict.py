@@ -110,6 +110,8 @@ class Classifier:
         self.genres: list[str] = list(ckpt["genres"])
         self.features = features.FeatureSpec(**ckpt["features"])
         self.metrics: dict = ckpt.get("metrics", {})
+        # Chunks read per track, as the model's head was fitted (GenreModel.max_chunks).
+        self.max_chunks: int = model.max_chunks
 
     @classmethod
     def load(cls, model: str | Path | None = None) -> Classifier:
@@ -144,11 +146,16 @@ class Classifier:
             logits = self.model(torch.from_numpy(np.ascontiguousarray(x)))
             return torch.softmax(logits, dim=-1).numpy()
 
+    def excerpt_windows(self, duration_s: float | None) -> audio.Windows:
+        """(start_s, length_s) windows of a track of `duration_s` that are decoded, or
+        None to decode it whole (features.excerpt_windows for this model's chunks)."""
+        return features.excerpt_windows(duration_s, self.features, self.max_chunks)
+
     def chunks_of_excerpts(self, excerpts: list[np.ndarray]) -> np.ndarray:
-        """The model's input for a track: at most MAX_CHUNKS feature chunks, shared
+        """The model's input for a track: at most `max_chunks` feature chunks, shared
         evenly by the excerpts."""
         spec = self.features
-        per_excerpt = max(1, features.MAX_CHUNKS // len(excerpts))
+        per_excerpt = max(1, self.max_chunks // len(excerpts))
         return np.concatenate(
             [features.chunks(features.extract(e, spec), spec, per_excerpt) for e in excerpts]
         )
@@ -176,7 +183,7 @@ class Classifier:
         total_s = audio.duration_s(path)
         if total_s is not None and total_s < min_duration_s:
             raise TooShort(path, total_s, min_duration_s)
-        windows = features.excerpt_windows(total_s, self.features)
+        windows = self.excerpt_windows(total_s)
         lap("probe")
         excerpts = audio.load_windows(path, windows, self.features.sample_rate, on_stage)
         lap.restart()  # load_windows reported decode and resample
