@@ -30,6 +30,7 @@ from genreq.db import status as db_status
 from genreq.db import tracks as db_tracks
 
 if TYPE_CHECKING:
+    from sqlalchemy import Row
     from sqlalchemy.orm import Session
 
     from genreq.db.models import Track
@@ -263,28 +264,78 @@ def _number(value) -> str:
 _NO_FILE_GENRES = ("[]", None)
 
 
+# What a stored export line holds (tracks.export_line): a change to the line's keys,
+# rounding or tag list makes the stored lines stale, and needs a migration that sets
+# every export_line to NULL (tests/test_export_lines.py pins a line's text).
+EXPORT_LINE_FORMAT = 1
+
+
 def json_lines(session: Session, flt: TrackFilter, labeller: Labeller,
-               on_track: Callable[[int], None] | None = None) -> Iterator[str]:
+               on_track: Callable[[int], None] | None = None, *, cached: bool = True,
+               fill: bool = False) -> Iterator[str]:
     """The exported records as JSON text, one line each (no newline), in the filter's
     order: json.dumps(record) of each of `records(...)`, byte for byte.
 
     With a labeller that changes nothing but top K (no taxonomy, threshold or learned
-    head), the rows are read with their JSON as stored text (db.tracks.export_rows),
+    head), the rows are read with their JSON as stored text (db.tracks.export_pages),
     decoded by a faster decoder, and each line is written directly instead of built as a
-    dict and encoded: reading a track's tag scores is most of a row's time."""
+    dict and encoded: reading a track's tag scores is most of a row's time. At the
+    default top K (and `cached`), a track's line is its stored export_line where it has
+    one; with FILL, the lines made here are stored, and the session committed after
+    each page (a session the caller hands over for that: the write lock is held for a
+    page's UPDATE only). A database that cannot be written is read without filling."""
     import json
 
     if not labeller.is_identity:
         for record in records(session, flt, labeller, on_track):
             yield json.dumps(record)
         return
-    from json.encoder import encode_basestring_ascii as string
+    import logging
+
+    from sqlalchemy.exc import DBAPIError
 
     decode = _json_decoder()
-    number = _number
-    top_k = labeller.top_k
+    make = _line_maker(labeller.top_k, decode)
     wanted = flt.tags
     threshold = DEFAULT_MIN_TAG_SCORE if flt.min_tag_score is None else flt.min_tag_score
+    stored = cached and labeller.top_k == TOP_K
+    fill = fill and stored
+    n = 0
+    for page in db_tracks.export_pages(session, **_sql_filters(flt, labeller), sort=flt.sort,
+                                       lines=stored, with_tags=bool(wanted)):
+        made = []
+        for row in page:
+            n += 1
+            if on_track:
+                on_track(n)
+            if wanted:
+                tags = decode(row.tags) if row.tags else None
+                if not all((tags or {}).get(t, 0.0) >= threshold for t in wanted):
+                    continue
+            line = row.line if stored else None
+            if line is None:
+                line = make(row)
+                if fill:
+                    made.append((row, line))
+            yield line
+        if made:
+            try:
+                db_tracks.store_export_lines(session, made)
+                session.commit()
+            except DBAPIError as exc:  # read-only, or locked past the busy timeout
+                session.rollback()
+                fill = False
+                logging.getLogger(__name__).warning(
+                    "export: not keeping the lines it made (%s)", exc.orig)
+
+
+def _line_maker(top_k: int, decode: Callable[[str], object]) -> Callable[[Row], str]:
+    """A function that makes an export row's JSON line (EXPORT_COLUMNS of
+    db.tracks.export_pages) as json.dumps(track_record(track)) writes it, at TOP_K."""
+    import json
+    from json.encoder import encode_basestring_ascii as string
+
+    number = _number
     # Encoded once per name: a genre's or tag's list item up to its number, and names.
     genre_items: dict[str, str] = {}
     tag_items: dict[str, str] = {}
@@ -312,14 +363,8 @@ def json_lines(session: Session, flt: TrackFilter, labeller: Labeller,
             encoded = names[value] = string(value)
         return encoded
 
-    n = 0
-    for row in db_tracks.export_rows(session, **_sql_filters(flt, labeller), sort=flt.sort):
-        n += 1
-        if on_track:
-            on_track(n)
+    def make(row: Row) -> str:
         tags = decode(row.tags) if row.tags else None
-        if wanted and not all((tags or {}).get(t, 0.0) >= threshold for t in wanted):
-            continue
         # The label of the stored probabilities, as Labeller.label_probs makes it.
         probs = sorted([(-float(p), g) for g, p in decode(row.probs).items()]) \
             if row.probs else []
@@ -332,13 +377,16 @@ def json_lines(session: Session, flt: TrackFilter, labeller: Labeller,
             list(decode(file_genres) or []))
         duration = row.duration_s
         listed = items(_tag_list_fast(tags), tag_items, "tag", "score") if tags else ""
-        yield (f'{{"path": {string(row.path)}, "genre": {genre}, '
-               f'"confidence": {number(round(confidence, 4))}, '
-               f'"top": [{items(probs[:top_k], genre_items, "genre", "probability")}], '
-               f'"duration_s": {number(None if duration is None else round(duration, 2))}, '
-               f'"model": {name(row.model_name)}, "model_version": {name(row.model_version)}, '
-               f'"tags": [{listed}], '
-               f'"genre_source": "{MODEL}", "file_genre": {file_genre}}}')
+        return (f'{{"path": {string(row.path)}, "genre": {genre}, '
+                f'"confidence": {number(round(confidence, 4))}, '
+                f'"top": [{items(probs[:top_k], genre_items, "genre", "probability")}], '
+                f'"duration_s": {number(None if duration is None else round(duration, 2))}, '
+                f'"model": {name(row.model_name)}, '
+                f'"model_version": {name(row.model_version)}, '
+                f'"tags": [{listed}], '
+                f'"genre_source": "{MODEL}", "file_genre": {file_genre}}}')
+
+    return make
 
 
 def _sql_filters(flt: TrackFilter, labeller: Labeller) -> dict:
@@ -586,10 +634,12 @@ def export_records(flt: TrackFilter | None = None, labeller: Labeller | None = N
 def export_lines(flt: TrackFilter | None = None, labeller: Labeller | None = None,
                  on_track: Callable[[int], None] | None = None) -> Iterator[str]:
     """export_records as JSON text, one record a line (without its newline):
-    `json.dumps` of each, written faster (json_lines). What `export --format ndjson` and
-    `--format json` write."""
+    `json.dumps` of each, written faster (json_lines), and the lines of tracks without
+    a stored one kept for the next call. What `export --format ndjson` and `--format
+    json` write."""
     with session() as db:
-        yield from json_lines(db, flt or TrackFilter(), with_learned_head(labeller), on_track)
+        yield from json_lines(db, flt or TrackFilter(), with_learned_head(labeller), on_track,
+                              fill=True)
 
 
 def tracks(flt: TrackFilter | None = None, labeller: Labeller | None = None

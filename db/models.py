@@ -102,6 +102,11 @@ class Track(Base):
     title: Mapped[str | None] = mapped_column(Text)
     file_genres: Mapped[list[str] | None] = mapped_column(JSON)  # as the file lists them
 
+    # A done track's `export --format ndjson` line at the default top K, written by
+    # export (genreq.app.library.json_lines) and set back to NULL by a trigger when a
+    # column it is made of changes (migration 195753152286): NULL, export makes it.
+    export_line: Mapped[str | None] = mapped_column(Text)
+
     # The lease of a running track (genreq.db.work.claim): the worker that claimed it
     # (host:pid of its main process; kept once the track is finished, as who did it),
     # a token new with every claim, which a result must carry to be written, and when

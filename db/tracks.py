@@ -7,7 +7,20 @@ import fnmatch
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from sqlalchemy import LargeBinary, Row, Text, cast, func, null, select, type_coerce, update
+from sqlalchemy import (
+    Float,
+    LargeBinary,
+    Row,
+    Text,
+    bindparam,
+    case,
+    cast,
+    func,
+    null,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from genreq.config import SORTS
@@ -115,7 +128,25 @@ def done_tracks(
             yield track
 
 
-def export_rows(
+def _line_columns(with_tags: bool, sort: str) -> tuple:
+    """EXPORT_COLUMNS a line is made of for a row whose stored export line is NULL,
+    NULLs for one that has it (so that the database sends only the line), and `line`;
+    `tags` always with WITH_TAGS (a tag filter reads them), and the keys of SORT (so
+    that the rows page in place: see db.paging)."""
+    missing = Track.export_line.is_(None)
+    columns = [Track.id, Track.path, Track.export_line.label("line"),
+               *([Track.confidence] if sort == "confidence" else [])]
+    for column in EXPORT_COLUMNS:
+        if column.key in ("id", "path", "genre", "confidence"):
+            continue  # the line's genre and confidence are made from probs
+        if column.key == "tags" and with_tags:
+            columns.append(column)
+        else:
+            columns.append(case((missing, column), else_=null()).label(column.key))
+    return tuple(columns)
+
+
+def export_pages(
     session: Session,
     genres: Sequence[str] = (),
     min_confidence: float | None = None,
@@ -124,19 +155,63 @@ def export_rows(
     since: datetime | None = None,
     model: str | None = None,
     sort: str = "id",
-) -> Iterator[Row]:
-    """done_tracks' tracks, filtered and sorted as it does them, as rows of
-    EXPORT_COLUMNS: `probs`, `tags` and `file_genres` their stored JSON text (or None)."""
-    query, keys = _done_select(EXPORT_COLUMNS, sort,
-                               genres, min_confidence, since, model, path_glob)
+    lines: bool = False,
+    with_tags: bool = False,
+) -> Iterator[list[Row]]:
+    """done_tracks' tracks, filtered and sorted as it does them, a page at a time, as
+    rows of EXPORT_COLUMNS: `probs`, `tags` and `file_genres` their stored JSON text (or
+    None). With LINES, each row also has `line`, its stored export line, and where that
+    is not NULL its other columns but `id` and `path` are None (`tags` too unless
+    WITH_TAGS)."""
+    columns = _line_columns(with_tags, sort) if lines else EXPORT_COLUMNS
+    query, keys = _done_select(columns, sort, genres, min_confidence, since, model, path_glob)
     for page in paging.pages(session, query, *keys, page_size=EXPORT_PAGE_SIZE):
         if path_glob is None:
-            yield from page
+            yield page
         else:
-            yield from (row for row in page if fnmatch.fnmatchcase(row.path, path_glob))
+            yield [row for row in page if fnmatch.fnmatchcase(row.path, path_glob)]
 
 
-# Rows per SELECT of export_rows: larger pages than paging's, fewer queries (a page of
+def export_rows(session: Session, *args, **kwargs) -> Iterator[Row]:
+    """export_pages' rows, one at a time."""
+    for page in export_pages(session, *args, **kwargs):
+        yield from page
+
+
+def store_export_lines(session: Session, made: Sequence[tuple[Row, str]]) -> int:
+    """Keep each (row, line) pair's line as its track's export_line, where the track is
+    still done and its line NULL and every column the line was made of still holds
+    what the row (of export_pages) read: a track rewritten since is left to the next
+    export. One executemany UPDATE; returns how many were kept."""
+    if not made:
+        return 0
+
+    def same(column, name: str, type_) -> object:
+        return column.is_not_distinct_from(bindparam(name, type_=type_))
+
+    statement = (
+        update(Track)
+        .where(Track.id == bindparam("b_id"), Track.state == State.done,
+               Track.export_line.is_(None), Track.path == bindparam("b_path", type_=Text),
+               same(cast(Track.probs, Text), "b_probs", Text),
+               same(cast(Track.tags, Text), "b_tags", Text),
+               same(cast(Track.file_genres, Text), "b_file_genres", Text),
+               same(Track.duration_s, "b_duration_s", Float),
+               same(Track.model_name, "b_model_name", Text),
+               same(Track.model_version, "b_model_version", Text))
+        .values(export_line=bindparam("b_line", type_=Text))
+    )
+    # On the session's connection: the ORM's executemany of an UPDATE would take it for
+    # a bulk UPDATE by primary key, of other parameters.
+    return session.connection().execute(statement, [
+        {"b_id": row.id, "b_path": row.path, "b_probs": row.probs, "b_tags": row.tags,
+         "b_file_genres": row.file_genres, "b_duration_s": row.duration_s,
+         "b_model_name": row.model_name, "b_model_version": row.model_version,
+         "b_line": line}
+        for row, line in made]).rowcount
+
+
+# Rows per SELECT of export_pages: larger pages than paging's, fewer queries (a page of
 # this many rows without embeddings is a few MB).
 EXPORT_PAGE_SIZE = 5000
 

@@ -1,7 +1,10 @@
 """export's JSON lines (app.json_lines) against the records they stand for: on a real
 database of varied tracks, every filter, sort and top K writes json.dumps(record) byte
 for byte, with msgspec's decoder and with json.loads; and the tag list shortcut against
-tag_list."""
+tag_list. The lines export keeps (tracks.export_line): written back by an export, served
+by the next one for every filter and sort, the same as made afresh; cleared by any edit
+of what they are made of (the triggers of migration 195753152286), not by others; not
+kept from a row rewritten meanwhile, nor on a database that cannot be written."""
 from __future__ import annotations
 
 import json
@@ -103,3 +106,207 @@ def test_export_json_and_ndjson_commands_write_the_records(varied):
     assert ndjson.stdout == "".join(json.dumps(r) + "\n" for r in records)
     assert json.loads(as_json.stdout) == records
     assert as_json.stdout.startswith("[\n  {") and as_json.stdout.endswith("}\n]\n")
+
+
+# --- the stored lines (tracks.export_line) -----------------------------------------------
+
+
+def stored_lines(url: str | None = None) -> dict[int, str | None]:
+    from sqlalchemy import select
+
+    from genreq.db.models import State, Track
+
+    with session_scope(url) as s:
+        return dict(s.execute(select(Track.id, Track.export_line)
+                              .where(Track.state == State.done)).all())
+
+
+ALL = library.TrackFilter()
+
+
+def fill(flt: library.TrackFilter = ALL, top_k: int = 3) -> list[str]:
+    with session_scope() as s:
+        return list(library.json_lines(s, flt, Labeller(top_k=top_k), fill=True))
+
+
+def expected_lines(flt: library.TrackFilter = ALL, top_k: int = 3) -> list[str]:
+    with session_scope() as s:
+        return [json.dumps(r) for r in library.records(s, flt, Labeller(top_k=top_k))]
+
+
+def test_an_export_keeps_its_lines_and_writes_them_again(varied, monkeypatch):
+    monkeypatch.setattr(paging, "PAGE_SIZE", 7)
+    assert set(stored_lines().values()) == {None}
+    first = fill()
+    assert first == expected_lines()
+    stored = stored_lines()
+    assert None not in stored.values() and len(stored) == len(first)
+    assert sorted(stored.values()) == sorted(first)
+    with session_scope() as s:
+        cached = list(library.json_lines(s, library.TrackFilter(), Labeller()))
+        computed = list(library.json_lines(s, library.TrackFilter(), Labeller(),
+                                           cached=False))
+    assert cached == computed == first
+
+
+@pytest.mark.parametrize("flt", FILTERS)
+@pytest.mark.parametrize("top_k", [3, 1])
+def test_stored_lines_serve_every_filter_and_sort(varied, monkeypatch, flt, top_k):
+    from genreq.db import tracks as db_tracks
+
+    monkeypatch.setattr(db_tracks, "EXPORT_PAGE_SIZE", 6)  # some pages mixed, some full
+    fill(library.TrackFilter(path_glob="/m/a/*"))  # some tracks with a line, some without
+    assert None in stored_lines().values()
+    read_old, read_new = [], []
+    with session_scope() as s:
+        expected = [json.dumps(r) for r in library.records(s, flt, Labeller(top_k=top_k),
+                                                           read_old.append)]
+        lines = list(library.json_lines(s, flt, Labeller(top_k=top_k), read_new.append,
+                                        fill=True))
+        again = list(library.json_lines(s, flt, Labeller(top_k=top_k)))
+    assert lines == again == expected
+    assert read_new == read_old
+    assert expected or flt.tags
+
+
+def test_a_line_is_kept_only_at_the_default_top_k(varied):
+    fill(top_k=2)
+    assert set(stored_lines().values()) == {None}
+
+
+EDITS = {
+    "path": "'/m/moved.mp3'",
+    "probs": """'{"jazz": 0.1, "rock": 0.9}'""",
+    "tags": """'{"rock": 0.5}'""",
+    "duration_s": "12.5",
+    "model_name": "'other'",
+    "model_version": "NULL",
+    "file_genres": """'["Blues"]'""",
+}
+
+
+@pytest.mark.parametrize("column", sorted(EDITS))
+def test_an_edit_of_what_a_line_is_made_of_clears_it(varied, column):
+    from sqlalchemy import text
+
+    fill()
+    before = stored_lines()
+    some = sorted(before)[1:4]
+    with session_scope() as s:
+        s.execute(text(f"UPDATE tracks SET {column} = {EDITS[column]} WHERE id = :id"),
+                  [{"id": some[0]}])
+        # Written again as it was: the line still holds.
+        s.execute(text(f"UPDATE tracks SET {column} = {column} WHERE id = :id"),
+                  [{"id": some[1]}])
+    after = stored_lines()
+    assert after[some[0]] is None
+    assert {k: v for k, v in after.items() if k != some[0]} == \
+        {k: v for k, v in before.items() if k != some[0]}
+    assert fill() == expected_lines()
+    assert None not in stored_lines().values()
+
+
+def test_other_columns_leave_the_line(varied):
+    from sqlalchemy import update
+
+    from genreq.db.models import Track
+
+    fill()
+    before = stored_lines()
+    with session_scope() as s:
+        s.execute(update(Track).values(size_bytes=Track.size_bytes + 1, artist="X",
+                                       genre="jazz", confidence=0.1, elapsed_s=9.0))
+    assert stored_lines() == before
+    assert fill() == expected_lines()
+
+
+def test_a_result_written_again_clears_the_line_and_export_writes_the_new_one(varied):
+    from sqlalchemy import select, update
+
+    from genreq.db import work
+    from genreq.db.models import State, Track, utcnow
+    from genreq.db.session import transaction
+
+    fill()
+    with session_scope() as s:
+        track_id = s.scalar(select(Track.id).where(Track.path == "/m/a/\"1\".mp3"))
+        # Queued again (a changed file), its old result kept until the new one.
+        s.execute(update(Track).where(Track.id == track_id).values(state=State.queued))
+    claim = work.new_claim("host:1", 30.0)
+    with transaction() as db:
+        assert list(work.claim_batch(db, [track_id], 3, claim)) == [track_id]
+        assert work.record_results(db, [work.Result(
+            track_id=track_id, genre="metal", confidence=0.7,
+            probs={"metal": 0.7, "jazz": 0.3}, duration_s=61.0, elapsed_s=0.1,
+            finished_at=utcnow(), tags={"rock": 0.25, "pop": 0.5},
+            file_genres=["Metal"])], "vgg-msd", "v2", claim.token) == 1
+    assert stored_lines()[track_id] is None
+    lines = fill()
+    assert lines == expected_lines()
+    assert json.loads(stored_lines()[track_id])["top"] == [
+        {"genre": "metal", "probability": 0.7}, {"genre": "jazz", "probability": 0.3}]
+
+
+def test_a_line_made_from_a_row_rewritten_since_is_not_kept(varied):
+    from sqlalchemy import update
+
+    from genreq.db import tracks as db_tracks
+    from genreq.db.models import Track
+
+    with session_scope() as s:
+        page = next(db_tracks.export_pages(s, lines=True))
+        stale, fresh = page[1], page[2]
+        # A worker writes a new result between export's read and its write-back.
+        s.execute(update(Track).where(Track.id == stale.id).values(duration_s=1.0))
+        assert db_tracks.store_export_lines(s, [(stale, "old"), (fresh, "new")]) == 1
+    lines = stored_lines()
+    assert lines[stale.id] is None and lines[fresh.id] == "new"
+
+
+def test_a_database_that_cannot_be_written_is_exported_without_keeping(varied, monkeypatch,
+                                                                       caplog):
+    from sqlalchemy.exc import OperationalError
+
+    from genreq.db import tracks as db_tracks
+
+    def read_only(session, made):
+        raise OperationalError("UPDATE tracks", {}, Exception("attempt to write a readonly "
+                                                              "database"))
+
+    monkeypatch.setattr(db_tracks, "store_export_lines", read_only)
+    assert fill() == expected_lines()
+    assert set(stored_lines().values()) == {None}
+    assert "not keeping the lines it made (attempt to write a readonly database)" \
+        in caplog.text
+
+
+def test_the_stored_line_format_is_pinned(db_url):
+    # A change to this text (a key, a rounding, the tag list) makes the lines that
+    # libraries have stored stale: raise library.EXPORT_LINE_FORMAT, add a migration that
+    # sets tracks.export_line to NULL, and update this test.
+    with session_scope() as s:
+        add_track(s, "/m/ö.mp3", "done", "jazz", 0.61234, probs={"jazz": 0.61234,
+                                                                 "rock": 0.38766},
+                  tags={"jazz": 0.51, "piano": 0.049, "rock": 0.2, "pop": 0.1, "80s": 0.1,
+                        "sad": 0.12},
+                  duration_s=200.456, file_genres=["Jazz"])
+    assert library.EXPORT_LINE_FORMAT == 1
+    assert fill() == [
+        '{"path": "/m/\\u00f6.mp3", "genre": "jazz", "confidence": 0.6123, "top": '
+        '[{"genre": "jazz", "probability": 0.6123}, {"genre": "rock", "probability": '
+        '0.3877}], "duration_s": 200.46, "model": "crnn", "model_version": "abc123", '
+        '"tags": [{"tag": "jazz", "score": 0.51}, {"tag": "rock", "score": 0.2}, {"tag": '
+        '"sad", "score": 0.12}, {"tag": "80s", "score": 0.1}, {"tag": "pop", "score": 0.1}], '
+        '"genre_source": "model", "file_genre": ["Jazz"]}']
+    assert list(stored_lines().values()) == fill()
+
+
+def test_export_command_keeps_the_lines_and_writes_the_same_again(varied):
+    from test_cli import invoke
+
+    first = invoke("export", "--format", "ndjson")
+    assert None not in stored_lines().values()
+    second = invoke("export", "--format", "ndjson")
+    as_json = invoke("export", "--format", "json")
+    assert first.stdout == second.stdout == "".join(line + "\n" for line in expected_lines())
+    assert json.loads(as_json.stdout) == [json.loads(line) for line in expected_lines()]
