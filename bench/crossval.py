@@ -43,7 +43,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -491,6 +491,411 @@ def teacher(args) -> None:
     )
 
 
+# --- teacher candidates beyond the linear track-mean heads ---------------------------------
+#
+# `teachers` cross-validates, by the same protocol and into bench/results/heads/, what the
+# grid of `heads` leaves out: heads fitted on individual chunks instead of the track mean,
+# logit adjustment with its strength tuned inside the training groups, same-genre mixup
+# of chunk embeddings, small MLP heads, and late fusion (averaged probabilities) of
+# separately fitted heads and the GRU. Every fitted thing is scored as genreq classifies
+# (the mean of the chunk probabilities over F.MAX_CHUNKS chunks) and on all chunks.
+
+# Logit adjustment strengths (Menon et al. 2021): bias - tau * log(training prior).
+# Chunk-level heads see each track as many samples of 1/chunks weight; their best C lies
+# lower than a track-mean head's, so the grid reaches further down.
+TEACHER_C_GRID = (0.001, 0.003, *C_GRID)
+TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+MIXUP_ALPHA = 0.4  # Beta(alpha, alpha) mixing weight between two chunks of one genre
+MLP_HIDDEN = 128
+MLP_DROPOUT = 0.5
+MLP_WD_GRID = (1e-3, 1e-1)  # AdamW weight decay, tuned inside the training groups
+MLP_EPOCH_GRID = (25, 50, 100, 200)  # snapshots; the epoch count is tuned likewise
+MLP_BATCH = 128
+MLP_LR = 1e-3
+GRU_TAGGER = "vgg-msd"
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A teacher candidate: a head of `kind` on `taggers`' per-chunk `inputs`, or the
+    probability average of `members` (each a Teacher name or "gru")."""
+
+    name: str
+    kind: str = "linear"  # linear | mlp | fusion | gru
+    taggers: tuple[str, ...] = ("vgg-msd",)
+    inputs: str = "embedding"  # embedding | tags | both, as HeadCandidate
+    level: str = "chunk"  # chunk: every chunk a sample; track: the track's mean chunk
+    balanced: bool = True
+    mixup: int = 0  # synthetic same-genre chunks per real chunk
+    adjust: bool = False  # logit adjustment, tau and C tuned for inner balanced accuracy
+    c: float | None = None  # None: tuned over C_GRID
+    members: tuple[str, ...] = ()
+
+    def describe(self) -> dict:
+        if self.kind == "fusion":
+            return {"kind": "fusion", "members": list(self.members),
+                    "how": "mean of the members' out-of-fold probabilities, equal weights, "
+                    "nothing tuned"}  # fmt: skip
+        if self.kind == "gru":
+            return {"kind": "gru", "tagger": GRU_TAGGER, "recipe": asdict(train.GRU_RECIPE)}
+        out = {
+            "kind": self.kind,
+            "taggers": list(self.taggers),
+            "inputs": self.inputs,
+            "level": self.level,
+            "balanced": self.balanced,
+            "mixup": f"{self.mixup} same-genre Beta({MIXUP_ALPHA}) mixes per chunk"
+            if self.mixup
+            else None,
+        }
+        if self.kind == "linear":
+            out["c"] = self.c if self.c is not None else f"tuned over {list(TEACHER_C_GRID)}"
+            out["logit_adjustment"] = (
+                f"tau over {list(TAU_GRID)} with C, for inner balanced accuracy"
+                if self.adjust
+                else None
+            )
+        else:
+            out.update(hidden=MLP_HIDDEN, dropout=MLP_DROPOUT, lr=MLP_LR, batch=MLP_BATCH,
+                       weight_decay=f"tuned over {list(MLP_WD_GRID)}",
+                       epochs=f"tuned over {list(MLP_EPOCH_GRID)}")  # fmt: skip
+        out["temperature"] = f"tuned over {T_GRID[0]}-{T_GRID[-1]} for inner log loss"
+        return out
+
+
+def teacher_candidates() -> list[Teacher]:
+    out = []
+    for tagger in TAGGERS:
+        for bal in (True, False):
+            w = "balanced" if bal else "unweighted"
+            out.append(Teacher(f"chunk_{tagger}_embedding_{w}", taggers=(tagger,), balanced=bal))
+            out.append(
+                Teacher(
+                    f"chunk_{tagger}_embedding_{w}_la", taggers=(tagger,), balanced=bal, adjust=True
+                )  # fmt: skip
+            )
+        out.append(Teacher(f"track_{tagger}_embedding_unweighted_la", taggers=(tagger,),
+                           level="track", balanced=False, adjust=True))  # fmt: skip
+        out.append(Teacher(f"track_{tagger}_embedding_balanced_la", taggers=(tagger,),
+                           level="track", adjust=True))  # fmt: skip
+        out.append(Teacher(f"chunk_{tagger}_embedding_balanced_mixup", taggers=(tagger,),
+                           mixup=1))  # fmt: skip
+        out.append(Teacher(f"mlp_{tagger}_embedding_balanced", kind="mlp", taggers=(tagger,)))
+        out.append(Teacher(f"mlp_{tagger}_embedding_balanced_mixup", kind="mlp",
+                           taggers=(tagger,), mixup=1))  # fmt: skip
+    out.append(Teacher("chunk_vgg-msd_both_balanced", inputs="both"))
+    out.append(Teacher("chunk_vgg-msd_both_balanced_la", inputs="both", adjust=True))
+    # Late fusion of the shipped head recipe (train.HEAD_*: track mean, balanced, C = 1)
+    # on each tagger, and the GRU: fixed before any fusion result was seen.
+    for tagger in TAGGERS:
+        out.append(Teacher(f"track_{tagger}_embedding_balanced_c1", level="track",
+                           taggers=(tagger,), c=train.HEAD_C))  # fmt: skip
+    out.append(Teacher("gru_vgg-msd", kind="gru"))
+    shipped = [f"track_{t}_embedding_balanced_c1" for t in TAGGERS]
+    out += [
+        Teacher("fusion_vgg+musicnn", kind="fusion", members=tuple(shipped)),
+        Teacher("fusion_vgg+gru", kind="fusion", members=(shipped[0], "gru_vgg-msd")),
+        Teacher("fusion_vgg+musicnn+gru", kind="fusion", members=(*shipped, "gru_vgg-msd")),
+        Teacher("fusion_chunk_vgg+musicnn", kind="fusion",
+                members=tuple(f"chunk_{t}_embedding_balanced" for t in TAGGERS)),
+        Teacher("fusion_chunk_vgg+musicnn+gru", kind="fusion",
+                members=(*(f"chunk_{t}_embedding_balanced" for t in TAGGERS), "gru_vgg-msd")),
+        # Added after the first round showed logit adjustment helping each tagger alone.
+        Teacher("fusion_la_vgg+musicnn", kind="fusion",
+                members=tuple(f"track_{t}_embedding_balanced_la" for t in TAGGERS)),
+        Teacher("fusion_la_vgg+musicnn+gru", kind="fusion",
+                members=(*(f"track_{t}_embedding_balanced_la" for t in TAGGERS), "gru_vgg-msd")),
+    ]  # fmt: skip
+    return out
+
+
+def track_weights(y: np.ndarray, n_classes: int, balanced: bool) -> np.ndarray:
+    return train.balanced_weights(y, n_classes) if balanced else np.ones(len(y))
+
+
+def same_genre_mixes(
+    chunk_x: list[np.ndarray], y: np.ndarray, per_chunk: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Per track, `per_chunk` × its chunk count synthetic chunks: each a Beta(MIXUP_ALPHA)
+    mix of one of its chunks and a random chunk of another track of the same genre (a
+    track alone in its genre mixes with itself)."""
+    flat = np.concatenate(chunk_x)
+    lengths = np.array([len(x) for x in chunk_x])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    out = []
+    for i, x in enumerate(chunk_x):
+        mates = np.flatnonzero(y == y[i])
+        others = mates[mates != i] if len(mates) > 1 else mates
+        n = per_chunk * len(x)
+        a = x[rng.integers(0, len(x), n)]
+        partners = rng.choice(others, n)
+        b = flat[starts[partners] + (rng.random(n) * lengths[partners]).astype(int)]
+        lam = rng.beta(MIXUP_ALPHA, MIXUP_ALPHA, (n, 1))
+        out.append(lam * a + (1 - lam) * b)
+    return out
+
+
+def chunk_samples(chunk_x, y, n_classes, balanced, mixup, rng):
+    """(chunks, labels, weights): every chunk a sample weighing its track's weight / its
+    chunk count, so that a track weighs the same whatever its length (and C means what
+    it means for a track-mean head); synthetic mixes share the weight with real chunks."""
+    tw = track_weights(y, n_classes, balanced)
+    per_track = [x for x in chunk_x]
+    if mixup:
+        mixes = same_genre_mixes(chunk_x, y, mixup, rng)
+        per_track = [np.concatenate([x, m]) for x, m in zip(chunk_x, mixes, strict=True)]
+    xs = np.concatenate(per_track)
+    ys = np.concatenate([np.full(len(x), y[i]) for i, x in enumerate(per_track)])
+    ws = np.concatenate([np.full(len(x), tw[i] / len(x)) for i, x in enumerate(per_track)])
+    return xs, ys, ws
+
+
+def fit_linear(t: Teacher, chunk_x, y, n_classes, c: float, seed: int) -> dict:
+    """{tau: Head}: a linear head of `t` at C = c, its bias shifted by each tau of
+    TAU_GRID when `t.adjust` (tau 0 alone otherwise)."""
+    rng = np.random.default_rng(seed)
+    if t.level == "track":
+        xs = np.stack([x.mean(0) for x in chunk_x])
+        ys, ws = y, track_weights(y, n_classes, t.balanced)
+    else:
+        xs, ys, ws = chunk_samples(chunk_x, y, n_classes, t.balanced, t.mixup, rng)
+    mu, sd = xs.mean(0), xs.std(0) + 1e-6
+    weight, bias = train.fit_logistic((xs - mu) / sd, ys, n_classes, c, ws)
+    head = Head(mu, sd, weight.astype(np.float64), bias.astype(np.float64))
+    prior = np.bincount(y, minlength=n_classes) / len(y)
+    log_prior = np.log(np.maximum(prior, 1e-6))
+    return {
+        tau: Head(head.mean, head.std, head.weight, head.bias - tau * log_prior)
+        for tau in (TAU_GRID if t.adjust else (0.0,))
+    }
+
+
+class MLPHead:
+    """Standardised chunk -> Linear -> ReLU -> Dropout -> Linear: a head genreq's
+    checkpoint format does not hold (it holds a linear one)."""
+
+    def __init__(self, mean, std, net: torch.nn.Module, temperature: float = 1.0):
+        self.mean, self.std, self.net, self.temperature = mean, std, net, temperature
+
+    def track_probs(self, chunk_x: list[np.ndarray], max_chunks: int | None) -> np.ndarray:
+        out = []
+        with torch.inference_mode():
+            for x in chunk_x:
+                z = (x[F.chunk_indices(len(x), max_chunks)] - self.mean) / self.std
+                logits = self.net(torch.from_numpy(z).float()) / self.temperature
+                p = torch.softmax(logits, -1).numpy()
+                out.append(p.mean(0))
+        return np.stack(out)
+
+
+def fit_mlp(t: Teacher, chunk_x, y, n_classes, wd: float, seed: int) -> dict:
+    """{epochs: MLPHead} snapshots of one run with AdamW weight decay `wd`; every batch
+    draws chunks with probability proportional to their weight (balanced sampling when
+    `t.balanced`), with fresh same-genre mixes each epoch when `t.mixup`."""
+    import copy
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    xs, _, _ = chunk_samples(chunk_x, y, n_classes, t.balanced, 0, rng)
+    mu, sd = xs.mean(0), xs.std(0) + 1e-6
+    net = torch.nn.Sequential(
+        torch.nn.Linear(xs.shape[1], MLP_HIDDEN),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(MLP_DROPOUT),
+        torch.nn.Linear(MLP_HIDDEN, n_classes),
+    )
+    opt = torch.optim.AdamW(net.parameters(), MLP_LR, weight_decay=wd)
+    snaps = {}
+    for epoch in range(1, max(MLP_EPOCH_GRID) + 1):
+        ex, ey, ew = chunk_samples(chunk_x, y, n_classes, t.balanced, t.mixup, rng)
+        ex = torch.from_numpy((ex - mu) / sd).float()
+        ey = torch.from_numpy(ey.astype(np.int64))
+        n_real = len(xs) * (1 + t.mixup)
+        order = rng.choice(len(ey), n_real, p=ew / ew.sum())
+        net.train()
+        for start in range(0, n_real, MLP_BATCH):
+            idx = torch.from_numpy(order[start : start + MLP_BATCH])
+            loss = torch.nn.functional.cross_entropy(net(ex[idx]), ey[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if epoch in MLP_EPOCH_GRID:
+            snaps[epoch] = MLPHead(mu, sd, copy.deepcopy(net).eval())
+    return snaps
+
+
+def fit_teacher(t: Teacher, chunk_x, y, n_classes, param, seed: int) -> dict:
+    if t.kind == "linear":
+        return fit_linear(t, chunk_x, y, n_classes, param, seed)
+    return fit_mlp(t, chunk_x, y, n_classes, param, seed)
+
+
+def with_temperature(head, temperature: float):
+    if isinstance(head, MLPHead):
+        return MLPHead(head.mean, head.std, head.net, temperature)
+    return scaled(head, temperature)
+
+
+def tune_teacher(t: Teacher, chunk_x, y, groups, n_classes, seed: int):
+    """(param, setting, temperature, record): the fit parameter (C, or weight decay) and
+    the post-hoc setting (tau, or epochs) whose inner predictions (each training group
+    scored by a fit on the others) are best: balanced accuracy for logit adjustment,
+    else accuracy, ties by log loss; then the temperature of T_GRID with the lowest log
+    loss of those inner predictions."""
+    grid = MLP_WD_GRID if t.kind == "mlp" else TEACHER_C_GRID if t.c is None else (t.c,)
+    scores, heads_at = {}, {}
+    for param in grid:
+        inner: dict = {}
+        for g in np.unique(groups):
+            fit, test = np.flatnonzero(groups != g), np.flatnonzero(groups == g)
+            fitted = fit_teacher(t, [chunk_x[i] for i in fit], y[fit], n_classes, param, seed)
+            for setting, head in fitted.items():
+                heads_at.setdefault((param, setting), []).append((test, head))
+                inner.setdefault(setting, np.zeros((len(y), n_classes)))[test] = head.track_probs(
+                    [chunk_x[i] for i in test], F.MAX_CHUNKS
+                )
+        for setting, probs in inner.items():
+            pred = probs.argmax(1)
+            acc = float((pred == y).mean())
+            bal = float(np.mean([(pred[y == k] == k).mean() for k in np.unique(y)]))
+            scores[(param, setting)] = (acc, bal, log_loss(probs, y))
+    if t.adjust:
+        best = max(scores, key=lambda k: (scores[k][1], scores[k][0], -scores[k][2]))
+    else:
+        best = max(scores, key=lambda k: (scores[k][0], -scores[k][2]))
+
+    def inner_loss(temperature: float) -> float:
+        probs = np.zeros((len(y), n_classes))
+        for test, head in heads_at[best]:
+            probs[test] = with_temperature(head, temperature).track_probs(
+                [chunk_x[i] for i in test], F.MAX_CHUNKS
+            )
+        return log_loss(probs, y)
+
+    temperature = float(min(T_GRID, key=inner_loss))
+    record = {
+        f"{p:g}/{s:g}": {"accuracy": round(a, 4), "balanced": round(b, 4), "log_loss": round(l_, 4)}
+        for (p, s), (a, b, l_) in scores.items()
+    }
+    return best[0], best[1], temperature, record
+
+
+def teacher_crossval(t: Teacher, chunk_x, y, tracks, n_classes, seed: int = 0):
+    """Out-of-fold probabilities (shipped, all_chunks) and fold records of a head teacher."""
+    probs = {"shipped": np.zeros((len(y), n_classes)), "all_chunks": np.zeros((len(y), n_classes))}
+    groups = np.array([tr.group for tr in tracks])
+    folds = []
+    for k, (group, test) in enumerate(dataset.group_folds(tracks)):
+        test = np.array(test)
+        fit = np.flatnonzero(groups != group)
+        fit_x = [chunk_x[i] for i in fit]
+        param, setting, temperature, tuned = tune_teacher(
+            t, fit_x, y[fit], groups[fit], n_classes, seed + k
+        )
+        head = with_temperature(
+            fit_teacher(t, fit_x, y[fit], n_classes, param, seed + k)[setting], temperature
+        )
+        for how, max_chunks in (("shipped", F.MAX_CHUNKS), ("all_chunks", None)):
+            probs[how][test] = head.track_probs([chunk_x[i] for i in test], max_chunks)
+        names = ("weight_decay", "epochs") if t.kind == "mlp" else ("c", "tau")
+        folds.append(
+            fold_record(
+                group,
+                test,
+                y,
+                probs["shipped"],
+                **{names[0]: param, names[1]: setting},
+                temperature=temperature,
+                inner=tuned,
+            )
+        )
+    return probs, folds
+
+
+def gru_crossval(z, kept, y, tracks, n_classes):
+    """The vgg-msd-gru of bench/transfer_gru.py (its recipe, seed = fold index)."""
+    emb = z[f"{GRU_TAGGER}/embedding"]
+    seqs = [emb[z["track"] == i] for i in kept]
+    probs = {"shipped": np.zeros((len(y), n_classes)), "all_chunks": np.zeros((len(y), n_classes))}
+    folds = []
+    for k, (group, test) in enumerate(dataset.group_folds(tracks)):
+        test = np.array(test)
+        fit = np.setdiff1d(np.arange(len(y)), test)
+        model = train.fit_gru_head(
+            f"{GRU_TAGGER}-gru", [seqs[i] for i in fit], y[fit], n_classes, seed=k,
+            progress=False,
+        ).model  # fmt: skip
+        for how, max_chunks in (("shipped", F.MAX_CHUNKS), ("all_chunks", None)):
+            probs[how][test] = train.sequence_probs(model, [seqs[i] for i in test], max_chunks)
+        folds.append(fold_record(group, test, y, probs["shipped"]))
+    return probs, folds
+
+
+def teachers(args) -> None:
+    """Every Teacher of teacher_candidates (or --only), into --out/<name>.json; members of
+    a fusion are cross-validated first (and written too)."""
+    torch.set_num_threads(args.threads)
+    cached, z = load_taggers(args.cache)
+    tracks, kept, genres, dropped = grouped_tracks(None, args.groups, cached)
+    y = np.array([genres.index(t.genre) for t in tracks])
+    folds = dataset.group_folds(tracks)
+    protocol = protocol_record(args.groups_name or args.groups, folds, dropped)
+    every = {t.name: t for t in teacher_candidates()}
+    wanted = [t for t in every.values() if not args.only or t.name in args.only]
+    done: dict[str, tuple[dict, list]] = {}
+
+    def oof(t: Teacher):
+        if t.name in done:
+            return done[t.name]
+        started = time.process_time()
+        if t.kind == "fusion":
+            parts = [oof(every[m]) for m in t.members]
+            probs = {
+                how: np.mean([p[how] for p, _ in parts], axis=0)
+                for how in ("shipped", "all_chunks")
+            }
+            fold_recs = [fold_record(g, np.array(test), y, probs["shipped"]) for g, test in folds]
+        elif t.kind == "gru":
+            probs, fold_recs = gru_crossval(z, kept, y, tracks, len(genres))
+        else:
+            cand = HeadCandidate(t.taggers, t.inputs, t.balanced, 1.0)
+            x = chunk_inputs(z, cand)
+            chunk_x = [x[z["track"] == i] for i in kept]
+            probs, fold_recs = teacher_crossval(t, chunk_x, y, tracks, len(genres), args.seed)
+        all_chunks = metrics.summarise(
+            y, probs["all_chunks"].argmax(1), genres, probs["all_chunks"]
+        )
+        record = result_record(
+            t.name,
+            {
+                "model": f"{t.kind} teacher: {t.name}",
+                "candidate": t.describe(),
+                "scored_on": f"mean of the probabilities of {F.MAX_CHUNKS} chunks spread over "
+                "the clip, as genreq classifies",
+                "cpu_seconds": round(time.process_time() - started, 1),
+                # Each clip's predicted genre index, clips in dataset.scan's order (by
+                # path), comma-separated: for paired tests between candidates.
+                "oof_pred": ",".join(str(k) for k in probs["shipped"].argmax(1)),
+            },
+            protocol,
+            y,
+            probs["shipped"],
+            fold_recs,
+            genres,
+            {
+                "all_chunks": {
+                    k: all_chunks[k] for k in ("accuracy", "ci95", "balanced_accuracy", "ece", "n")
+                }
+            },
+        )
+        write(args.out / f"{t.name}.json", record)
+        done[t.name] = (probs, fold_recs)
+        return done[t.name]
+
+    for t in wanted:
+        oof(t)
+
+
 # --- architectures trained from scratch -----------------------------------------------------
 
 
@@ -841,6 +1246,10 @@ def main() -> None:
     p = sub.add_parser("heads", help="cross-validate every pretrained-head candidate")
     common(p, RESULTS / "heads")
     p.add_argument("--only", nargs="*", default=[], help="candidate names")
+    p = sub.add_parser("teachers", help="cross-validate teacher candidates beyond `heads`")
+    common(p, RESULTS / "heads")
+    p.add_argument("--only", nargs="*", default=[], help="candidate names")
+    p.add_argument("--seed", type=int, default=0, help="mixup and MLP seed (+ fold index)")
     p = sub.add_parser("teacher", help="cross-fitted soft targets of a head candidate")
     common(p, RESULTS)
     p.add_argument("--candidate", default="vgg-msd_embedding_unweighted_c1")
@@ -878,7 +1287,14 @@ def main() -> None:
     p.add_argument("--device", default=None)
     p.add_argument("--progress", action="store_true", help="print every epoch")
     args = parser.parse_args()
-    commands = {"embed": embed, "heads": heads, "teacher": teacher, "run": run, "seed": seed}
+    commands = {
+        "embed": embed,
+        "heads": heads,
+        "teachers": teachers,
+        "teacher": teacher,
+        "run": run,
+        "seed": seed,
+    }
     commands[args.command](args)
 
 
