@@ -10,13 +10,17 @@ per-genre recall with n, and the expected calibration error (10 bins). Anything 
 
     python bench/crossval.py embed --data ../shared/data/gtzan --cache CACHE
     python bench/crossval.py heads --groups LABELS:artist_split --cache CACHE
+    python bench/crossval.py teachers --groups LABELS:artist_split --cache CACHE
+    python bench/crossval.py compare --groups ... --cache CACHE bench/results/heads/track_*.json
     python bench/crossval.py teacher --data ... --groups ... --cache CACHE        # soft targets
     python bench/crossval.py run --archs crnn --data ... --groups ... --cache CACHE \\
         --teacher CACHE/teacher-vgg-msd.npz --set distill=0.5 --epochs 80 --tag _distilled
 
 `embed` runs every chunk of every clip once through both frozen taggers (embedding and
 50 tag logits). `heads` fits and scores every pretrained-head candidate on those
-(bench/results/heads/<candidate>.json); `run` trains the architectures trained from
+(bench/results/heads/<candidate>.json); `teachers` what that grid leaves out (heads on
+single chunks, logit adjustment, mixup, MLPs, late fusion with the GRU; same folder) and
+`compare` pairs those against the shipped head; `run` trains the architectures trained from
 scratch (bench/results/<arch><tag>.json). `--cache` also stores decoded features
 (log-dB quantised to uint8) so a run can happen where the audio is not.
 
@@ -40,6 +44,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import statistics
 import sys
 import time
@@ -896,6 +901,49 @@ def teachers(args) -> None:
         oof(t)
 
 
+def mcnemar_exact(gained: int, lost: int) -> float:
+    """Two-sided exact McNemar p: of the clips two candidates disagree on right/wrong,
+    how unlikely a split this uneven is if each side were equally likely."""
+    n, k = gained + lost, min(gained, lost)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def balanced(y: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.mean([(pred[y == k] == k).mean() for k in np.unique(y)]))
+
+
+def compare(args) -> None:
+    """Paired comparison of result files that carry `oof_pred` (teachers) against the
+    shipped head recipe (vgg-msd_embedding_balanced_c1, recomputed here): clips gained and
+    lost, exact McNemar p, and the balanced-accuracy difference with a bootstrap 95 %
+    interval over clips. Tab-separated rows to stdout."""
+    cached, z = load_taggers(args.cache)
+    tracks, kept, genres, _ = grouped_tracks(None, args.groups, cached)
+    y = np.array([genres.index(t.genre) for t in tracks])
+    ref = HeadCandidate(("vgg-msd",), "embedding", True, train.HEAD_C)
+    x = chunk_inputs(z, ref)
+    probs, _ = head_crossval(ref, [x[z["track"] == i] for i in kept], y, tracks, len(genres))
+    ref_pred = probs["shipped"].argmax(1)
+    rng = np.random.default_rng(0)
+    boots = [rng.integers(0, len(y), len(y)) for _ in range(args.bootstrap)]
+    print("candidate\taccuracy\tbalanced\tgained\tlost\tmcnemar_p\tbalanced_delta\tci95")
+    for path in args.files:
+        r = json.loads(path.read_text())
+        pred = np.array([int(k) for k in r["oof_pred"].split(",")])
+        right, ref_right = pred == y, ref_pred == y
+        gained, lost = int((right & ~ref_right).sum()), int((~right & ref_right).sum())
+        delta = balanced(y, pred) - balanced(y, ref_pred)
+        deltas = sorted(balanced(y[b], pred[b]) - balanced(y[b], ref_pred[b]) for b in boots)
+        low, high = deltas[int(0.025 * len(deltas))], deltas[int(0.975 * len(deltas)) - 1]
+        print(
+            f"{r['name']}\t{r['accuracy']:.4f}\t{r['balanced_accuracy']:.4f}\t{gained}\t{lost}"
+            f"\t{mcnemar_exact(gained, lost):.3f}\t{delta:+.4f}\t{low:+.4f}..{high:+.4f}"
+        )
+
+
 # --- architectures trained from scratch -----------------------------------------------------
 
 
@@ -1250,6 +1298,10 @@ def main() -> None:
     common(p, RESULTS / "heads")
     p.add_argument("--only", nargs="*", default=[], help="candidate names")
     p.add_argument("--seed", type=int, default=0, help="mixup and MLP seed (+ fold index)")
+    p = sub.add_parser("compare", help="paired comparison of teachers against the shipped head")
+    common(p, RESULTS / "heads")
+    p.add_argument("files", nargs="+", type=Path, help="result files with oof_pred")
+    p.add_argument("--bootstrap", type=int, default=2000, help="resamples of the clips")
     p = sub.add_parser("teacher", help="cross-fitted soft targets of a head candidate")
     common(p, RESULTS)
     p.add_argument("--candidate", default="vgg-msd_embedding_unweighted_c1")
@@ -1291,6 +1343,7 @@ def main() -> None:
         "embed": embed,
         "heads": heads,
         "teachers": teachers,
+        "compare": compare,
         "teacher": teacher,
         "run": run,
         "seed": seed,
