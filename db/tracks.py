@@ -13,7 +13,6 @@ from sqlalchemy import (
     Row,
     Text,
     bindparam,
-    case,
     cast,
     func,
     null,
@@ -128,22 +127,29 @@ def done_tracks(
             yield track
 
 
-def _line_columns(with_tags: bool, sort: str) -> tuple:
-    """EXPORT_COLUMNS a line is made of for a row whose stored export line is NULL,
-    NULLs for one that has it (so that the database sends only the line), and `line`;
-    `tags` always with WITH_TAGS (a tag filter reads them), and the keys of SORT (so
-    that the rows page in place: see db.paging)."""
-    missing = Track.export_line.is_(None)
-    columns = [Track.id, Track.path, Track.export_line.label("line"),
-               *([Track.confidence] if sort == "confidence" else [])]
-    for column in EXPORT_COLUMNS:
-        if column.key in ("id", "path", "genre", "confidence"):
-            continue  # the line's genre and confidence are made from probs
-        if column.key == "tags" and with_tags:
-            columns.append(column)
-        else:
-            columns.append(case((missing, column), else_=null()).label(column.key))
-    return tuple(columns)
+def _line_columns(with_path: bool, with_tags: bool, sort: str) -> tuple:
+    """What export_pages reads with LINES: `id`, `line` (the stored export line), and
+    `path` and `tags` only when asked for (a glob, a tag filter), and the keys of SORT
+    (so that the rows page in place: see db.paging). A row's other columns are read by
+    export_rows_by_id only where its line is NULL: in a library whose lines are stored,
+    the database sends one text column a track."""
+    return (Track.id, Track.export_line.label("line"),
+            *([Track.path] if with_path or sort == "path" else []),
+            *([cast(Track.tags, Text).label("tags")] if with_tags else []),
+            *([Track.confidence] if sort == "confidence" else []))
+
+
+class _CoreRows:
+    """A session's statements run on its connection (Core rows, without the ORM's
+    per-row loading: a good part of a stored line's time, and nothing lost for a SELECT
+    of columns), on whichever connection it holds now: a caller may commit between
+    pages."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def execute(self, statement):
+        return self.session.connection().execute(statement)
 
 
 def export_pages(
@@ -160,16 +166,24 @@ def export_pages(
 ) -> Iterator[list[Row]]:
     """done_tracks' tracks, filtered and sorted as it does them, a page at a time, as
     rows of EXPORT_COLUMNS: `probs`, `tags` and `file_genres` their stored JSON text (or
-    None). With LINES, each row also has `line`, its stored export line, and where that
-    is not NULL its other columns but `id` and `path` are None (`tags` too unless
-    WITH_TAGS)."""
-    columns = _line_columns(with_tags, sort) if lines else EXPORT_COLUMNS
+    None). With LINES, rows of `id` and `line`, the track's stored export line (or
+    None), and `tags` with WITH_TAGS (see _line_columns; export_rows_by_id reads the
+    rest of the rows without a line)."""
+    columns = (_line_columns(path_glob is not None, with_tags, sort) if lines
+               else EXPORT_COLUMNS)
     query, keys = _done_select(columns, sort, genres, min_confidence, since, model, path_glob)
-    for page in paging.pages(session, query, *keys, page_size=EXPORT_PAGE_SIZE):
+    for page in paging.pages(_CoreRows(session), query, *keys, page_size=EXPORT_PAGE_SIZE):
         if path_glob is None:
             yield page
         else:
             yield [row for row in page if fnmatch.fnmatchcase(row.path, path_glob)]
+
+
+def export_rows_by_id(session: Session, ids: Sequence[int]) -> dict[int, Row]:
+    """The rows of EXPORT_COLUMNS (as export_pages reads them) of the tracks IDS, by id
+    (a page's worth at most: one SELECT)."""
+    rows = session.connection().execute(select(*EXPORT_COLUMNS).where(Track.id.in_(ids)))
+    return {row.id: row for row in rows}
 
 
 def export_rows(session: Session, *args, **kwargs) -> Iterator[Row]:
