@@ -53,6 +53,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -74,6 +75,15 @@ SHIPPED_K = models.ARCHITECTURES[SHIPPED].max_chunks
 # vgg-msd's head recipe (genreq train --arch vgg-msd): what every "as shipped" row uses.
 RECIPE = cv.HeadCandidate(("vgg-msd",), "embedding", True, train.HEAD_C, False)
 TUNED = cv.HeadCandidate(("vgg-msd",), "embedding", True, None, True)
+
+
+def macs_per_chunk(model: models.GenreModel) -> int:
+    """models.count_macs on the tagger's layers as trained: count_macs runs under no_grad,
+    where the tagger takes its fast path (Vgg.fast_embed), whose kernels are no nn.Conv2d
+    calls its hooks would see; the arithmetic is the same."""
+    tagger = type(model.tagger)
+    with mock.patch.object(tagger, "embed", tagger.reference_embed):
+        return models.count_macs(model)
 
 
 def log(msg: str) -> None:
@@ -140,17 +150,21 @@ def load_grid(cache: Path, groups: str):
 # --- heads and their figures ------------------------------------------------------------
 
 
-def every_chunk_crossval(fit_x, score_x, y, tracks, n_classes):
-    """Out-of-fold probabilities of a head fitted on every chunk of the training clips
-    (`fit_x`), each chunk a sample with its clip's label, scored on `score_x`."""
+def other_head_crossval(how: str, fit_x, score_x, y, tracks, n_classes):
+    """Out-of-fold probabilities of a head fitted on the chunks of the training clips
+    (`fit_x`) and scored on `score_x`: with how="every-chunk" each chunk a sample with its
+    clip's label, with "all-chunks-mean" each clip the mean of its chunks."""
     probs = np.zeros((len(y), n_classes))
     groups = np.array([t.group for t in tracks])
     folds = []
     for group, test in dataset.group_folds(tracks):
         test = np.array(test)
         fit = np.flatnonzero(groups != group)
-        samples = [row[None] for i in fit for row in fit_x[i]]
-        labels = np.concatenate([np.full(len(fit_x[i]), y[i]) for i in fit])
+        if how == "every-chunk":
+            samples = [row[None] for i in fit for row in fit_x[i]]
+            labels = np.concatenate([np.full(len(fit_x[i]), y[i]) for i in fit])
+        else:
+            samples, labels = [fit_x[i] for i in fit], y[fit]
         head = cv.fit_head(samples, labels, n_classes, RECIPE.c, RECIPE.balanced)
         probs[test] = head.track_probs([score_x[i] for i in test], None)
         folds.append(cv.fold_record(group, test, y, probs, c=RECIPE.c, temperature=1.0))
@@ -177,6 +191,7 @@ def shipped_records(args) -> list[dict]:
         runs = [("same-chunks", RECIPE), ("same-chunks_tuned", TUNED)]
         for recipe_name, cand in runs:
             probs, folds = cv.head_crossval(cand, chunk_x, y, tracks, len(genres), {})
+            probs = probs["shipped"]  # k <= MAX_CHUNKS: every chunk given
             out.append(
                 record(args, k, recipe_name, cand.describe(), where, protocol, y, probs, folds,
                        genres, f"fitted on the mean of the same {k} chunk(s) per clip")
@@ -184,12 +199,15 @@ def shipped_records(args) -> list[dict]:
         if args.grid:
             _, grid_x, grid_y, _, _ = load_grid(args.cache, args.groups)
             assert (grid_y == y).all()
-            probs, folds = every_chunk_crossval(grid_x, chunk_x, y, tracks, len(genres))
-            out.append(
-                record(args, k, "every-chunk", RECIPE.describe(), where, protocol, y, probs,
-                       folds, genres, "fitted on every 3-s chunk of each training clip as "
-                       "its own sample (bench/crossval.py's chunk grid)")
-            )
+            for how, fitted in (
+                ("every-chunk", "fitted on every 3-s chunk of each training clip as its own "
+                 "sample (bench/crossval.py's chunk grid)"),
+                ("all-chunks-mean", "fitted on the mean of all the 3-s chunks of each training "
+                 "clip (bench/crossval.py's chunk grid), as `genreq train --arch vgg-msd` fits"),
+            ):
+                probs, folds = other_head_crossval(how, grid_x, chunk_x, y, tracks, len(genres))
+                out.append(record(args, k, how, RECIPE.describe(), where, protocol, y, probs,
+                                  folds, genres, fitted))
     return out
 
 
@@ -205,7 +223,7 @@ def record(args, k, recipe_name, cand, where, protocol, y, probs, folds, genres,
             "head_fit": fitted,
             "scored_on": f"{where}, decoded and cut as Classifier.classify_file does "
             "(bench/fast_default.py embed)",
-            "macs_per_track": k * models.count_macs(models.build("vgg-msd", len(genres))),
+            "macs_per_track": k * macs_per_chunk(models.build("vgg-msd", len(genres))),
         },
         protocol,
         y,
@@ -421,7 +439,7 @@ def ship(args) -> None:
         "n_train": len(y),
         "n_val": 0,
         "parameters": models.count_parameters(model),
-        "macs_per_chunk": models.count_macs(model),
+        "macs_per_chunk": macs_per_chunk(model),
         "chunks_per_track": SHIPPED_K,
         "train_accuracy": round(float((train_probs.argmax(1) == y).mean()), 4),
         "crossval": {
@@ -507,12 +525,62 @@ def speed(args) -> None:
         "load_average_before": round(load_before, 2),
         "in_process": inproc,
     }
+    if args.real:
+        report["real_tracks"] = real_tracks(args, clfs)
     if args.e2e:
         report["end_to_end"] = end_to_end(args, pipeline)
     report["load_average_after"] = round(os.getloadavg()[0], 2)
     path = RESULTS / "fast_default_speed.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {path}")
+
+
+def real_tracks(args, clfs: dict) -> dict:
+    """4-minute 44.1 kHz stereo tracks in mp3 (with a cover), m4a/aac, flac and ogg, as
+    bench/formats.py --real builds them: CPU ms per track per model, one torch thread,
+    the models alternating track by track (order reversed every repeat)."""
+    import formats
+
+    library = formats.build_library(args.real_library, args.real, (formats.CLIPS_PER_TRACK,),
+                                    formats.REAL_FORMATS)
+    names = list(clfs)
+    for clf in clfs.values():
+        for paths in library.values():
+            clf.classify_file(paths[0])
+    cpu = {ext: {n: [] for n in names} for ext in library}
+    stages = {ext: {n: {} for n in names} for ext in library}
+    for rep in range(args.rounds):
+        for i in range(args.real):
+            for ext, paths in library.items():
+                for name in names if rep % 2 == 0 else names[::-1]:
+                    times = pipeline_stage_times()
+                    started = time.process_time()
+                    clfs[name].classify_file(paths[i], on_stage=times)
+                    cpu[ext][name].append(time.process_time() - started)
+                    for stage, s in times.items():
+                        stages[ext][name].setdefault(stage, []).append(s)
+        log(f"real tracks, repeat {rep}: " + ", ".join(
+            f"{ext} {n} {1000 * statistics.median(cpu[ext][n]):.0f} ms"
+            for ext in library for n in names))
+    return {
+        "tracks_per_format": args.real,
+        "minutes": formats.CLIPS_PER_TRACK * 30 / 60,
+        "what": "44.1 kHz stereo, bench/formats.py's encodings (mp3 with an embedded cover); "
+        "CPU ms per track of Classifier.classify_file, n = tracks x repeats",
+        "by_format": {
+            ext: {
+                name: {
+                    "cpu_ms_per_track": spread_ms(cpu[ext][name]),
+                    "stages_ms_median": {
+                        s: round(1000 * statistics.median(v), 2)
+                        for s, v in stages[ext][name].items()
+                    },
+                }
+                for name in names
+            }
+            for ext in library
+        },
+    }
 
 
 def pipeline_stage_times():
@@ -623,6 +691,11 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=40)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--models", nargs="+", default=["crnn", SHIPPED, "vgg-msd"])
+    p.add_argument("--real", type=int, default=0, metavar="N",
+                   help="also N 4-minute 44.1 kHz stereo tracks per format (bench/formats.py)")
+    p.add_argument("--real-library", type=Path,
+                   default=Path(tempfile.gettempdir()) / "genreq-fast-real",
+                   help="where the real-format tracks are built (reused when there)")
     p.add_argument("--e2e", action="store_true", help="also `genreq run` end to end")
     p.add_argument("--e2e-clips", type=int, default=120)
     p.add_argument("--e2e-rounds", type=int, default=2)

@@ -322,3 +322,78 @@ def test_the_shipped_heads_are_class_weighted_and_carry_their_protocol_figure(na
     assert result["protocol"]["name"] == "artist-disjoint 3-fold" and result["n"] == 238
     assert result["candidate"]["balanced"] and result["candidate"]["c"] == recipe["c"]
     assert run["crossval"]["accuracy"] == result["accuracy"]
+
+
+# ---------------------------------------------------------------- vgg-msd-fast
+
+
+def test_the_fast_tagger_reads_one_middle_chunk_on_the_bases_ears(tmp_path: Path):
+    """vgg-msd-fast: vgg-msd's frozen tagger and a linear head on one 3-s chunk per track,
+    the middle one; its checkpoint holds the head only and loads with weights_only."""
+    from genreq.predict import Classifier
+
+    torch.manual_seed(0)
+    model = models.build("vgg-msd-fast", n_classes=3).eval()
+    assert [n for n, _ in model.named_parameters()] == ["head.weight", "head.bias"]
+    base = models.build("vgg-msd", n_classes=3).eval()
+    chunks = torch.from_numpy(musicnn.parity_patches()).transpose(1, 2)[:, None]
+    with torch.no_grad():
+        torch.testing.assert_close(model.embed(chunks), base.embed(chunks))  # the same ears
+        model.head.weight.normal_()
+        model.embedding_mean.fill_(0.5)
+
+    path = tmp_path / "fast.pt"
+    checkpoint.save(path, model, "vgg-msd-fast", ["a", "b", "c"], model.default_features())
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    assert not any(k.startswith("tagger.") for k in saved["state_dict"])
+    assert path.stat().st_size < 100_000  # the 2.4 MB tagger stays in vgg-msd.pt
+
+    clf = Classifier.load(path)
+    assert (clf.name, clf.max_chunks) == ("vgg-msd-fast", 1)
+    clip = musicnn.parity_clip(10.0)  # 16 kHz, decoded whole: 3 chunks, the middle one read
+    prediction = clf.classify_audio(clip)
+    every = features.chunks(features.extract(clip, clf.features), clf.features, None)
+    assert len(every) == 3
+    with torch.no_grad():
+        expected = torch.softmax(model(torch.from_numpy(every[1:2])), -1)[0].numpy()
+        tags = torch.sigmoid(model.tagger.out(model.tagger.embed(
+            torch.from_numpy(every[1:2, 0]).transpose(1, 2).contiguous())))[0].numpy()
+    np.testing.assert_allclose(list(prediction.probs.values()), expected, atol=1e-5)
+    np.testing.assert_allclose(list(prediction.tags.values()), tags, atol=1e-5)
+    assert prediction.embedding.shape == (256,)
+    # A long track is decoded at one window, centred on its middle.
+    (start_s, length_s), = clf.excerpt_windows(240.0)
+    assert start_s + length_s / 2 == pytest.approx(120.0)
+    assert length_s < 3.1
+
+
+def test_the_shipped_fast_tagger_carries_its_protocol_figure_and_its_bases_ears():
+    """vgg-msd-fast.pt: a class-weighted head fitted on the middle chunk of the 238
+    non-excluded clips, on the vgg-msd.pt ears it was fitted with, pointing at its
+    artist-disjoint result (bench/results/fast/), whose figures it and its card repeat;
+    it gives the 50 MSD tags and a 256-d embedding."""
+    from genreq import train
+    from genreq.predict import Classifier
+
+    path = WEIGHTS / "vgg-msd-fast.pt"
+    assert path.stat().st_size < 100_000
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    recipe, run = saved["recipe"], saved["metrics"]
+    clf = Classifier.load("vgg-msd-fast")
+    assert clf.name == "vgg-msd-fast" and len(clf.genres) == 10 and clf.max_chunks == 1
+    assert recipe["base"] == "vgg-msd"
+    assert recipe["base_tagger_sha256"] == train.tagger_digest(clf.model)
+    assert (recipe["balanced"], recipe["c"], recipe["temperature"]) == (True, train.HEAD_C, 1.0)
+    assert run["n_train"] == 238 and run["dropped"] == {"excluded": 19}
+    assert run["chunks_per_track"] == 1 and run["macs_per_chunk"] < 1e9
+    result = json.loads((REPO / run["crossval"]["result"]).read_text())
+    assert result["protocol"]["name"] == "artist-disjoint 3-fold" and result["n"] == 238
+    assert result["chunks_per_track"] == 1 and result["candidate"]["balanced"]
+    for key in ("accuracy", "ci95", "balanced_accuracy", "ece"):
+        assert run["crossval"][key] == result[key]
+    card = (WEIGHTS / "musicnn_MODEL_CARD.md").read_text()
+    assert f"{100 * result['accuracy']:.1f} %" in card.split("## vgg-msd-fast")[1]
+
+    prediction = clf.classify_audio(musicnn.parity_clip(10.0))
+    assert len(prediction.tags) == 50 and prediction.embedding.shape == (256,)
+    assert sum(prediction.probs.values()) == pytest.approx(1.0, abs=1e-5)
