@@ -126,15 +126,26 @@ LINE_FORMATS = ("json", "ndjson")
 def write_lines(lines: Iterable[str], fmt: str, output: str) -> None:
     """Write JSON-encoded records as `fmt` (json or ndjson) to `output` (a file, written
     atomically, or - for stdout), exactly as write_records writes their dicts."""
+    from itertools import islice
+
+    lines = iter(lines)
     with click.open_file(output, "w", encoding="utf-8", atomic=output != "-") as out:
+        # Bound once and written a chunk of lines at a time: click's wrapper of stdout
+        # looks `write` up on every call, a good part of a stored line's time.
+        write = out.write
         if fmt == "ndjson":
-            for line in lines:
-                out.write(line + "\n")
+            while chunk := list(islice(lines, WRITE_CHUNK)):
+                write("\n".join(chunk) + "\n")
             return
-        out.write("[")
-        for i, line in enumerate(lines):
-            out.write(("," if i else "") + "\n  " + line)
-        out.write("\n]\n")
+        write("[")
+        separator = "\n  "
+        while chunk := list(islice(lines, WRITE_CHUNK)):
+            write(separator + ",\n  ".join(chunk))
+            separator = ",\n  "
+        write("\n]\n")
+
+
+WRITE_CHUNK = 1000  # lines joined per write
 
 
 WRITERS: dict[str, Callable[..., None]] = {
