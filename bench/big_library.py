@@ -22,7 +22,14 @@ against Python's start-up with genreq's CLI imported (`genreq --version`), inter
 - `genreq status`: wall time, REPEATS runs;
 - `genreq export --format ndjson > /dev/null`: rows/s and peak RSS, and, streamed through
   a pipe, the resident memory when the 100,000th and the last row arrive (constant
-  memory: the two match);
+  memory: the two match). A library built here has no stored export lines (nor one
+  after `--clear-lines`, which sets them to NULL first, timed): the first export,
+  which makes and stores them, is timed apart. Then, in this process, the stored lines
+  against every line made from its row as before they were stored (the first
+  UNCACHED_ROWS rows), alternated: rows/s, rows per CPU s and their ratio;
+- result writes (`db.work.record_results`, as a worker writes its batches) on a scratch
+  database: microseconds per result with the export-line trigger over new tracks and
+  over tracks whose line is stored (cleared by it), against the trigger dropped;
 - `genreq enqueue TREE` on the unchanged tree, the embedded broker running (started by a
   first enqueue, stopped with `genreq stop` at the end): wall time, and what it queued;
 - `similar`: genreq.app.similar.find_similar in this process on REPEATS library tracks
@@ -62,6 +69,9 @@ BUILD_BATCH = 20_000  # rows per executemany and per transaction
 ALBUM_TRACKS = 12
 ALBUMS_PER_ARTIST = 5
 RSS_AT_ROWS = 100_000  # export's memory is sampled here and at the last row
+# Rows of the in-process export that makes every line from its row (the path before the
+# lines were stored), against the stored lines over every row.
+UNCACHED_ROWS = 100_000
 TARGETS = {"status_s": 1.0, "export_rows_per_s": 50_000, "enqueue_unchanged_s": 30.0,
            "similar_s": 0.2}
 # What the rows claim to come from: the shipped vgg-msd (genres, MSD tags, embedding).
@@ -428,10 +438,117 @@ def _no_paths(row: dict, directory: Path) -> dict:
     return {**row, "path": row["path"].replace(str(directory), "DIR")}
 
 
-def measure_export(env: dict, repeats: int, done: int, directory: Path) -> dict:
+def _with_env(env: dict, call: Callable[[], object]) -> object:
+    """CALL in this process with ENV's GENREQ_HOME and database."""
+    saved = {k: os.environ.get(k) for k in ("GENREQ_HOME", "GENREQ_DATABASE_URL")}
+    for k in saved:
+        if k in env:
+            os.environ[k] = env[k]
+        else:
+            os.environ.pop(k, None)
+    try:
+        return call()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _stored_lines() -> tuple[int, int]:
+    """(done tracks, those with a stored export line) of the configured database."""
+    from sqlalchemy import func, select
+
+    from genreq.app.library import session
+    from genreq.db.models import State, Track
+
+    with session() as db:
+        return tuple(db.execute(select(func.count(), func.count(Track.export_line))
+                                .where(Track.state == State.done)).one())
+
+
+def clear_lines() -> float:
+    """Set every stored export line to NULL (what a migration that changes the lines'
+    format does, and the state a library is left in by the migration that adds them):
+    its wall time."""
+    from sqlalchemy import update
+
+    from genreq.app.library import session
+    from genreq.db.models import Track
+
+    started = time.perf_counter()
+    with session() as db:
+        db.execute(update(Track).where(Track.export_line.is_not(None))
+                   .values(export_line=None))
+    return time.perf_counter() - started
+
+
+def _export_in_process(rows: int | None, cached: bool) -> tuple[int, float, float]:
+    """(rows, wall s, CPU s) of the export's lines in this process, written to /dev/null
+    as the command writes them; the stored lines (CACHED) or every line made from its
+    row as before they were stored (the first ROWS only: that path is slow). Nothing
+    is stored."""
+    from itertools import islice
+
+    from genreq.app.library import TrackFilter, json_lines, session, with_learned_head
+
+    started, cpu = time.perf_counter(), time.process_time()
+    n = 0
+    with session() as db, open(os.devnull, "w", encoding="utf-8") as out:
+        lines = json_lines(db, TrackFilter(), with_learned_head(None), cached=cached)
+        for line in islice(lines, rows):
+            out.write(line + "\n")
+            n += 1
+    return n, time.perf_counter() - started, time.process_time() - cpu
+
+
+def measure_export_in_process(env: dict, repeats: int, uncached_rows: int) -> dict:
+    """The stored lines against making them (the path before they were stored) in this
+    process, alternated REPEATS times: rows/s and rows per CPU s of each, and their
+    ratio per round."""
+    def rounds() -> dict:
+        stored, made, ratios = [], [], []
+        for _ in range(repeats):
+            n, wall, cpu = _export_in_process(None, cached=True)
+            stored.append((n / wall, n / cpu))
+            m, wall_m, cpu_m = _export_in_process(uncached_rows, cached=False)
+            made.append((m / wall_m, m / cpu_m))
+            ratios.append((stored[-1][0] / made[-1][0], stored[-1][1] / made[-1][1]))
+        return {"stored_rows": n, "made_rows": m,
+                "stored_rows_per_s": _summary([w for w, _ in stored], 0),
+                "stored_rows_per_cpu_s": _summary([c for _, c in stored], 0),
+                "made_rows_per_s": _summary([w for w, _ in made], 0),
+                "made_rows_per_cpu_s": _summary([c for _, c in made], 0),
+                "ratio_wall": _summary([w for w, _ in ratios], 1),
+                "ratio_cpu": _summary([c for _, c in ratios], 1)}
+
+    load = [_load()]
+    result = _with_env(env, rounds)
+    load.append(_load())
+    return {**result, "load": load}
+
+
+def measure_export(env: dict, repeats: int, done: int, directory: Path,
+                   clear: bool = False) -> dict:
     """`genreq export --format ndjson` to /dev/null: rows/s and peak RSS; then once
-    through a pipe, RSS at the RSS_AT_ROWS-th row and at the last."""
+    through a pipe, RSS at the RSS_AT_ROWS-th row and at the last. When some done
+    tracks have no stored line (a library built here, or CLEAR, which first sets every
+    one to NULL), the first export, which makes and stores them, is timed apart."""
     args = [*GENREQ, "export", "--format", "ndjson"]
+    result: dict = {}
+    if clear:
+        result["clear_lines_s"] = round(_with_env(env, clear_lines), 1)
+    total, stored = _with_env(env, _stored_lines)
+    if stored < total:
+        load = [_load()]
+        with open(os.devnull, "w") as null:
+            wall, peak, _ = _maxrss_of(args, env, null)
+        load.append(_load())
+        result["first"] = {"lines_stored_before": stored, "wall_s": round(wall, 1),
+                           "rows_per_s": round(total / wall), "peak_rss_mb": round(peak, 1),
+                           "lines_stored_after": _with_env(env, _stored_lines)[1],
+                           "load": load}
     walls, peaks = [], []
     load = [_load()]
     for _ in range(repeats):
@@ -453,11 +570,121 @@ def measure_export(env: dict, repeats: int, done: int, directory: Path) -> dict:
         rss_at["last"] = (rows, _rss_mb(process.pid))
     process.wait()
     rates = [done / w for w in walls]
-    return {"rows": rows, "rows_per_s": _summary(rates, 0), "wall_s": _summary(walls),
+    return {**result, "rows": rows, "rows_per_s": _summary(rates, 0),
+            "wall_s": _summary(walls), "startup_s": _summary([startup_s(env)
+                                                              for _ in range(repeats)]),
             "peak_rss_mb": _summary(peaks, 1),
             "rss_mb_at_rows": {str(n): round(mb, 1) for n, mb in rss_at.values()},
             "example_row": _no_paths(json.loads(first_row), directory) if first_row else None,
             "load": load}
+
+
+# Results per worker write in the result-write measurement (a worker's batch), and
+# tracks written per round.
+RESULT_BATCH = 16
+RESULT_TRACKS = 2_000
+LINE_CHARS = 1_200  # about a vgg-msd track's stored line
+
+
+def measure_result_writes(scratch: Path, repeats: int, url: str | None = None) -> dict:
+    """The added cost of a result write (db.work.record_results, RESULT_BATCH a
+    transaction) on a scratch database at head: over tracks with no stored line (a new
+    track: the trigger's condition only), over tracks whose line is stored (a track
+    classified again: the trigger clears it), and with the trigger dropped (the schema
+    before it), alternated REPEATS times; microseconds per result."""
+    from sqlalchemy import insert, text
+
+    from genreq.db import migrate, work
+    from genreq.db.models import State, Track, utcnow
+    from genreq.db.session import get_engine, transaction
+
+    if url is None:
+        path = scratch / "writes.db"
+        path.unlink(missing_ok=True)
+        url = f"sqlite:///{path}"
+    else:
+        _drop_tables(url)
+        with get_engine(url).begin() as connection:
+            connection.execute(text("DROP FUNCTION IF EXISTS tracks_export_line_stale()"))
+    migrate.upgrade(url)
+    genres, tag_names, version = _model()
+    rng = np.random.default_rng(1)
+    _top, _confidence, probs_json, tags_json = _pool(genres, tag_names, rng)
+    probs = [json.loads(p) for p in probs_json[:RESULT_TRACKS]]
+    tags = [json.loads(t) for t in tags_json[:RESULT_TRACKS]]
+    with transaction(url) as db:
+        db.execute(insert(Track), [{"path": f"/m/{i}.mp3", "size_bytes": 1, "mtime_ns": 1,
+                                    "state": State.queued, "attempts": 0}
+                                   for i in range(RESULT_TRACKS)])
+        ids = [row[0] for row in db.execute(text("SELECT id FROM tracks ORDER BY id"))]
+    dialect = get_engine(url).dialect.name
+    trigger = ("tracks_export_line_stale" if dialect == "sqlite"
+               else "tracks_export_line_stale ON tracks")
+    ddl = _trigger_ddl(dialect)
+
+    def write_all(round_: int) -> float:
+        """Claim every track and write its result, RESULT_BATCH a transaction: wall s."""
+        with transaction(url) as db:
+            db.execute(text("UPDATE tracks SET state = 'queued', claim_token = NULL"))
+        elapsed = 0.0
+        for start in range(0, len(ids), RESULT_BATCH):
+            batch = ids[start:start + RESULT_BATCH]
+            claim = work.new_claim("bench:1", 60.0)
+            with transaction(url) as db:
+                work.claim_batch(db, batch, 3, claim)
+            results = [work.Result(
+                track_id=i, genre=genres[0], confidence=0.5, probs=probs[k],
+                duration_s=200.0 + round_, elapsed_s=0.3, finished_at=utcnow(),
+                tags=tags[k], embedding=bytes(512), embedding_model=f"{MODEL_NAME}@x",
+                artist="A", album="B", title="T", file_genres=["Rock"])
+                for k, i in enumerate(batch, start)]
+            started = time.perf_counter()
+            with transaction(url) as db:
+                work.record_results(db, results, MODEL_NAME, version, claim.token)
+            elapsed += time.perf_counter() - started
+        return elapsed
+
+    def store_lines(line: str | None) -> None:
+        with transaction(url) as db:
+            db.execute(text("UPDATE tracks SET export_line = :line"), {"line": line})
+
+    def set_trigger(on: bool) -> None:
+        with transaction(url) as db:
+            db.execute(text(f"DROP TRIGGER IF EXISTS {trigger}"))
+            if on:
+                for statement in ddl:
+                    db.execute(text(statement))
+
+    cases: dict[str, list[float]] = {"no_line": [], "line_stored": [], "no_trigger": []}
+    load = [_load()]
+    write_all(0)  # warm
+    for r in range(repeats):
+        for case in cases:
+            set_trigger(case != "no_trigger")
+            # A line as long as a real one; none where the schema had no column.
+            store_lines("x" * LINE_CHARS if case == "line_stored" else None)
+            cases[case].append(write_all(r + 1) / len(ids) * 1e6)
+            if case == "line_stored":
+                with transaction(url) as db:
+                    left = db.execute(text("SELECT count(export_line) FROM tracks")).scalar()
+                if left:
+                    raise RuntimeError(f"{left} stored lines outlived their track's result")
+    load.append(_load())
+    set_trigger(True)
+    return {"database": dialect, "tracks": len(ids), "batch": RESULT_BATCH,
+            **{f"{case}_us_per_result": _summary(v, 1) for case, v in cases.items()},
+            "load": load}
+
+
+def _trigger_ddl(dialect: str) -> list[str]:
+    """The export-line trigger's DDL as its migration creates it."""
+    import importlib.util
+
+    path = next((REPO / "migrations" / "versions").glob("*_195753152286_export_lines.py"))
+    spec = importlib.util.spec_from_file_location("export_lines_migration", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return list(module.TRIGGERS.values()) if dialect == "sqlite" else [module.PG_TRIGGER]
 
 
 def measure_enqueue(env: dict, tree: Path, repeats: int, scratch: Path) -> dict:
@@ -555,10 +782,11 @@ def machine() -> dict:
 
 def run(directory: Path, n_tracks: int, n_tree: int, repeats: int, url: str | None = None,
         rebuild: bool = False, only: tuple[str, ...] = ("status", "export", "enqueue",
-                                                         "similar"),
-        export_rows: int | None = None,
+                                                         "similar", "writes"),
+        export_rows: int | None = None, clear: bool = False, writes_url: str | None = None,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
-    """Build or reuse the library, then measure ONLY's commands; the result dict."""
+    """Build or reuse the library, then measure ONLY's commands; the result dict. Result
+    writes go to a scratch SQLite file in DIRECTORY, or to WRITES_URL (emptied)."""
     directory.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": "big_library", "machine": machine(), "targets": TARGETS}
     env, built = prepare_library(directory, n_tracks, n_tree, url, rebuild, log)
@@ -572,8 +800,14 @@ def run(directory: Path, n_tracks: int, n_tree: int, repeats: int, url: str | No
     elif "export" in only:
         result["export"] = measure_export(env, max(1, repeats // 2),
                                           result.get("status", {}).get("counts", {}).get(
-                                              "done") or _done(env), directory)
+                                              "done") or _done(env), directory, clear)
         log(f"export: {json.dumps(result['export'])}")
+        result["export_in_process"] = measure_export_in_process(
+            env, max(1, repeats // 2), min(UNCACHED_ROWS, n_tracks))
+        log(f"export in process: {json.dumps(result['export_in_process'])}")
+    if "writes" in only:
+        result["result_writes"] = measure_result_writes(directory, repeats, writes_url)
+        log(f"result writes: {json.dumps(result['result_writes'])}")
     if "enqueue" in only and not url:
         result["enqueue"] = measure_enqueue(env, directory / "tree", max(1, repeats // 2),
                                             directory)
@@ -601,14 +835,21 @@ def main() -> None:
     parser.add_argument("--database-url", default=None,
                         help="measure on this database instead (status and export only)")
     parser.add_argument("--rebuild", action="store_true", help="build even if DIR has it")
-    parser.add_argument("--only", default="status,export,enqueue,similar")
+    parser.add_argument("--only", default="status,export,enqueue,similar,writes")
     parser.add_argument("--export-rows", type=int, default=None,
                         help="time only the first N rows of export (a slow one)")
+    parser.add_argument("--clear-lines", action="store_true",
+                        help="set every stored export line to NULL first, to time the "
+                             "export that stores them again")
+    parser.add_argument("--writes-database-url", default=None,
+                        help="a scratch database (emptied) for the result writes; default "
+                             "a SQLite file in DIR")
     parser.add_argument("--label", default=None, help="key of this run in the results file")
     parser.add_argument("--save", action="store_true", help=f"merge into {RESULTS.name}")
     args = parser.parse_args()
     result = run(args.dir, args.tracks, args.tree, args.repeats, args.database_url,
-                 args.rebuild, tuple(args.only.split(",")), args.export_rows)
+                 args.rebuild, tuple(args.only.split(",")), args.export_rows,
+                 args.clear_lines, args.writes_database_url)
     print(json.dumps(result, indent=2))
     if args.save:
         saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {

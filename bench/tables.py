@@ -326,6 +326,25 @@ def _big_cells(run: dict) -> dict[str, str]:
         rss = ", ".join(f"{mb:.0f} MB at {int(n):,}" for n, mb in e["rss_mb_at_rows"].items())
         cells["export_rows_per_s"] = (f"{_spread(e['rows_per_s'], ',.0f', '/s')}; peak RSS "
                                       f"{e['peak_rss_mb']['max']:.0f} MB; RSS {rss} rows")
+        if "first" in e:
+            cells["export_rows_per_s"] += (f"; the first (stores the lines) "
+                                           f"{e['first']['rows_per_s']:,}/s")
+        if "clear_lines_s" in e:
+            cells["export_rows_per_s"] += f", after clearing them ({e['clear_lines_s']:.0f} s)"
+    if "export_in_process" in run:
+        p = run["export_in_process"]
+        cells["export_rows_per_s"] = cells.get("export_rows_per_s", "") + (
+            f"; in-process stored lines {_spread(p['stored_rows_per_cpu_s'], ',.0f')} rows "
+            f"per CPU s against {_spread(p['made_rows_per_cpu_s'], ',.0f')} made from the "
+            f"rows (first {p['made_rows']:,}): {p['ratio_cpu']['median']:.1f}×")
+    if "result_writes" in run:
+        w = run["result_writes"]
+        cells["export_rows_per_s"] = cells.get("export_rows_per_s", "") + (
+            f"; a result write with the lines' trigger "
+            f"{w['no_line_us_per_result']['median']:.0f} µs (new track), "
+            f"{w['line_stored_us_per_result']['median']:.0f} µs (line cleared), without "
+            f"it {w['no_trigger_us_per_result']['median']:.0f} µs "
+            f"(n={w['no_trigger_us_per_result']['n']}, batches of {w['batch']})")
     elif "export_head" in run:
         e = run["export_head"]
         cells["export_rows_per_s"] = (f"{e['rows_per_s']:,}/s (first {e['rows']:,} rows, "

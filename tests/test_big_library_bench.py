@@ -51,6 +51,34 @@ def test_export_streams_every_done_track(result):
     assert export["example_row"]["model"] == "vgg-msd"
     assert len(export["example_row"]["tags"]) >= 5
     assert export["rows_per_s"]["n"] == 1
+    # Built without stored lines: the first export stores every one, the next read them.
+    done = r["status"]["counts"]["done"]
+    assert export["first"]["lines_stored_before"] == 0
+    assert export["first"]["lines_stored_after"] == done
+    in_process = r["export_in_process"]
+    assert in_process["stored_rows"] == in_process["made_rows"] == done
+    assert in_process["ratio_cpu"]["n"] == 1
+
+
+def test_a_second_export_reads_the_stored_lines_and_clearing_them_times_the_first(
+        big_library, result):
+    directory, r = result
+    env, _built = big_library.prepare_library(directory, TRACKS, TREE, None, False,
+                                              log=lambda _m: None)
+    again = big_library.measure_export(env, 1, r["status"]["counts"]["done"], directory)
+    assert "first" not in again and again["rows"] == r["export"]["rows"]
+    cleared = big_library.measure_export(env, 1, r["status"]["counts"]["done"], directory,
+                                         clear=True)
+    assert cleared["first"]["lines_stored_before"] == 0
+    assert cleared["example_row"] == r["export"]["example_row"]
+
+
+def test_result_writes_are_timed_with_and_without_the_trigger(result):
+    _directory, r = result
+    writes = r["result_writes"]
+    assert writes["database"] == "sqlite" and writes["tracks"] > 0
+    for case in ("no_line", "line_stored", "no_trigger"):
+        assert writes[f"{case}_us_per_result"]["n"] == 1
 
 
 def test_enqueue_of_the_unchanged_tree_queues_nothing(result):
