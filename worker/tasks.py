@@ -90,7 +90,7 @@ def warm_up(clf) -> None:
 
     filetags.read(os.devnull)  # mutagen.File imports every format it knows, then finds none
     audio.duration_s(os.devnull)  # not a format libsndfile reads by name: imports PyAV
-    windows = features.excerpt_windows(2 * features.EXCERPTS_FROM_S, clf.features)
+    windows = clf.excerpt_windows(2 * features.EXCERPTS_FROM_S)  # as many as the model reads
     noise = np.random.default_rng(0).standard_normal(
         round(windows[0][1] * clf.features.sample_rate)).astype(np.float32) * 0.1
     clf.chunk_outputs(clf.chunks_of_excerpts([noise] * len(windows)))
