@@ -901,6 +901,26 @@ def teachers(args) -> None:
         oof(t)
 
 
+def settings(args) -> None:
+    """What a head teacher's tuning picks when its training data are all the clips (the
+    groups as inner folds): the C (or weight decay), tau (or epochs) and temperature a
+    shipped head of that recipe would be fitted with. JSON to stdout."""
+    cached, z = load_taggers(args.cache)
+    tracks, kept, genres, _ = grouped_tracks(None, args.groups, cached)
+    y = np.array([genres.index(t.genre) for t in tracks])
+    groups = np.array([t.group for t in tracks])
+    every = {t.name: t for t in teacher_candidates()}
+    out = {}
+    for name in args.only:
+        t = every[name]
+        x = chunk_inputs(z, HeadCandidate(t.taggers, t.inputs, t.balanced, 1.0))
+        chunk_x = [x[z["track"] == i] for i in kept]
+        param, setting, temperature, _ = tune_teacher(t, chunk_x, y, groups, len(genres), args.seed)
+        names = ("weight_decay", "epochs") if t.kind == "mlp" else ("c", "tau")
+        out[name] = {names[0]: param, names[1]: setting, "temperature": temperature, "n": len(y)}
+    print(json.dumps(out, indent=1))
+
+
 def mcnemar_exact(gained: int, lost: int) -> float:
     """Two-sided exact McNemar p: of the clips two candidates disagree on right/wrong,
     how unlikely a split this uneven is if each side were equally likely."""
@@ -1298,6 +1318,10 @@ def main() -> None:
     common(p, RESULTS / "heads")
     p.add_argument("--only", nargs="*", default=[], help="candidate names")
     p.add_argument("--seed", type=int, default=0, help="mixup and MLP seed (+ fold index)")
+    p = sub.add_parser("settings", help="what a teacher's tuning picks on all the clips")
+    common(p, RESULTS / "heads")
+    p.add_argument("--only", nargs="+", required=True, help="candidate names")
+    p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("compare", help="paired comparison of teachers against the shipped head")
     common(p, RESULTS / "heads")
     p.add_argument("files", nargs="+", type=Path, help="result files with oof_pred")
@@ -1344,6 +1368,7 @@ def main() -> None:
         "heads": heads,
         "teachers": teachers,
         "compare": compare,
+        "settings": settings,
         "teacher": teacher,
         "run": run,
         "seed": seed,
