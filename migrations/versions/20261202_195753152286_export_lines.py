@@ -51,7 +51,7 @@ TRIGGERS = {
 _PG_CHANGED = " OR ".join(
     [f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in COLUMNS]
     + [f"OLD.{c}::text IS DISTINCT FROM NEW.{c}::text" for c in JSON_COLUMNS])
-PG_FUNCTION = """CREATE FUNCTION tracks_export_line_stale() RETURNS trigger
+PG_FUNCTION = """CREATE OR REPLACE FUNCTION tracks_export_line_stale() RETURNS trigger
     LANGUAGE plpgsql AS $$ BEGIN NEW.export_line := NULL; RETURN NEW; END $$"""
 PG_TRIGGER = f"""CREATE TRIGGER tracks_export_line_stale
     BEFORE UPDATE OF {', '.join(COLUMNS + JSON_COLUMNS)} ON tracks FOR EACH ROW
