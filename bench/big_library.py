@@ -376,13 +376,8 @@ def _status_call() -> None:
 def _in_process(env: dict, repeats: int, call: Callable[[], None]) -> dict:
     """CALL's wall time in this process with ENV's GENREQ_HOME and database (what the
     command does once imported), after one call that warms it."""
-    saved = {k: os.environ.get(k) for k in ("GENREQ_HOME", "GENREQ_DATABASE_URL")}
-    for k in saved:
-        if k in env:
-            os.environ[k] = env[k]
-        else:
-            os.environ.pop(k, None)
-    try:
+
+    def timed() -> dict:
         call()
         times = []
         for _ in range(repeats):
@@ -390,12 +385,8 @@ def _in_process(env: dict, repeats: int, call: Callable[[], None]) -> dict:
             call()
             times.append(time.perf_counter() - started)
         return _summary(times)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+
+    return _with_env(env, timed)
 
 
 def _rss_mb(pid: int) -> float:

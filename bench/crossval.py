@@ -158,6 +158,14 @@ def result_record(
     }
 
 
+def all_chunks_extra(y: np.ndarray, probs: np.ndarray, genres) -> dict:
+    """result_record's `extra` for the same folds scored on every chunk of a clip."""
+    summary = metrics.summarise(y, probs.argmax(1), genres, probs)
+    return {
+        "all_chunks": {k: summary[k] for k in ("accuracy", "ci95", "balanced_accuracy", "ece", "n")}
+    }
+
+
 def fold_record(group: str, test_idx, labels: np.ndarray, probs: np.ndarray, **extra) -> dict:
     pred = probs[test_idx].argmax(1)
     correct = int((pred == labels[test_idx]).sum())
@@ -417,9 +425,6 @@ def heads(args) -> None:
         x = chunk_inputs(z, cand)
         chunk_x = [x[chunk_track == i] for i in kept]
         probs, fold_recs = head_crossval(cand, chunk_x, y, tracks, len(genres), memo)
-        all_chunks = metrics.summarise(
-            y, probs["all_chunks"].argmax(1), genres, probs["all_chunks"]
-        )
         record = result_record(
             cand.name,
             {
@@ -434,11 +439,7 @@ def heads(args) -> None:
             probs["shipped"],
             fold_recs,
             genres,
-            {
-                "all_chunks": {
-                    k: all_chunks[k] for k in ("accuracy", "ci95", "balanced_accuracy", "ece", "n")
-                }
-            },
+            all_chunks_extra(y, probs["all_chunks"], genres),
         )
         write(args.out / f"{cand.name}.json", record)
 
@@ -867,9 +868,6 @@ def teachers(args) -> None:
             x = chunk_inputs(z, cand)
             chunk_x = [x[z["track"] == i] for i in kept]
             probs, fold_recs = teacher_crossval(t, chunk_x, y, tracks, len(genres), args.seed)
-        all_chunks = metrics.summarise(
-            y, probs["all_chunks"].argmax(1), genres, probs["all_chunks"]
-        )
         record = result_record(
             t.name,
             {
@@ -887,11 +885,7 @@ def teachers(args) -> None:
             probs["shipped"],
             fold_recs,
             genres,
-            {
-                "all_chunks": {
-                    k: all_chunks[k] for k in ("accuracy", "ci95", "balanced_accuracy", "ece", "n")
-                }
-            },
+            all_chunks_extra(y, probs["all_chunks"], genres),
         )
         write(args.out / f"{t.name}.json", record)
         done[t.name] = (probs, fold_recs)

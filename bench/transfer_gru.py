@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import crossval as crossval_protocol  # the protocol's result schema
 
-from genreq import dataset, metrics, models, train
+from genreq import dataset, models, train
 from genreq import features as F
 from genreq.predict import WEIGHTS_DIR, Classifier
 
@@ -163,7 +163,6 @@ def main() -> None:
     folds = dataset.group_folds(tracks)
     model = models.build(arch, len(genres))
     probs, fold_recs, seconds = crossval(arch, seqs, y, folds, len(genres))
-    all_chunks = metrics.summarise(y, probs["all_chunks"].argmax(1), genres, probs["all_chunks"])
     result = crossval_protocol.result_record(
         arch,
         {
@@ -186,11 +185,7 @@ def main() -> None:
         probs["shipped"],
         fold_recs,
         genres,
-        {
-            "all_chunks": {
-                k: all_chunks[k] for k in ("accuracy", "ci95", "balanced_accuracy", "ece", "n")
-            }
-        },
+        crossval_protocol.all_chunks_extra(y, probs["all_chunks"], genres),
     )
     if args.time_clips:
         picks = np.linspace(0, len(tracks) - 1, args.time_clips).round().astype(int)
