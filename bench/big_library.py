@@ -708,18 +708,7 @@ def measure_enqueue(env: dict, tree: Path, repeats: int, scratch: Path) -> dict:
 def measure_similar(env: dict, repeats: int, cli_repeats: int) -> dict:
     """find_similar in this process (cold: builds the cache; then warm), top_n alone, and
     the `genreq similar` command."""
-    saved = {k: os.environ.get(k) for k in ("GENREQ_HOME", "GENREQ_DATABASE_URL")}
-    os.environ.update({k: v for k, v in env.items() if k in saved})
-    if "GENREQ_DATABASE_URL" not in env:
-        os.environ.pop("GENREQ_DATABASE_URL", None)
-    try:
-        return _measure_similar(env, repeats, cli_repeats)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return _with_env(env, lambda: _measure_similar(env, repeats, cli_repeats))
 
 
 def _measure_similar(env: dict, repeats: int, cli_repeats: int) -> dict:
