@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Column,
     DateTime,
     Enum,
     Float,
@@ -15,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -141,9 +143,11 @@ class Track(Base):
 
 
 class TrackCount(Base):
-    """How many tracks are in each (state, genre), kept by triggers on `tracks` (SQLite;
-    migration e41b7d93c5a8 says why not on PostgreSQL), so that status reads a few rows
-    instead of counting an index of every track. Rows that fall to 0 stay."""
+    """How many tracks are in each (state, genre), kept by triggers on `tracks`, so that
+    status reads a few rows instead of counting an index of every track. On SQLite the
+    triggers update these rows; on PostgreSQL they append to `track_count_deltas`, which
+    genreq.db.counts.compact folds into these rows (migration 3f8a2c61d9e4). Rows that
+    fall to 0 stay."""
 
     __tablename__ = "track_counts"
 
@@ -153,7 +157,8 @@ class TrackCount(Base):
 
 
 class ChangeStamp(Base):
-    """A counter that triggers on `tracks` raise whenever what it names changes (SQLite):
+    """A counter that triggers on `tracks` raise whenever what it names changes (on
+    PostgreSQL by appending to `change_stamp_deltas`, folded in as the counts are):
     EMBEDDINGS_STAMP, any done track's embedding, model, album or artist, or a track
     becoming done or no longer done. A cache of the embeddings holds while it is equal."""
 
@@ -164,6 +169,23 @@ class ChangeStamp(Base):
 
 
 EMBEDDINGS_STAMP = "embeddings"
+
+# PostgreSQL's changes to the counts and stamps, appended by triggers on `tracks` and
+# never updated, so parallel writers never wait on each other for a counter row: what a
+# count is, is its base row plus the sum of its deltas (genreq.db.counts). No primary
+# key: an append touches the heap alone, and the deltas are only ever read whole and
+# deleted whole. Empty on SQLite, whose triggers update the base rows (one writer).
+track_count_deltas = Table(
+    "track_count_deltas", Base.metadata,
+    Column("state", String(16), nullable=False),
+    Column("genre", String(64), nullable=False),  # "" for no genre, as in track_counts
+    Column("tracks", Integer, nullable=False),  # +1 or -1
+)
+change_stamp_deltas = Table(
+    "change_stamp_deltas", Base.metadata,
+    Column("name", String(32), nullable=False),
+    Column("generation", Integer, nullable=False),  # +1
+)
 
 
 metadata = Base.metadata

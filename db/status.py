@@ -61,6 +61,9 @@ def status(session: Session, batch_id: str | None = None) -> Status:
     genres: dict[str, int] = {}
     if not scope and counts.kept(session):
         rows = counts.state_genre_counts(session)  # a few rows, kept by triggers
+        # PostgreSQL's deltas, folded in once they have grown: whoever watches the
+        # counts keeps them short to read (run's progress, status --watch).
+        counts.maybe_compact(session)
     else:
         # One aggregate over the (state, genre) index: both counts from one scan of it,
         # without reading a table row (ix_tracks_state_genre).

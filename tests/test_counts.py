@@ -1,4 +1,5 @@
-"""db.counts: the counts and the embeddings' stamp that triggers keep (SQLite), through
+"""db.counts: the counts and the embeddings' stamp that triggers keep (SQLite; PostgreSQL
+as deltas, tests/test_count_deltas.py), through
 every write genreq makes: enqueue, claim, result, failure, skip, lease expiry, requeue,
 a changed file reset, delete; checked against counting the tracks themselves."""
 from __future__ import annotations
@@ -57,8 +58,8 @@ def claim(url: str, ids: list[int]) -> work.Claim:
     return c
 
 
-def test_counts_and_stamp_follow_every_write(sqlite_url):
-    url = sqlite_url
+def test_counts_and_stamp_follow_every_write(db_url):
+    url = db_url
     assert kept(url) == counted(url) == []
     before = stamp(url)
     with session_scope(url) as s:  # enqueue: new tracks, queued
@@ -160,9 +161,10 @@ def test_migration_counts_an_existing_library(tmp_path):
 
 
 @pytest.mark.postgres
-def test_postgres_counts_from_the_indexes(postgres_url):
+def test_postgres_keeps_the_counts(postgres_url):
     with session_scope(postgres_url) as s:
-        assert not counts.kept(s)
+        assert counts.kept(s)
         add_track(s, "/a.mp3", state="done", genre="jazz", embedding_model=MODEL)
+    with session_scope(postgres_url) as s:
         assert status.status(s).genres == {"jazz": 1}
-        assert embeddings.fingerprint(s, MODEL)[0] == 1
+        assert embeddings.fingerprint(s, MODEL) == ("generation", 1)
