@@ -19,7 +19,10 @@ queue nothing.
 Then, each the real CLI in a subprocess with GENREQ_HOME (or GENREQ_DATABASE_URL) set,
 against Python's start-up with genreq's CLI imported (`genreq --version`), interleaved:
 
-- `genreq status`: wall time, REPEATS runs;
+- `genreq status`: wall time, REPEATS runs, against the same command counting the index
+  instead of reading the kept counts (genreq.db.counts.kept false: PostgreSQL's path
+  before migration 3f8a2c61d9e4), its output checked equal; in this process the same,
+  and the embeddings' fingerprint (similar's cache check) both ways;
 - `genreq export --format ndjson > /dev/null`: rows/s and peak RSS, and, streamed through
   a pipe, the resident memory when the 100,000th and the last row arrive (constant
   memory: the two match). A library built here has no stored export lines (nor one
@@ -29,7 +32,11 @@ against Python's start-up with genreq's CLI imported (`genreq --version`), inter
   UNCACHED_ROWS rows), alternated: rows/s, rows per CPU s and their ratio;
 - result writes (`db.work.record_results`, as a worker writes its batches) on a scratch
   database: microseconds per result with the export-line trigger over new tracks and
-  over tracks whose line is stored (cleared by it), against the trigger dropped;
+  over tracks whose line is stored (cleared by it), against the trigger dropped, and
+  against the count triggers dropped (results and claims);
+- PostgreSQL's count deltas, on the scratch PostgreSQL database of the result writes
+  (none on SQLite): reading the counts and folding the deltas in, with none to a
+  million waiting (DELTA_BACKLOGS);
 - `genreq enqueue TREE` on the unchanged tree, the embedded broker running (started by a
   first enqueue, stopped with `genreq stop` at the end): wall time, and what it queued;
 - `similar`: genreq.app.similar.find_similar in this process on REPEATS library tracks
@@ -307,10 +314,13 @@ def _drop_tables(url: str) -> None:
     from genreq.db.session import get_engine
 
     with get_engine(url).begin() as connection:
-        for name in ("tracks", "track_counts", "change_stamps", "alembic_version"):
+        for name in ("tracks", "track_counts", "change_stamps", "track_count_deltas",
+                     "change_stamp_deltas", "alembic_version"):
             connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
-        # The export-line trigger's function outlives its table.
-        connection.execute(text("DROP FUNCTION IF EXISTS tracks_export_line_stale()"))
+        # The triggers' functions outlive their table.
+        for name in ("tracks_export_line_stale", "tracks_count_deltas",
+                     "tracks_embeddings_delta"):
+            connection.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -343,24 +353,45 @@ def startup_s(env: dict) -> float:
     return _maxrss_of([*GENREQ, "--version"], env, subprocess.DEVNULL)[0]
 
 
+# `genreq status` as it was before the database kept the counts (PostgreSQL before
+# migration 3f8a2c61d9e4): the same command with genreq.db.counts.kept false, so status
+# counts the (state, genre) index and the embeddings' fingerprint reads its index.
+GENREQ_COUNTING = [sys.executable, "-c",
+                   "from genreq.db import counts; counts.kept = lambda _session: False; "
+                   "from genreq.cli.main import cli; cli(prog_name='genreq')"]
+
+
 def measure_status(env: dict, repeats: int) -> dict:
-    """`genreq status` (text and --json) against `genreq --version`, interleaved."""
+    """`genreq status` (text and --json) against `genreq --version` and against the
+    command counting the index instead of reading the kept counts, interleaved."""
     subprocess.run([*GENREQ, "status"], env=env, check=True, capture_output=True)  # warm
-    walls, json_walls, base = [], [], []
+    subprocess.run([*GENREQ_COUNTING, "status"], env=env, check=True, capture_output=True)
+    walls, json_walls, counting_walls, base = [], [], [], []
     load = [_load()]
     for _ in range(repeats):
         base.append(startup_s(env))
         walls.append(_maxrss_of([*GENREQ, "status"], env, subprocess.DEVNULL)[0])
+        counting_walls.append(_maxrss_of([*GENREQ_COUNTING, "status"], env,
+                                         subprocess.DEVNULL)[0])
         json_walls.append(_maxrss_of([*GENREQ, "status", "--json"], env, subprocess.DEVNULL)[0])
     load.append(_load())
     out = subprocess.run([*GENREQ, "status", "--json"], env=env, check=True,
                          capture_output=True, text=True).stdout
+    fingerprint = _fingerprint_call()
+    counting = subprocess.run([*GENREQ_COUNTING, "status", "--json"], env=env, check=True,
+                              capture_output=True, text=True).stdout
+    if json.loads(out) != json.loads(counting):
+        raise RuntimeError(f"kept counts {out} differ from the counted ones {counting}")
     return {"wall_s": _summary(walls), "json_wall_s": _summary(json_walls),
+            "counting_wall_s": _summary(counting_walls),
             "startup_s": _summary(base),
             "import_app_s": _summary([_maxrss_of(
                 [sys.executable, "-c", "import genreq.app"], env, subprocess.DEVNULL)[0]
                 for _ in range(repeats)]),
             "in_process_s": _in_process(env, repeats, _status_call),
+            "counting_in_process_s": _in_process(env, repeats, _counting(_status_call)),
+            "fingerprint_s": _in_process(env, repeats, fingerprint),
+            "counting_fingerprint_s": _in_process(env, repeats, _counting(fingerprint)),
             "counts": {k: v for k, v in json.loads(out).items()
                        if k in ("total", "done", "failed", "skipped", "queued")},
             "load": load}
@@ -371,6 +402,37 @@ def _status_call() -> None:
 
     app.status()
     list(app.reasons())
+
+
+def _fingerprint_call() -> Callable[[], None]:
+    """What similar's cache and the learned head's counts check first: the embeddings'
+    fingerprint of the library's model."""
+    from genreq.app.library import session
+    from genreq.db import embeddings
+
+    embedding_model = f"{MODEL_NAME}@{_model()[2]}"
+
+    def call() -> None:
+        with session() as db:
+            embeddings.fingerprint(db, embedding_model)
+
+    return call
+
+
+def _counting(call: Callable[[], None]) -> Callable[[], None]:
+    """CALL with genreq.db.counts.kept false (GENREQ_COUNTING's path), in this process."""
+
+    def counting() -> None:
+        from genreq.db import counts
+
+        kept = counts.kept
+        counts.kept = lambda _session: False
+        try:
+            call()
+        finally:
+            counts.kept = kept
+
+    return counting
 
 
 def _in_process(env: dict, repeats: int, call: Callable[[], None]) -> dict:
@@ -585,13 +647,16 @@ def measure_result_writes(scratch: Path, repeats: int, url: str | None = None) -
     """The added cost of a result write (db.work.record_results, RESULT_BATCH a
     transaction) on a scratch database at head: over tracks with no stored line (a new
     track: the trigger's condition only), over tracks whose line is stored (a track
-    classified again: the trigger clears it), and with the trigger dropped (the schema
-    before it), alternated REPEATS times; microseconds per result."""
+    classified again: the trigger clears it), with the trigger dropped (the schema
+    before it), and with the count triggers dropped (their cost: on SQLite the counter
+    rows of e41b7d93c5a8, on PostgreSQL the deltas of 3f8a2c61d9e4), alternated REPEATS
+    times; microseconds per result, and per claimed track (db.work.claim_batch, which
+    the count triggers also see)."""
     from sqlalchemy import insert, text
 
-    from genreq.db import migrate, work
+    from genreq.db import counts, migrate, work
     from genreq.db.models import State, Track, utcnow
-    from genreq.db.session import get_engine, transaction
+    from genreq.db.session import get_engine, session_scope, transaction
 
     if url is None:
         path = scratch / "writes.db"
@@ -614,19 +679,24 @@ def measure_result_writes(scratch: Path, repeats: int, url: str | None = None) -
     trigger = ("tracks_export_line_stale" if dialect == "sqlite"
                else "tracks_export_line_stale ON tracks")
     ddl = _trigger_ddl(dialect)
+    count_ddl = _count_trigger_ddl(dialect)
 
-    def write_all(round_: int) -> float:
+    def write_all(round_: int) -> tuple[float, float]:
         """Claim every track and write its result (a new one each ROUND_: a stored line
-        made of the old one must go), RESULT_BATCH a transaction: wall s."""
+        made of the old one must go), RESULT_BATCH a transaction: wall s of the
+        results, and of the claims."""
         with transaction(url) as db:
             db.execute(text("UPDATE tracks SET state = 'queued', claim_token = NULL, "
                             "attempts = 0"))
-        elapsed = 0.0
+            counts.compact(db)  # every round starts with no deltas (PostgreSQL)
+        elapsed = claiming = 0.0
         for start in range(0, len(ids), RESULT_BATCH):
             batch = ids[start:start + RESULT_BATCH]
             claim = work.new_claim("bench:1", 60.0)
+            started = time.perf_counter()
             with transaction(url) as db:
                 work.claim_batch(db, batch, 3, claim)
+            claiming += time.perf_counter() - started
             results = [work.Result(
                 track_id=i, genre=genres[0], confidence=0.5, probs=probs[k],
                 duration_s=200.0 + round_, elapsed_s=0.3, finished_at=utcnow(),
@@ -639,7 +709,7 @@ def measure_result_writes(scratch: Path, repeats: int, url: str | None = None) -
             elapsed += time.perf_counter() - started
             if written != len(batch):
                 raise RuntimeError(f"{written} of {len(batch)} results written")
-        return elapsed
+        return elapsed, claiming
 
     def store_lines(line: str | None) -> None:
         with transaction(url) as db:
@@ -652,15 +722,43 @@ def measure_result_writes(scratch: Path, repeats: int, url: str | None = None) -
                 for statement in ddl:
                     db.execute(text(statement))
 
-    cases: dict[str, list[float]] = {"no_line": [], "line_stored": [], "no_trigger": []}
+    def set_count_triggers(on: bool, statement_level: bool = False) -> None:
+        """The count triggers as their migration creates them, none, or (PostgreSQL)
+        STATEMENT_COUNT_TRIGGERS for the counts in their place (the stamp's stay)."""
+        on_tracks = " ON tracks" if dialect != "sqlite" else ""
+        with transaction(url) as db:
+            for name in [*count_ddl, *list(STATEMENT_COUNT_TRIGGERS)[1:]]:
+                db.execute(text(f"DROP TRIGGER IF EXISTS {name}{on_tracks}"))
+            if on:
+                for name, statement in count_ddl.items():
+                    if not (statement_level and name.startswith("tracks_counts_")):
+                        db.execute(text(statement))
+            if statement_level:
+                for statement in STATEMENT_COUNT_TRIGGERS.values():
+                    db.execute(text(statement))
+
+    cases: dict[str, list[float]] = {"no_line": [], "line_stored": [], "no_trigger": [],
+                                     "no_count_triggers": []}
+    if dialect != "sqlite":
+        cases["statement_count_triggers"] = []
+    claims: dict[str, list[float]] = {case: [] for case in cases}
     load = [_load()]
     write_all(0)  # warm
     for r in range(repeats):
         for k, case in enumerate(cases, 1):
             set_trigger(case != "no_trigger")
+            set_count_triggers(case != "no_count_triggers",
+                               statement_level=case == "statement_count_triggers")
             # A line as long as a real one; none where the schema had no column.
             store_lines("x" * LINE_CHARS if case == "line_stored" else None)
-            cases[case].append(write_all(r * len(cases) + k) / len(ids) * 1e6)
+            results_s, claims_s = write_all(r * len(cases) + k)
+            with session_scope(url) as db:
+                if case == "no_count_triggers":  # uncounted writes: count them again
+                    _recount(db)
+                elif _counted(db) != sorted(counts.state_genre_counts(db)):
+                    raise RuntimeError(f"{case}: the kept counts are not the tracks'")
+            cases[case].append(results_s / len(ids) * 1e6)
+            claims[case].append(claims_s / len(ids) * 1e6)
             if case == "line_stored":
                 with transaction(url) as db:
                     left = db.execute(text("SELECT count(export_line) FROM tracks")).scalar()
@@ -668,20 +766,155 @@ def measure_result_writes(scratch: Path, repeats: int, url: str | None = None) -
                     raise RuntimeError(f"{left} stored lines outlived their track's result")
     load.append(_load())
     set_trigger(True)
+    set_count_triggers(True)
     return {"database": dialect, "tracks": len(ids), "batch": RESULT_BATCH,
             **{f"{case}_us_per_result": _summary(v, 1) for case, v in cases.items()},
+            **{f"{case}_us_per_claim": _summary(v, 1) for case, v in claims.items()},
             "load": load}
+
+
+# Deltas waiting to be folded in, for the read and compaction costs: none, as many as a
+# reader lets pile up (genreq.db.counts.COMPACT_AFTER_DELTAS), and what a long run with
+# no reader leaves (four a track: 250,000 tracks for a million).
+DELTA_BACKLOGS = (0, 10_000, 100_000, 1_000_000)
+
+
+def measure_deltas(url: str, repeats: int) -> dict:
+    """PostgreSQL's count deltas on the scratch database URL (after the result writes):
+    reading the counts (genreq.db.counts.state_genre_counts) over each of DELTA_BACKLOGS
+    deltas, REPEATS times, and folding them in (counts.compact), max(1, REPEATS // 2)
+    times. The deltas are +1/-1 pairs over a library's (state, genre)s: they sum to
+    nothing, so the counts stay those of the tracks (checked)."""
+    from sqlalchemy import text
+
+    from genreq.db import counts
+    from genreq.db.session import get_engine, session_scope, transaction
+
+    genres = _model()[0]
+    keys = [("queued", ""), ("running", "")] + [("done", g) for g in genres]
+    values = ", ".join(f"({k}, '{state}', '{genre}')" for k, (state, genre) in enumerate(keys))
+
+    def add(n: int) -> None:
+        """N deltas: +1 then -1 on each key in turn."""
+        with transaction(url) as db:
+            db.execute(text(
+                "INSERT INTO track_count_deltas (state, genre, tracks) "
+                "SELECT k.state, k.genre, CASE WHEN i % 2 = 0 THEN 1 ELSE -1 END "
+                f"FROM generate_series(0, :n - 1) AS i JOIN (VALUES {values}) "
+                f"AS k(key, state, genre) ON k.key = (i / 2) % {len(keys)}"), {"n": n})
+
+    def read() -> list:
+        with session_scope(url) as db:
+            return sorted(counts.state_genre_counts(db))
+
+    with transaction(url) as db:
+        counts.compact(db)
+    settled = read()
+    with get_engine(url).connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+            "VACUUM ANALYZE track_count_deltas, track_counts")
+    load = [_load()]
+    result = {}
+    for backlog in DELTA_BACKLOGS:
+        reads, folds = [], []
+        for _ in range(max(1, repeats // 2)):
+            add(backlog)
+            with session_scope(url) as db:
+                if counts.count_deltas(db) != backlog:
+                    raise RuntimeError(f"{backlog} deltas were not added")
+            read()  # warm
+            for _ in range(repeats):
+                started = time.perf_counter()
+                if read() != settled:
+                    raise RuntimeError("the counts moved with deltas that sum to nothing")
+                reads.append(time.perf_counter() - started)
+            with transaction(url) as db:
+                started = time.perf_counter()
+                counts.compact(db)
+            folds.append(time.perf_counter() - started)  # with its commit
+        result[str(backlog)] = {"read_s": _summary(reads, 4), "compact_s": _summary(folds, 3)}
+    load.append(_load())
+    return {"backlogs": result, "load": load}
+
+
+def _counted(db) -> list[tuple[str, str | None, int]]:
+    """The counts by counting the tracks, as genreq.db.counts.state_genre_counts has them."""
+    from sqlalchemy import text
+
+    return sorted((state, genre, n) for state, genre, n in db.execute(text(
+        "SELECT state, genre, count(*) FROM tracks GROUP BY state, genre")))
+
+
+def _recount(db) -> None:
+    """The kept counts set to the tracks', after writes made with the triggers dropped."""
+    from sqlalchemy import text
+
+    for table in ("track_counts", "track_count_deltas"):
+        db.execute(text(f"DELETE FROM {table}"))
+    db.execute(text("INSERT INTO track_counts (state, genre, tracks) "
+                    "SELECT state, coalesce(genre, ''), count(*) FROM tracks GROUP BY 1, 2"))
+
+
+def _migration(revision: str):
+    """The migration module of REVISION, for the DDL it creates."""
+    import importlib.util
+
+    path = next((REPO / "migrations" / "versions").glob(f"*_{revision}_*.py"))
+    spec = importlib.util.spec_from_file_location(f"migration_{revision}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _trigger_ddl(dialect: str) -> list[str]:
     """The export-line trigger's DDL as its migration creates it."""
-    import importlib.util
-
-    path = next((REPO / "migrations" / "versions").glob("*_195753152286_export_lines.py"))
-    spec = importlib.util.spec_from_file_location("export_lines_migration", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _migration("195753152286")
     return list(module.TRIGGERS.values()) if dialect == "sqlite" else [module.PG_TRIGGER]
+
+
+# The alternative to PostgreSQL's row triggers (migration 3f8a2c61d9e4), measured
+# against them: statement triggers with transition tables, one INSERT of the summed
+# (state, genre) changes a statement. Transition tables allow no column list, so the
+# UPDATE one fires on every UPDATE of tracks (renewals, stored export lines too).
+_CHANGED = ("FROM old_rows o JOIN new_rows n ON o.id = n.id "
+            "WHERE o.state IS DISTINCT FROM n.state OR o.genre IS DISTINCT FROM n.genre")
+STATEMENT_COUNT_TRIGGERS = {
+    "tracks_counts_statement_fn": f"""CREATE OR REPLACE FUNCTION tracks_counts_statement()
+    RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO track_count_deltas (state, genre, tracks)
+            SELECT state, coalesce(genre, ''), count(*) FROM new_rows GROUP BY 1, 2;
+        ELSIF TG_OP = 'DELETE' THEN
+            INSERT INTO track_count_deltas (state, genre, tracks)
+            SELECT state, coalesce(genre, ''), -count(*) FROM old_rows GROUP BY 1, 2;
+        ELSE
+            INSERT INTO track_count_deltas (state, genre, tracks)
+            SELECT state, genre, sum(d) FROM (
+                SELECT o.state, coalesce(o.genre, '') AS genre, -1 AS d {_CHANGED}
+                UNION ALL
+                SELECT n.state, coalesce(n.genre, ''), 1 {_CHANGED}) AS changes
+            GROUP BY 1, 2 HAVING sum(d) <> 0;
+        END IF;
+        RETURN NULL;
+    END $$""",
+    "tracks_counts_statement_insert": """CREATE TRIGGER tracks_counts_statement_insert
+    AFTER INSERT ON tracks REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tracks_counts_statement()""",
+    "tracks_counts_statement_delete": """CREATE TRIGGER tracks_counts_statement_delete
+    AFTER DELETE ON tracks REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tracks_counts_statement()""",
+    "tracks_counts_statement_update": """CREATE TRIGGER tracks_counts_statement_update
+    AFTER UPDATE ON tracks REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION tracks_counts_statement()""",
+}
+
+
+def _count_trigger_ddl(dialect: str) -> dict[str, str]:
+    """The count and stamp triggers' DDL by name, as their migration creates them (on
+    PostgreSQL their functions stay)."""
+    if dialect == "sqlite":
+        return _migration("e41b7d93c5a8").TRIGGERS
+    return _migration("3f8a2c61d9e4").PG_TRIGGERS
 
 
 def measure_enqueue(env: dict, tree: Path, repeats: int, scratch: Path) -> dict:
@@ -768,7 +1001,7 @@ def machine() -> dict:
 
 def run(directory: Path, n_tracks: int, n_tree: int, repeats: int, url: str | None = None,
         rebuild: bool = False, only: tuple[str, ...] = ("status", "export", "enqueue",
-                                                         "similar", "writes"),
+                                                         "similar", "writes", "deltas"),
         export_rows: int | None = None, clear: bool = False, writes_url: str | None = None,
         log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict:
     """Build or reuse the library, then measure ONLY's commands; the result dict. Result
@@ -794,6 +1027,9 @@ def run(directory: Path, n_tracks: int, n_tree: int, repeats: int, url: str | No
     if "writes" in only:
         result["result_writes"] = measure_result_writes(directory, repeats, writes_url)
         log(f"result writes: {json.dumps(result['result_writes'])}")
+    if "deltas" in only and writes_url:
+        result["count_deltas"] = measure_deltas(writes_url, repeats)
+        log(f"count deltas: {json.dumps(result['count_deltas'])}")
     if "enqueue" in only and not url:
         result["enqueue"] = measure_enqueue(env, directory / "tree", max(1, repeats // 2),
                                             directory)
@@ -821,7 +1057,7 @@ def main() -> None:
     parser.add_argument("--database-url", default=None,
                         help="measure on this database instead (status and export only)")
     parser.add_argument("--rebuild", action="store_true", help="build even if DIR has it")
-    parser.add_argument("--only", default="status,export,enqueue,similar,writes")
+    parser.add_argument("--only", default="status,export,enqueue,similar,writes,deltas")
     parser.add_argument("--export-rows", type=int, default=None,
                         help="time only the first N rows of export (a slow one)")
     parser.add_argument("--clear-lines", action="store_true",

@@ -321,6 +321,19 @@ def _big_cells(run: dict) -> dict[str, str]:
         if "in_process_s" in s:
             cells["status_s"] += (f"; in-process {s['in_process_s']['median']:.2f} s, "
                                   f"importing genreq.app {s['import_app_s']['median']:.2f} s")
+        if "counting_wall_s" in s:  # the same run's command counting the index instead
+            cells["status_s"] += (
+                f"; counting the index instead (as before) "
+                f"{_spread(s['counting_wall_s'], '.2f', ' s')}, in-process "
+                f"{s['counting_in_process_s']['median']:.3f} s against "
+                f"{s['in_process_s']['median']:.3f} s; the embeddings' fingerprint "
+                f"{1e3 * s['fingerprint_s']['median']:.1f} ms against "
+                f"{1e3 * s['counting_fingerprint_s']['median']:.1f} ms from the index")
+    if "count_deltas" in run:
+        d = run["count_deltas"]["backlogs"]
+        cells["status_s"] = cells.get("status_s", "") + "; with deltas waiting " + ", ".join(
+            f"{int(n):,}: read {1e3 * b['read_s']['median']:.1f} ms, folded in "
+            f"{1e3 * b['compact_s']['median']:,.0f} ms" for n, b in d.items() if int(n))
     if "export" in run:
         e = run["export"]
         rss = ", ".join(f"{mb:.0f} MB at {int(n):,}" for n, mb in e["rss_mb_at_rows"].items())
@@ -345,6 +358,13 @@ def _big_cells(run: dict) -> dict[str, str]:
             f"{w['line_stored_us_per_result']['median']:.0f} µs (line cleared), without "
             f"it {w['no_trigger_us_per_result']['median']:.0f} µs "
             f"(n={w['no_trigger_us_per_result']['n']}, batches of {w['batch']})")
+        if "no_count_triggers_us_per_result" in w:
+            cells["status_s"] = cells.get("status_s", "") + (
+                f"; a result write with the count triggers "
+                f"{_spread(w['no_line_us_per_result'], '.0f', ' µs')}, without them "
+                f"{_spread(w['no_count_triggers_us_per_result'], '.0f', ' µs')}; a claimed "
+                f"track {w['no_line_us_per_claim']['median']:.0f} µs against "
+                f"{w['no_count_triggers_us_per_claim']['median']:.0f} µs")
     elif "export_head" in run:
         e = run["export_head"]
         cells["export_rows_per_s"] = (f"{e['rows_per_s']:,}/s (first {e['rows']:,} rows, "
@@ -361,7 +381,8 @@ def _big_cells(run: dict) -> dict[str, str]:
                               f"{m['top_n_s']['median']:.3f} s; command "
                               f"{m['cli_wall_s']['median']:.1f} s (torch start-up "
                               f"{m['cli_startup_s']['median']:.1f} s)")
-    return cells
+    # A run without the command's own figure starts its cell with what follows them.
+    return {k: v.removeprefix("; ") for k, v in cells.items()}
 
 
 def big_library(path: Path, r: dict, results: Path) -> str:

@@ -15,8 +15,9 @@ from time to time (`status` does when they have grown), one compaction at a time
 an advisory lock.
 
 Row triggers rather than statement triggers with transition tables: a worker writes its
-results as an executemany of one-row UPDATEs, so a statement trigger would fire once a
-row anyway, with a transition table's cost on top.
+results as an executemany of one-row UPDATEs, so a statement trigger fires once a row
+anyway, with a transition table's cost on top (a result write 329 µs with them, 273 µs
+with these, 259 µs with neither; bench/big_library.py's result writes).
 
 On upgrade the triggers are created first: CREATE TRIGGER waits for the writes in
 flight and holds writers off until this transaction commits, so the counts taken next
