@@ -171,3 +171,18 @@ def test_migration_counts_an_existing_library_and_goes_down(postgres_url):
         s.execute(delete(Track).where(Track.path == "/a.mp3"))
     migrate.upgrade(url)
     assert kept(url) == counted(url)
+
+
+def test_a_reader_that_may_not_write_still_reads(postgres_url, caplog):
+    url = postgres_url
+    with session_scope(url) as s:
+        for i in range(3):
+            add_track(s, f"/{i}.mp3")
+    # Every transaction of this URL's connections read-only, as on a standby.
+    read_only = f"{url}?options=-c%20default_transaction_read_only%3Don"
+    with session_scope(read_only) as s:
+        assert not counts.maybe_compact(s, most=0)
+        assert status.status(s).queued == 3
+    assert "not folded in" in caplog.text
+    assert deltas(url) == 3  # left for a reader that may write
+
