@@ -140,7 +140,8 @@ def enqueue(paths: tuple[Path, ...]) -> None:
 
 model_option = click.option(
     "--model", default=None,
-    help="Checkpoint path or shipped model name, e.g. vgg-msd [default: $GENREQ_MODEL or crnn].",
+    help="Checkpoint path or shipped model name, e.g. vgg-msd "
+    "[default: $GENREQ_MODEL or vgg-msd-fast].",
 )
 min_duration_option = click.option(
     "--min-duration", "min_duration_s", type=click.FloatRange(min=0), default=None,

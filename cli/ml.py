@@ -146,7 +146,7 @@ def train(
     "model_path",
     default=None,
     help="Checkpoint path or shipped model name (crnn, vgg-msd, ...) "
-    "[default: $GENREQ_MODEL or the shipped crnn].",
+    "[default: $GENREQ_MODEL or the shipped vgg-msd-fast].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
@@ -228,7 +228,7 @@ def evaluate(
     "model_path",
     default=None,
     help="Checkpoint path or shipped model name (crnn, vgg-msd, ...) "
-    "[default: $GENREQ_MODEL or the shipped crnn].",
+    "[default: $GENREQ_MODEL or the shipped vgg-msd-fast].",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (ndjson).")
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=TOP_K, show_default=True)

@@ -5,11 +5,12 @@
 - `crnn-paper`: the seed paper's CRNN as written: four 3×3 conv blocks 32/64/128/256
   with batch norm before the activation, 2×2 max-pool and dropout, one GRU of 128
   units over time, softmax over the genres.
-- `crnn`: the shipped model, a leaner CRNN of the same family with frequency-aware
+- `crnn`: the previous default, a leaner CRNN of the same family with frequency-aware
   pooling, a bidirectional GRU and attention pooling over time.
 - `musicnn-msd`, `vgg-msd`: the pretrained musicnn taggers (genreq.pretrained), frozen,
   with a linear genre head on their per-chunk embedding; 16 kHz "musicnn" features.
-- `vgg-msd-fast`: vgg-msd's frozen tagger on one chunk per track, with its own head.
+- `vgg-msd-fast`: the default, vgg-msd's frozen tagger on one chunk per track, with its
+  own head.
 - `musicnn-msd-gru`, `vgg-msd-gru`: the transfer CRNN, the same frozen taggers with a
   bidirectional GRU over the sequence of a track's chunk embeddings; their checkpoints
   hold the GRU head only and take the tagger from the base model's shipped weights.

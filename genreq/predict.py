@@ -15,7 +15,7 @@ from genreq import audio, checkpoint, config, features
 from genreq.errors import AudioError, ModelError, TooShort
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = WEIGHTS_DIR / "crnn.pt"
+DEFAULT_MODEL = WEIGHTS_DIR / "vgg-msd-fast.pt"
 
 # What Classifier.classify_file reports to an `on_stage` hook, in this order: the header
 # read and excerpt windows, decoding, resampling to the model's rate, log-mel chunks, the

@@ -21,8 +21,8 @@ SOUNDFILE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"),
                      "ogg": ("OGG", "VORBIS"), "aiff": ("AIFF", "PCM_16"), "au": ("AU", "PCM_16")}
 FFMPEG_CODECS = {"mp3": "libmp3lame", "m4a": "aac", "opus": "libopus"}
 FORMATS = [*SOUNDFILE_FORMATS, *FFMPEG_CODECS]
-# Lossy codecs shift the spectrogram a little; the mean of a track's chunks moves less.
-MAX_PROB_SHIFT = 0.1  # measured: at most 0.05 (Ogg Vorbis) with the shipped crnn
+# Lossy codecs shift the spectrogram a little: how far a genre probability may move.
+MAX_PROB_SHIFT = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +101,11 @@ def test_hires_multichannel_is_mixed_down_and_resampled(classifier, source, tmp_
 # Two 30-s clips of other genres, as long enough tracks (excerpts, seeks) in each format.
 EQUIVALENCE_CLIPS = ["gtzan/metal/metal.00000.ogg", "gtzan/hiphop/hiphop.00000.ogg"]
 # Both decoders read the same samples from the same encoded file; what differs is the
-# resampler (FFmpeg's inside the program against soxr) and the downmix rounding.
-MAX_DECODER_SHIFT = 0.03
+# resampler (FFmpeg's inside the program against soxr) and the downmix rounding. The
+# default's vgg ears, on one chunk, move several times more with that than crnn's five
+# chunks did (vgg-msd's five chunks too), so the bound is the shift of a probability
+# that still leaves the top genre where it was.
+MAX_DECODER_SHIFT = 0.1
 
 
 def ffmpeg_program_excerpts(path: Path, windows) -> list[np.ndarray]:
