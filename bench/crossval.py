@@ -12,6 +12,7 @@ per-genre recall with n, and the expected calibration error (10 bins). Anything 
     python bench/crossval.py heads --groups LABELS:artist_split --cache CACHE
     python bench/crossval.py teachers --groups LABELS:artist_split --cache CACHE
     python bench/crossval.py compare --groups ... --cache CACHE bench/results/heads/track_*.json
+    python bench/crossval.py cite genreq/weights/vgg-msd.pt bench/results/heads/<candidate>.json
     python bench/crossval.py teacher --data ... --groups ... --cache CACHE        # soft targets
     python bench/crossval.py run --archs crnn --data ... --groups ... --cache CACHE \\
         --teacher CACHE/teacher-vgg-msd.npz --set distill=0.5 --epochs 80 --tag _distilled
@@ -20,7 +21,8 @@ per-genre recall with n, and the expected calibration error (10 bins). Anything 
 50 tag logits). `heads` fits and scores every pretrained-head candidate on those
 (bench/results/heads/<candidate>.json); `teachers` what that grid leaves out (heads on
 single chunks, logit adjustment, mixup, MLPs, late fusion with the GRU; same folder) and
-`compare` pairs those against the shipped head; `run` trains the architectures trained from
+`compare` pairs those against the shipped head (`cite` puts a result's figures into a checkpoint
+that `genreq train` fitted with its recipe); `run` trains the architectures trained from
 scratch (bench/results/<arch><tag>.json). `--cache` also stores decoded features
 (log-dB quantised to uint8) so a run can happen where the audio is not.
 
@@ -69,16 +71,11 @@ PROTOCOL = (
 DB_FLOOR = -100.0  # uint8 cache: DB_FLOOR + step × byte
 DB_STEPS = {"mel": 0.5, "stft": 1.0}  # dB; the STFT cache must stay small enough to travel
 INNER_VAL_FRACTION = 0.15  # the paper's validation share, for recipes that stop early
-C_GRID = (
-    0.01,
-    0.03,
-    0.1,
-    0.3,
-    1.0,
-    3.0,
-    10.0,
-)  # inverse L2 strengths tried inside the training groups
-T_GRID = tuple(np.round(np.geomspace(0.25, 4.0, 25), 4))  # temperatures tried, likewise
+# The grids are genreq.train's, which `genreq train --tune-head` searches too: inverse L2
+# strengths from 0.01 for the heads (a track-mean head's best C lies there), all of them
+# for the teachers; the temperatures, likewise tried inside the training groups.
+C_GRID = tuple(c for c in train.C_GRID if c >= 0.01)
+T_GRID = train.T_GRID
 TAGGERS = ("vgg-msd", "musicnn-msd")
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -280,50 +277,20 @@ def chunk_inputs(z: dict, candidate: HeadCandidate) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float64)
 
 
-@dataclass
-class Head:
-    mean: np.ndarray
-    std: np.ndarray
-    weight: np.ndarray
-    bias: np.ndarray
-
-    def track_probs(self, chunk_x: list[np.ndarray], max_chunks: int | None) -> np.ndarray:
-        """Per track the mean of its chunks' probabilities over the chunks classification
-        reads (F.chunk_indices, as genreq classifies), or all chunks with None."""
-        out = []
-        for x in chunk_x:
-            logits = (
-                (x[F.chunk_indices(len(x), max_chunks)] - self.mean) / self.std
-            ) @ self.weight.T + self.bias
-            logits -= logits.max(1, keepdims=True)
-            p = np.exp(logits)
-            out.append((p / p.sum(1, keepdims=True)).mean(0))
-        return np.stack(out)
+Head = train.LinearHead
+log_loss = train.log_loss
 
 
 def scaled(head: Head, temperature: float) -> Head:
-    return Head(head.mean, head.std, head.weight / temperature, head.bias / temperature)
+    return head.with_temperature(temperature)
 
 
 def fit_head(
     chunk_x: list[np.ndarray], y: np.ndarray, n_classes: int, c: float, balanced: bool
 ) -> Head:
-    """train.fit_head's fit on precomputed inputs: standardised track means, logistic
-    regression by train.fit_logistic."""
-    means = np.stack([x.mean(0) for x in chunk_x])
-    mu, sd = means.mean(0), means.std(0) + 1e-6
-    weight, bias = train.fit_logistic(
-        (means - mu) / sd,
-        y,
-        n_classes,
-        c,
-        train.balanced_weights(y, n_classes) if balanced else None,
-    )
-    return Head(mu, sd, weight.astype(np.float64), bias.astype(np.float64))
-
-
-def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
-    return float(-np.log(probs[np.arange(len(y)), y] + 1e-9).mean())
+    """train.fit_head's fit on precomputed inputs (train.fit_track_head, no logit
+    adjustment): standardised track means, logistic regression by train.fit_logistic."""
+    return train.fit_track_head(chunk_x, y, n_classes, c, balanced, (0.0,))[0.0]
 
 
 def choose_c(
@@ -508,9 +475,9 @@ def teacher(args) -> None:
 
 # Logit adjustment strengths (Menon et al. 2021): bias - tau * log(training prior).
 # Chunk-level heads see each track as many samples of 1/chunks weight; their best C lies
-# lower than a track-mean head's, so the grid reaches further down.
-TEACHER_C_GRID = (0.001, 0.003, *C_GRID)
-TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+# lower than a track-mean head's, so the grid reaches further down (train.C_GRID whole).
+TEACHER_C_GRID = train.C_GRID
+TAU_GRID = train.TAU_GRID
 MIXUP_ALPHA = 0.4  # Beta(alpha, alpha) mixing weight between two chunks of one genre
 MLP_HIDDEN = 128
 MLP_DROPOUT = 0.5
@@ -659,21 +626,12 @@ def chunk_samples(chunk_x, y, n_classes, balanced, mixup, rng):
 def fit_linear(t: Teacher, chunk_x, y, n_classes, c: float, seed: int) -> dict:
     """{tau: Head}: a linear head of `t` at C = c, its bias shifted by each tau of
     TAU_GRID when `t.adjust` (tau 0 alone otherwise)."""
+    taus = TAU_GRID if t.adjust else (0.0,)
+    if t.level == "track":  # genreq train's head (--tune-head tunes this one)
+        return train.fit_track_head(chunk_x, y, n_classes, c, t.balanced, taus)
     rng = np.random.default_rng(seed)
-    if t.level == "track":
-        xs = np.stack([x.mean(0) for x in chunk_x])
-        ys, ws = y, track_weights(y, n_classes, t.balanced)
-    else:
-        xs, ys, ws = chunk_samples(chunk_x, y, n_classes, t.balanced, t.mixup, rng)
-    mu, sd = xs.mean(0), xs.std(0) + 1e-6
-    weight, bias = train.fit_logistic((xs - mu) / sd, ys, n_classes, c, ws)
-    head = Head(mu, sd, weight.astype(np.float64), bias.astype(np.float64))
-    prior = np.bincount(y, minlength=n_classes) / len(y)
-    log_prior = np.log(np.maximum(prior, 1e-6))
-    return {
-        tau: Head(head.mean, head.std, head.weight, head.bias - tau * log_prior)
-        for tau in (TAU_GRID if t.adjust else (0.0,))
-    }
+    xs, ys, ws = chunk_samples(chunk_x, y, n_classes, t.balanced, t.mixup, rng)
+    return train.fit_linear(xs, ys, n_classes, c, ws, y, taus)
 
 
 class MLPHead:
@@ -682,6 +640,9 @@ class MLPHead:
 
     def __init__(self, mean, std, net: torch.nn.Module, temperature: float = 1.0):
         self.mean, self.std, self.net, self.temperature = mean, std, net, temperature
+
+    def with_temperature(self, temperature: float) -> MLPHead:
+        return MLPHead(self.mean, self.std, self.net, temperature)
 
     def track_probs(self, chunk_x: list[np.ndarray], max_chunks: int | None) -> np.ndarray:
         out = []
@@ -737,53 +698,26 @@ def fit_teacher(t: Teacher, chunk_x, y, n_classes, param, seed: int) -> dict:
 
 
 def with_temperature(head, temperature: float):
-    if isinstance(head, MLPHead):
-        return MLPHead(head.mean, head.std, head.net, temperature)
-    return scaled(head, temperature)
+    return head.with_temperature(temperature)
 
 
 def tune_teacher(t: Teacher, chunk_x, y, groups, n_classes, seed: int):
     """(param, setting, temperature, record): the fit parameter (C, or weight decay) and
-    the post-hoc setting (tau, or epochs) whose inner predictions (each training group
-    scored by a fit on the others) are best: balanced accuracy for logit adjustment,
-    else accuracy, ties by log loss; then the temperature of T_GRID with the lowest log
-    loss of those inner predictions."""
+    the post-hoc setting (tau, or epochs) chosen on inner predictions by train.tune_inner
+    (balanced accuracy for logit adjustment, else accuracy), then the temperature. For a
+    track-level linear teacher with logit adjustment this is train.tune_head, what
+    `genreq train --tune-head` runs."""
     grid = MLP_WD_GRID if t.kind == "mlp" else TEACHER_C_GRID if t.c is None else (t.c,)
-    scores, heads_at = {}, {}
-    for param in grid:
-        inner: dict = {}
-        for g in np.unique(groups):
-            fit, test = np.flatnonzero(groups != g), np.flatnonzero(groups == g)
-            fitted = fit_teacher(t, [chunk_x[i] for i in fit], y[fit], n_classes, param, seed)
-            for setting, head in fitted.items():
-                heads_at.setdefault((param, setting), []).append((test, head))
-                inner.setdefault(setting, np.zeros((len(y), n_classes)))[test] = head.track_probs(
-                    [chunk_x[i] for i in test], F.MAX_CHUNKS
-                )
-        for setting, probs in inner.items():
-            pred = probs.argmax(1)
-            acc = float((pred == y).mean())
-            bal = float(np.mean([(pred[y == k] == k).mean() for k in np.unique(y)]))
-            scores[(param, setting)] = (acc, bal, log_loss(probs, y))
-    if t.adjust:
-        best = max(scores, key=lambda k: (scores[k][1], scores[k][0], -scores[k][2]))
-    else:
-        best = max(scores, key=lambda k: (scores[k][0], -scores[k][2]))
-
-    def inner_loss(temperature: float) -> float:
-        probs = np.zeros((len(y), n_classes))
-        for test, head in heads_at[best]:
-            probs[test] = with_temperature(head, temperature).track_probs(
-                [chunk_x[i] for i in test], F.MAX_CHUNKS
-            )
-        return log_loss(probs, y)
-
-    temperature = float(min(T_GRID, key=inner_loss))
-    record = {
-        f"{p:g}/{s:g}": {"accuracy": round(a, 4), "balanced": round(b, 4), "log_loss": round(l_, 4)}
-        for (p, s), (a, b, l_) in scores.items()
-    }
-    return best[0], best[1], temperature, record
+    tuned = train.tune_inner(
+        lambda x, labels, param: fit_teacher(t, x, labels, n_classes, param, seed),
+        grid,
+        chunk_x,
+        y,
+        groups,
+        n_classes,
+        by_balanced=t.adjust,
+    )
+    return tuned.param, tuned.setting, tuned.temperature, tuned.record
 
 
 def teacher_crossval(t: Teacher, chunk_x, y, tracks, n_classes, seed: int = 0):
@@ -915,6 +849,22 @@ def settings(args) -> None:
     print(json.dumps(out, indent=1))
 
 
+def cite(args) -> None:
+    """Record a result's pooled figures in a trained checkpoint's metrics as `crossval`
+    (result file, protocol, n, accuracy, ci95, balanced accuracy, ECE), which its model
+    card and tests repeat; the rest of the checkpoint, weights included, stays as it is.
+    For a head `genreq train` fitted with the recipe that result cross-validated."""
+    record = json.loads(args.result.read_text())
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
+    ckpt["metrics"]["crossval"] = {
+        "result": args.result.resolve().relative_to(RESULTS.parents[1]).as_posix(),
+        "protocol": record["protocol"]["name"],
+        **{k: record[k] for k in ("n", "accuracy", "ci95", "balanced_accuracy", "ece")},
+    }
+    torch.save(ckpt, args.checkpoint)
+    print(json.dumps(ckpt["metrics"]["crossval"]))
+
+
 def mcnemar_exact(gained: int, lost: int) -> float:
     """Two-sided exact McNemar p: of the clips two candidates disagree on right/wrong,
     how unlikely a split this uneven is if each side were equally likely."""
@@ -931,7 +881,8 @@ def balanced(y: np.ndarray, pred: np.ndarray) -> float:
 
 def compare(args) -> None:
     """Paired comparison of result files that carry `oof_pred` (teachers) against the
-    shipped head recipe (vgg-msd_embedding_balanced_c1, recomputed here): clips gained and
+    class-weighted C = 1 head (vgg-msd_embedding_balanced_c1, recomputed here; vgg-msd's
+    head until it shipped track_vgg-msd_embedding_balanced_la): clips gained and
     lost, exact McNemar p, and the balanced-accuracy difference with a bootstrap 95 %
     interval over clips. Tab-separated rows to stdout."""
     cached, z = load_taggers(args.cache)
@@ -1316,6 +1267,9 @@ def main() -> None:
     common(p, RESULTS / "heads")
     p.add_argument("--only", nargs="+", required=True, help="candidate names")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("cite", help="put a result's figures into a checkpoint's metrics")
+    p.add_argument("checkpoint", type=Path, help="e.g. genreq/weights/vgg-msd.pt")
+    p.add_argument("result", type=Path, help="bench/results/heads/<candidate>.json")
     p = sub.add_parser("compare", help="paired comparison of teachers against the shipped head")
     common(p, RESULTS / "heads")
     p.add_argument("files", nargs="+", type=Path, help="result files with oof_pred")
@@ -1363,6 +1317,7 @@ def main() -> None:
         "teachers": teachers,
         "compare": compare,
         "settings": settings,
+        "cite": cite,
         "teacher": teacher,
         "run": run,
         "seed": seed,

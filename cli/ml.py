@@ -24,6 +24,7 @@ ARCH_NAMES = (
     "musicnn-msd-gru",
     "vgg-msd-gru",
 )
+HEAD_ARCH_NAMES = ("musicnn-msd", "vgg-msd")  # genreq.train.HEAD_ARCHS
 
 
 GROUPS_HELP = (
@@ -87,6 +88,12 @@ def _check_groups(spec: str | None) -> None:
     show_default=True,
     help="MFCCs per frame with --features mfcc.",
 )
+@click.option(
+    "--tune-head",
+    is_flag=True,
+    help="musicnn-msd, vgg-msd: tune C, the logit adjustment tau and a temperature with the "
+    "--groups as inner folds (needs --groups).",
+)
 def train(
     data_dir: Path,
     arch: str,
@@ -98,6 +105,7 @@ def train(
     device: str,
     input_kind: str | None,
     n_mfcc: int,
+    tune_head: bool,
 ) -> None:
     """Train a genre model on DATA_DIR, one folder per genre.
 
@@ -112,9 +120,18 @@ def train(
       genreq train ../shared/data/gtzan --arch crnn --seed 0 --out crnn.pt \\
           --groups ../shared/data/gtzan/labels.csv:artist_split
       genreq train ~/labelled-music --arch vgg-msd --out my-genres.pt
+      genreq train ../shared/data/gtzan --arch vgg-msd --val-fraction 0 --tune-head \\
+          --groups ../shared/data/gtzan/labels.csv:artist_split
     """
     from genreq.experiment import train_directory
 
+    if tune_head and arch not in HEAD_ARCH_NAMES:
+        raise click.UsageError(
+            f"--tune-head is for the pretrained head archs ({', '.join(HEAD_ARCH_NAMES)}), "
+            f"not {arch}"
+        )
+    if tune_head and not groups:
+        raise click.UsageError("--tune-head needs --groups FILE:COLUMN: its inner folds")
     _check_groups(groups)
     out = out or Path(f"{arch}.pt")
     report = train_directory(
@@ -128,6 +145,7 @@ def train(
         input_kind=input_kind,
         n_mfcc=n_mfcc,
         groups=groups,
+        tune_head=tune_head,
     )
     summary = {
         k: report[k] for k in ("split", "groups", "n_train", "n_val", "best_epoch", "parameters")

@@ -27,6 +27,7 @@ def train_directory(
     input_kind: str | None = None,
     n_mfcc: int = F.N_MFCC,
     groups: str | None = None,
+    tune_head: bool = False,
 ) -> dict:
     """Train `arch` on DATA_DIR/<genre>/ files, save the checkpoint at `out` and a
     training-curve PNG beside it; return the checkpoint's metrics.
@@ -35,10 +36,14 @@ def train_directory(
     group: the validation split for early stopping takes whole groups (per genre, about
     `val_fraction` of its tracks), so no artist straddles it, and files in group
     `excluded` are not trained on. Without it every file is its own group.
-    `input_kind` "mfcc" swaps the CRNNs' log-mel input for `n_mfcc` MFCCs."""
+    `input_kind` "mfcc" swaps the CRNNs' log-mel input for `n_mfcc` MFCCs.
+    `tune_head` (HEAD_ARCHS only, needs `groups`): C, the logit adjustment tau and a
+    temperature are tuned with the training files' groups as inner folds
+    (train.tune_head) instead of the fixed train.HEAD_* head."""
     trainable = (*train.RECIPES, *train.HEAD_ARCHS, *train.GRU_ARCHS)
     if arch not in trainable:
         raise GenreqError(f"{arch!r} cannot be trained here; choose from {', '.join(trainable)}")
+    check_tune_head(arch, groups, tune_head)
     tracks, genres = dataset.scan(data_dir)
     tracks, dropped = dataset.apply_groups(tracks, dataset.read_groups(groups) if groups else None)
     if dropped:
@@ -71,6 +76,7 @@ def train_directory(
             val_fraction,
             seed,
             split,
+            tune_head,
         )
     if arch in train.GRU_ARCHS:
         return _train_gru(
@@ -114,6 +120,21 @@ def train_directory(
         result.history, out.with_suffix(".png"), f"{arch} on {Path(data_dir).name}"
     )
     return run_metrics
+
+
+def check_tune_head(arch: str, groups: str | None, tune_head: bool) -> None:
+    """Head tuning needs a pretrained head arch and groups to use as inner folds."""
+    if not tune_head:
+        return
+    if arch not in train.HEAD_ARCHS:
+        raise GenreqError(
+            f"tuning the head needs a pretrained head arch ({', '.join(train.HEAD_ARCHS)}), "
+            f"not {arch!r}"
+        )
+    if not groups:
+        raise GenreqError(
+            "tuning the head needs --groups FILE:COLUMN: the groups are its inner folds"
+        )
 
 
 def _split_name(val_idx, groups: str | None) -> str:
@@ -167,8 +188,11 @@ def _train_head(
     val_fraction,
     seed,
     split,
+    tune_head=False,
 ) -> dict:
-    """train_directory for a pretrained tagger: only its genre head is fitted."""
+    """train_directory for a pretrained tagger: only its genre head is fitted (with
+    `tune_head`, its C, tau and temperature tuned with the groups as inner folds)."""
+    groups = np.array([tracks[i].group for i in train_idx]) if tune_head else None
     result = train.fit_head(
         arch,
         [feats[i] for i in train_idx],
@@ -177,6 +201,7 @@ def _train_head(
         spec,
         val_feats=[feats[i] for i in val_idx] or None,
         val_labels=labels[val_idx] if val_idx else None,
+        tune_groups=groups,
     )
     run_metrics = _run_metrics(
         result.model, result.val_metrics, genres, train_idx, val_idx, val_fraction, seed, split
@@ -184,14 +209,40 @@ def _train_head(
     # A convex fit: no epochs.
     run_metrics.update(best_epoch=None, train_accuracy=round(result.train_accuracy, 4))
     weighting = "genres weighted equally" if train.HEAD_BALANCED else "unweighted"
+    if not tune_head:
+        recipe = {
+            "head": f"logistic regression (C={train.HEAD_C}, L-BFGS, {weighting}, logits / "
+            f"{train.HEAD_TEMPERATURE}) on the standardised mean of each track's frozen chunk "
+            "embeddings",
+            "data": Path(data_dir).name,
+            "c": train.HEAD_C,
+            "balanced": train.HEAD_BALANCED,
+            "temperature": train.HEAD_TEMPERATURE,
+        }
+        checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
+        return run_metrics
+    c, tau, temperature = result.c, result.tau, result.temperature
+    run_metrics["tuning"] = {
+        "inner_folds": f"the {len(np.unique(groups))} groups of {split['groups']}",
+        "chosen": {"c": c, "logit_adjustment_tau": tau, "temperature": temperature},
+        # Per "C/tau": pooled inner accuracy, balanced accuracy (which chose) and log loss.
+        "inner": result.tuning.record,
+    }
     recipe = {
-        "head": f"logistic regression (C={train.HEAD_C}, L-BFGS, {weighting}, logits / "
-        f"{train.HEAD_TEMPERATURE}) on the standardised mean of each track's frozen chunk "
-        "embeddings",
+        "head": f"logistic regression (C={c:g}, L-BFGS, {weighting}), its bias logit-adjusted "
+        f"(bias - {tau:g} log prior), logits / {temperature:.4g}, on the standardised mean of "
+        "each track's frozen chunk embeddings; C, tau and the temperature tuned with the "
+        "groups as inner folds",
         "data": Path(data_dir).name,
-        "c": train.HEAD_C,
+        "c": c,
         "balanced": train.HEAD_BALANCED,
-        "temperature": train.HEAD_TEMPERATURE,
+        "logit_adjustment_tau": tau,
+        "temperature": temperature,
+        "tuned": f"C over {list(train.C_GRID)} and tau over {list(train.TAU_GRID)} for the best "
+        f"inner balanced accuracy, then the temperature over {train.T_GRID[0]}-"
+        f"{train.T_GRID[-1]} ({len(train.T_GRID)} steps) for the lowest inner log loss",
+        "command": f"genreq train {data_dir} --arch {arch} --val-fraction {val_fraction:g} "
+        f"--groups {split['groups']} --tune-head" + (f" --seed {seed}" if seed else ""),
     }
     checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
     return run_metrics

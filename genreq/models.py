@@ -523,7 +523,10 @@ def count_macs(model: GenreModel) -> int:
             hooks.append(m.register_forward_hook(gru_hook))
     was_training = model.training
     model.eval()
-    with torch.no_grad():
+    # With gradients on: under no_grad a pretrained tagger takes its fast path
+    # (fast_embed), whose kernels are no nn.Conv2d calls these hooks see; the layers as
+    # trained do the same arithmetic, and the hooks count them.
+    with torch.enable_grad():
         model(torch.zeros(1, 1, model.dims.n_bins, model.dims.width))
     model.train(was_training)
     for h in hooks:

@@ -272,6 +272,17 @@ HEAD_ARCHS = ("musicnn-msd", "vgg-msd")
 HEAD_C = 1.0  # inverse L2 strength, as sklearn's LogisticRegression(C=...)
 HEAD_BALANCED = True  # weight each track by 1/its genre's count, as class_weight="balanced"
 HEAD_TEMPERATURE = 1.0  # the fitted logits are divided by it (calibration; 1 = as fitted)
+# Logit adjustment (Menon et al. 2021): the bias becomes bias - tau * log(training prior),
+# which favours the rarer genres of the training data; 0 = the head as fitted.
+HEAD_TAU = 0.0
+
+# What tune_head (`genreq train --tune-head`) and bench/crossval.py's teachers search,
+# each choice made on inner predictions with the --groups as folds. The C grid reaches
+# down to 0.001 for bench/crossval.py's chunk-level heads (every chunk a sample of
+# 1/chunks weight), whose best C lies lower than a track-mean head's.
+C_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+TAU_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+T_GRID = tuple(float(t) for t in np.round(np.geomspace(0.25, 4.0, 25), 4))  # temperatures
 
 
 @dataclass
@@ -280,6 +291,10 @@ class HeadResult:
     train_accuracy: float
     val_accuracy: float | None
     val_metrics: dict | None
+    c: float = HEAD_C  # what the head was fitted with (chosen, with tuning)
+    tau: float = HEAD_TAU
+    temperature: float = HEAD_TEMPERATURE
+    tuning: Tuning | None = None
 
 
 def chunk_embeddings(
@@ -347,6 +362,159 @@ def fit_logistic(
     return weight.detach().float().numpy(), bias.detach().float().numpy()
 
 
+@dataclass
+class LinearHead:
+    """A linear genre head on standardised per-chunk inputs, in numpy: what a pretrained
+    tagger's head computes, so heads are fitted and scored on embeddings computed once."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    weight: np.ndarray  # (classes, features)
+    bias: np.ndarray
+
+    def track_probs(self, chunk_x: list[np.ndarray], max_chunks: int | None) -> np.ndarray:
+        """Per track the mean of its chunks' probabilities over the chunks classification
+        reads (F.chunk_indices, as genreq classifies), or all chunks with None."""
+        out = []
+        for x in chunk_x:
+            logits = (
+                (x[F.chunk_indices(len(x), max_chunks)] - self.mean) / self.std
+            ) @ self.weight.T + self.bias
+            logits -= logits.max(1, keepdims=True)
+            p = np.exp(logits)
+            out.append((p / p.sum(1, keepdims=True)).mean(0))
+        return np.stack(out)
+
+    def with_temperature(self, temperature: float) -> LinearHead:
+        """The logits divided by `temperature`: still a linear head (weights and bias / T)."""
+        return LinearHead(self.mean, self.std, self.weight / temperature, self.bias / temperature)
+
+
+def log_prior(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """log of each genre's share of `y` (a genre absent from it: log 1e-6)."""
+    prior = np.bincount(y, minlength=n_classes) / len(y)
+    return np.log(np.maximum(prior, 1e-6))
+
+
+def fit_linear(
+    xs: np.ndarray,
+    ys: np.ndarray,
+    n_classes: int,
+    c: float,
+    sample_weight: np.ndarray | None,
+    prior_labels: np.ndarray,
+    taus: tuple[float, ...] = (HEAD_TAU,),
+) -> dict[float, LinearHead]:
+    """{tau: head}: logistic regression (fit_logistic) on the standardised samples `xs`,
+    its bias logit-adjusted by each tau of `taus` with the prior of `prior_labels` (the
+    tracks' labels, whatever the samples are)."""
+    mu, sd = xs.mean(0), xs.std(0) + 1e-6
+    weight, bias = fit_logistic((xs - mu) / sd, ys, n_classes, c, sample_weight)
+    weight, bias = weight.astype(np.float64), bias.astype(np.float64)
+    shift = log_prior(prior_labels, n_classes)
+    return {tau: LinearHead(mu, sd, weight, bias - tau * shift) for tau in taus}
+
+
+def fit_track_head(
+    chunk_x: list[np.ndarray],
+    y: np.ndarray,
+    n_classes: int,
+    c: float = HEAD_C,
+    balanced: bool = HEAD_BALANCED,
+    taus: tuple[float, ...] = (HEAD_TAU,),
+) -> dict[float, LinearHead]:
+    """fit_head's fit on per-track chunk inputs (chunk_embeddings): one sample per track,
+    the mean of its chunks, each genre weighing the same when `balanced`; {tau: head}
+    for each logit adjustment of `taus`."""
+    means = np.stack([x.mean(0) for x in chunk_x])
+    weights = balanced_weights(y, n_classes) if balanced else None
+    return fit_linear(means, y, n_classes, c, weights, y, taus)
+
+
+def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
+    return float(-np.log(probs[np.arange(len(y)), y] + 1e-9).mean())
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What tune_inner chose: the fit parameter (C), the post-hoc setting (tau), the
+    temperature, and every (param, setting)'s inner figures ("C/tau": {accuracy, ...})."""
+
+    param: float
+    setting: float
+    temperature: float
+    record: dict
+
+
+def tune_inner(fit, grid, chunk_x, y: np.ndarray, groups: np.ndarray, n_classes: int,
+               by_balanced: bool) -> Tuning:  # fmt: skip
+    """Choose a head's settings on inner predictions: each group of `groups` scored (on
+    F.MAX_CHUNKS chunks, as genreq classifies) by heads `fit(chunk_x, y, param)` fitted on
+    the other groups, for each `param` of `grid`; fit returns {setting: head} (head with
+    track_probs and with_temperature). The (param, setting) with the best pooled balanced
+    accuracy when `by_balanced` (logit adjustment), else accuracy, ties by the other, then
+    by log loss; then the temperature of T_GRID with the lowest log loss of those inner
+    predictions."""
+    scores, heads_at = {}, {}
+    for param in grid:
+        inner: dict = {}
+        for g in np.unique(groups):
+            fit_idx, test = np.flatnonzero(groups != g), np.flatnonzero(groups == g)
+            fitted = fit([chunk_x[i] for i in fit_idx], y[fit_idx], param)
+            for setting, head in fitted.items():
+                heads_at.setdefault((param, setting), []).append((test, head))
+                inner.setdefault(setting, np.zeros((len(y), n_classes)))[test] = head.track_probs(
+                    [chunk_x[i] for i in test], F.MAX_CHUNKS
+                )
+        for setting, probs in inner.items():
+            pred = probs.argmax(1)
+            acc = float((pred == y).mean())
+            bal = float(np.mean([(pred[y == k] == k).mean() for k in np.unique(y)]))
+            scores[(param, setting)] = (acc, bal, log_loss(probs, y))
+    if by_balanced:
+        best = max(scores, key=lambda k: (scores[k][1], scores[k][0], -scores[k][2]))
+    else:
+        best = max(scores, key=lambda k: (scores[k][0], -scores[k][2]))
+
+    def inner_loss(temperature: float) -> float:
+        probs = np.zeros((len(y), n_classes))
+        for test, head in heads_at[best]:
+            probs[test] = head.with_temperature(temperature).track_probs(
+                [chunk_x[i] for i in test], F.MAX_CHUNKS
+            )
+        return log_loss(probs, y)
+
+    temperature = float(min(T_GRID, key=inner_loss))
+    record = {
+        f"{p:g}/{s:g}": {"accuracy": round(a, 4), "balanced": round(b, 4), "log_loss": round(l_, 4)}
+        for (p, s), (a, b, l_) in scores.items()
+    }
+    return Tuning(best[0], best[1], temperature, record)
+
+
+def tune_head(
+    chunk_x: list[np.ndarray],
+    y: np.ndarray,
+    groups: np.ndarray,
+    n_classes: int,
+    balanced: bool = HEAD_BALANCED,
+) -> Tuning:
+    """C over C_GRID and the logit adjustment tau over TAU_GRID of a track-mean head
+    (fit_track_head) for the best inner balanced accuracy, then its temperature over
+    T_GRID for the lowest inner log loss, with `groups` as the inner folds: what
+    bench/crossval.py's teacher track_<tagger>_embedding_balanced_la tunes inside each
+    fold's training groups."""
+    return tune_inner(
+        lambda x, labels, c: fit_track_head(x, labels, n_classes, c, balanced, TAU_GRID),
+        C_GRID,
+        chunk_x,
+        y,
+        groups,
+        n_classes,
+        by_balanced=True,
+    )
+
+
 def fit_head(
     arch: str,
     feats: list[np.ndarray],
@@ -358,38 +526,47 @@ def fit_head(
     c: float = HEAD_C,
     balanced: bool = HEAD_BALANCED,
     temperature: float = HEAD_TEMPERATURE,
+    tau: float = HEAD_TAU,
+    tune_groups: np.ndarray | None = None,
 ) -> HeadResult:
     """A pretrained tagger of HEAD_ARCHS with a genre head fitted on its frozen
     embeddings: standardised mean chunk embedding per track, logistic regression with
-    inverse L2 strength `c`, each genre weighing the same when `balanced`, its logits
-    divided by `temperature`."""
+    inverse L2 strength `c`, each genre weighing the same when `balanced`, its bias
+    logit-adjusted by `tau`, its logits divided by `temperature`. With `tune_groups`
+    (each training track's group), c, tau and temperature are chosen by tune_head with
+    those groups as inner folds instead."""
     if arch not in HEAD_ARCHS:
         raise ValueError(f"{arch!r} has no pretrained ears; choose from {', '.join(HEAD_ARCHS)}")
     model = models.build(arch, n_classes, spec).eval()
-    emb = track_embeddings(model, feats, spec)
-    mean, std = emb.mean(0), emb.std(0) + 1e-6
-    weight, bias = fit_logistic(
-        (emb - mean) / std,
-        labels,
-        n_classes,
-        c,
-        balanced_weights(labels, n_classes) if balanced else None,
-    )
+    # In float64, as bench/crossval.py reads its cache of the same embeddings: the head
+    # genreq trains is the one that was cross-validated, to the last bit of its inputs.
+    seqs = [s.astype(np.float64) for s in chunk_embeddings(model, feats, spec)]
+    tuning = None
+    if tune_groups is not None:
+        tuning = tune_head(seqs, labels, np.asarray(tune_groups), n_classes, balanced)
+        c, tau, temperature = tuning.param, tuning.setting, tuning.temperature
+    head = fit_track_head(seqs, labels, n_classes, c, balanced, (tau,))[tau]
+    head = head.with_temperature(temperature)
     with torch.no_grad():
-        model.embedding_mean.copy_(torch.from_numpy(mean))
-        model.embedding_std.copy_(torch.from_numpy(std))
-        model.head.weight.copy_(torch.from_numpy(weight / temperature))
-        model.head.bias.copy_(torch.from_numpy(bias / temperature))
-    train_acc = float(
-        (track_probs(model, feats, spec, torch.device("cpu")).argmax(1) == labels).mean()
-    )
+        model.embedding_mean.copy_(torch.from_numpy(head.mean))
+        model.embedding_std.copy_(torch.from_numpy(head.std))
+        model.head.weight.copy_(torch.from_numpy(head.weight))
+        model.head.bias.copy_(torch.from_numpy(head.bias))
+    train_acc = float((head.track_probs(seqs, F.MAX_CHUNKS).argmax(1) == labels).mean())
     val_acc = val_metrics = None
     if val_feats:
         pred = track_probs(model, val_feats, spec, torch.device("cpu")).argmax(1)
         val_acc = float((pred == val_labels).mean())
         val_metrics = metrics.summarise(val_labels, pred, [str(i) for i in range(n_classes)])
     return HeadResult(
-        model=model, train_accuracy=train_acc, val_accuracy=val_acc, val_metrics=val_metrics
+        model=model,
+        train_accuracy=train_acc,
+        val_accuracy=val_acc,
+        val_metrics=val_metrics,
+        c=c,
+        tau=tau,
+        temperature=temperature,
+        tuning=tuning,
     )
 
 

@@ -66,3 +66,25 @@ def test_chunk_samples_weigh_each_track_as_its_genre_weight():
         assert len(xs) == len(ys) == len(ws) == sum(len(x) for x in chunk_x) * (1 + mixup)
         per_genre = [ws[ys == g].sum() for g in range(3)]
         np.testing.assert_allclose(per_genre, len(y) / 3)  # balanced: genres weigh the same
+
+
+def test_the_track_teacher_with_logit_adjustment_tunes_as_genreq_train_does():
+    """bench/crossval.py's track_<tagger>_embedding_balanced_la is genreq train
+    --tune-head's head: the same grids (genreq.train's) and the same choice of C, tau and
+    temperature with the groups as inner folds."""
+    from genreq import train
+
+    assert crossval.TEACHER_C_GRID == train.C_GRID and crossval.TAU_GRID == train.TAU_GRID
+    assert crossval.T_GRID == train.T_GRID and set(crossval.C_GRID) < set(train.C_GRID)
+    chunk_x, y = _clips((6, 6, 3))
+    groups = np.array(["a", "b", "c"] * 5)
+    teacher = {t.name: t for t in crossval.teacher_candidates()}[
+        "track_vgg-msd_embedding_balanced_la"
+    ]
+    tuned = train.tune_head(chunk_x, y, groups, 3)
+    assert crossval.tune_teacher(teacher, chunk_x, y, groups, 3, seed=0) == (
+        tuned.param,
+        tuned.setting,
+        tuned.temperature,
+        tuned.record,
+    )

@@ -251,6 +251,94 @@ def test_train_holds_out_whole_groups_and_drops_excluded(tmp_path):
     assert report["split"].startswith("hold-out of whole groups")
 
 
+def test_tune_head_needs_groups_and_a_pretrained_head_arch(tmp_path):
+    data = write_labelled(tmp_path / "data", per_genre=2, seed=1)
+    for args, message in (
+        (["--arch", "vgg-msd"], "--tune-head needs --groups"),
+        (["--arch", "crnn", "--groups", "labels.csv:artist_split"], "pretrained head archs"),
+        (["--arch", "vgg-msd-gru", "--groups", "labels.csv:artist_split"], "not vgg-msd-gru"),
+    ):
+        result = CliRunner().invoke(cli, ["train", str(data), "--tune-head", *args])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert not (tmp_path / "vgg-msd.pt").exists()
+
+
+def _imbalanced_clips(counts=(36, 9, 6), dim=3, seed=1):
+    """Chunk embeddings of overlapping genres (the first coordinate 1.2 x the genre plus
+    noise) with a skewed prior, each genre's clips dealt round-robin into groups a, b, c."""
+    rng = np.random.default_rng(seed)
+    chunk_x, y, groups = [], [], []
+    for genre, count in enumerate(counts):
+        for i in range(count):
+            x = rng.normal(size=(int(rng.integers(3, 7)), dim)) * 0.7 + rng.normal(size=dim)
+            x[:, 0] += 1.2 * genre
+            chunk_x.append(x)
+            y.append(genre)
+            groups.append("abc"[i % 3])
+    return chunk_x, np.array(y), np.array(groups)
+
+
+def test_tune_head_picks_grid_settings_and_logit_adjustment_for_a_skewed_prior():
+    """An unweighted head on a skewed prior leans to the big genre; the tuning (groups as
+    inner folds) picks tau > 0, which raises the inner balanced accuracy it chose by, and
+    C, tau and the temperature all come from train's grids."""
+    from genreq import train
+
+    chunk_x, y, groups = _imbalanced_clips()
+    tuned = train.tune_head(chunk_x, y, groups, 3, balanced=False)
+    assert tuned.param in train.C_GRID and tuned.setting in train.TAU_GRID
+    assert tuned.temperature in train.T_GRID
+    assert len(tuned.record) == len(train.C_GRID) * len(train.TAU_GRID)
+    assert tuned.setting > 0
+    plain = tuned.record[f"{tuned.param:g}/0"]
+    chosen = tuned.record[f"{tuned.param:g}/{tuned.setting:g}"]
+    assert chosen["balanced"] > plain["balanced"]
+    assert chosen["balanced"] == max(r["balanced"] for r in tuned.record.values())
+    # The head fitted at the chosen tau is the plain head with its bias shifted.
+    heads = train.fit_track_head(chunk_x, y, 3, tuned.param, False, (0.0, tuned.setting))
+    shift = np.log(np.bincount(y) / len(y))
+    np.testing.assert_array_equal(heads[tuned.setting].weight, heads[0.0].weight)
+    np.testing.assert_allclose(heads[tuned.setting].bias, heads[0.0].bias - tuned.setting * shift)
+
+
+@pytest.mark.slow
+def test_train_tune_head_records_the_chosen_head_in_the_checkpoint(tmp_path):
+    """genreq train --tune-head end to end on the real vgg tagger: three groups as inner
+    folds; the recipe says C, tau and the temperature it chose and the command."""
+    import torch
+
+    from genreq import train
+
+    data = write_labelled(tmp_path / "data", per_genre=6, seconds=3.5, seed=5)
+    tracks, _ = dataset.scan(data)
+    labels = _write_labels(
+        tmp_path / "labels.csv",
+        [(t.path.relative_to(data).as_posix(), "abc"[i % 3]) for i, t in enumerate(tracks)],
+    )
+    ckpt = tmp_path / "tuned.pt"
+    groups = f"{labels}:artist_split"
+    result = CliRunner().invoke(
+        cli,
+        ["train", str(data), "--arch", "vgg-msd", "--val-fraction", "0", "--groups", groups,
+         "--tune-head", "--out", str(ckpt)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+    recipe, run = saved["recipe"], saved["metrics"]
+    assert recipe["c"] in train.C_GRID and recipe["logit_adjustment_tau"] in train.TAU_GRID
+    assert recipe["temperature"] in train.T_GRID and recipe["balanced"]
+    assert recipe["command"] == (
+        f"genreq train {data} --arch vgg-msd --val-fraction 0 --groups {groups} --tune-head"
+    )
+    assert run["tuning"]["chosen"] == {
+        "c": recipe["c"],
+        "logit_adjustment_tau": recipe["logit_adjustment_tau"],
+        "temperature": recipe["temperature"],
+    }
+    assert run["n_train"] == 12 and run["train_accuracy"] >= 0.9
+    assert Classifier.load(ckpt).classify_file(tracks[0].path).genre == tracks[0].genre
+
+
 def test_evaluate_group_needs_groups():
     result = CliRunner().invoke(cli, ["evaluate", ".", "--group", "test"])
     assert result.exit_code == 2 and "--group needs --groups" in result.output
@@ -328,9 +416,10 @@ def test_scan_descends_into_a_single_collection_folder(tmp_path):
 
 def test_the_cli_lists_every_trainable_architecture():
     from genreq import train
-    from genreq.cli.ml import ARCH_NAMES
+    from genreq.cli.ml import ARCH_NAMES, HEAD_ARCH_NAMES
 
     assert set(ARCH_NAMES) == set(train.RECIPES) | set(train.HEAD_ARCHS) | set(train.GRU_ARCHS)
+    assert HEAD_ARCH_NAMES == train.HEAD_ARCHS
 
 
 def test_logistic_head_matches_sklearn():
