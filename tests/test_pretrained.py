@@ -303,13 +303,12 @@ def test_the_shipped_transfer_crnn_was_trained_on_the_shipped_ears():
     assert train.tagger_digest(clf.model) == train.tagger_digest(models.build("vgg-msd", 10))
 
 
-@pytest.mark.parametrize("name", ["vgg-msd", "musicnn-msd"])
-def test_the_shipped_heads_are_class_weighted_and_carry_their_protocol_figure(name: str):
-    """Each shipped head says how it was fitted (genres weighted equally, the 238
+def test_the_shipped_musicnn_head_is_class_weighted_and_carries_its_protocol_figure():
+    """musicnn-msd.pt says how it was fitted (genres weighted equally, the 238
     non-excluded clips) and points at its artist-disjoint result, whose figure it repeats."""
     from genreq import train
 
-    saved = torch.load(WEIGHTS / f"{name}.pt", map_location="cpu", weights_only=True)
+    saved = torch.load(WEIGHTS / "musicnn-msd.pt", map_location="cpu", weights_only=True)
     recipe, run = saved["recipe"], saved["metrics"]
     assert (recipe["balanced"], recipe["c"], recipe["temperature"]) == (
         train.HEAD_BALANCED,
@@ -322,6 +321,57 @@ def test_the_shipped_heads_are_class_weighted_and_carry_their_protocol_figure(na
     assert result["protocol"]["name"] == "artist-disjoint 3-fold" and result["n"] == 238
     assert result["candidate"]["balanced"] and result["candidate"]["c"] == recipe["c"]
     assert run["crossval"]["accuracy"] == result["accuracy"]
+
+
+VGG_HEAD_RESULT = "bench/results/heads/track_vgg-msd_embedding_balanced_la.json"
+
+
+def test_the_shipped_vgg_head_is_the_logit_adjusted_head_that_was_cross_validated():
+    """vgg-msd.pt: `genreq train --tune-head` on the 238 non-excluded clips, C, tau and
+    the temperature tuned with the artist groups as inner folds (train's grids), as the
+    teacher track_vgg-msd_embedding_balanced_la was inside each fold; it points at that
+    result, whose figures it and its card repeat, and keeps the ears the fast and GRU
+    models were fitted on."""
+    from genreq import train
+    from genreq.predict import Classifier
+
+    saved = torch.load(WEIGHTS / "vgg-msd.pt", map_location="cpu", weights_only=True)
+    recipe, run = saved["recipe"], saved["metrics"]
+    assert recipe["balanced"] and recipe["c"] in train.C_GRID
+    assert recipe["logit_adjustment_tau"] in train.TAU_GRID and recipe["logit_adjustment_tau"] > 0
+    assert recipe["temperature"] in train.T_GRID
+    assert recipe["command"] == (
+        "genreq train ../shared/data/gtzan --arch vgg-msd --val-fraction 0 "
+        "--groups ../shared/data/gtzan/labels.csv:artist_split --tune-head"
+    )
+    assert run["tuning"]["chosen"] == {
+        "c": recipe["c"],
+        "logit_adjustment_tau": recipe["logit_adjustment_tau"],
+        "temperature": recipe["temperature"],
+    }
+    assert run["n_train"] == 238 and run["dropped"] == {"excluded": 19}
+    assert run["groups"].endswith("labels.csv:artist_split")
+    assert run["crossval"]["result"] == VGG_HEAD_RESULT
+    result = json.loads((REPO / VGG_HEAD_RESULT).read_text())
+    assert result["protocol"]["name"] == "artist-disjoint 3-fold" and result["n"] == 238
+    candidate = result["candidate"]
+    assert (candidate["kind"], candidate["level"], candidate["inputs"]) == (
+        "linear",
+        "track",
+        "embedding",
+    )
+    assert candidate["balanced"] and candidate["logit_adjustment"]
+    for key in ("accuracy", "ci95", "balanced_accuracy", "ece"):
+        assert run["crossval"][key] == result[key]
+    card = (WEIGHTS / "musicnn_MODEL_CARD.md").read_text()
+    heads = card.split("## Genre heads")[1].split("## Known limits")[0]
+    assert f"{100 * result['accuracy']:.1f} %" in heads
+    assert f"{100 * result['balanced_accuracy']:.1f} %" in heads
+    assert "--tune-head" in card.split("## Parity")[0]  # the reproduction command
+    digest = train.tagger_digest(Classifier.load("vgg-msd").model)
+    for other in ("vgg-msd-fast", "vgg-msd-gru"):
+        ckpt = torch.load(WEIGHTS / f"{other}.pt", map_location="cpu", weights_only=True)
+        assert ckpt["recipe"]["base_tagger_sha256"] == digest
 
 
 # ---------------------------------------------------------------- vgg-msd-fast
