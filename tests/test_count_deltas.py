@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 from helpers import add_track
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, text, update
+from test_counts import counted, kept, stamp
 
 from genreq.db import counts, migrate, queue, status
 from genreq.db.models import State, Track
@@ -18,23 +19,6 @@ pytestmark = pytest.mark.postgres
 BEFORE = "195753152286"  # the revision before the deltas
 # A writer that had to wait on another's lock fails after this instead of hanging.
 LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
-
-
-def counted(url: str) -> list[tuple[str, str | None, int]]:
-    with session_scope(url) as s:
-        rows = s.execute(select(Track.state, Track.genre, func.count())
-                         .group_by(Track.state, Track.genre)).all()
-    return sorted((State(state).value, genre, n) for state, genre, n in rows)
-
-
-def kept(url: str) -> list[tuple[str, str | None, int]]:
-    with session_scope(url) as s:
-        return sorted(counts.state_genre_counts(s))
-
-
-def stamp(url: str) -> int:
-    with session_scope(url) as s:
-        return counts.embeddings_generation(s)
 
 
 def deltas(url: str) -> int:
