@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 from helpers import add_track
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, insert, text, update
 from test_counts import counted, kept, stamp
 
 from genreq.db import counts, migrate, queue, status
@@ -170,3 +170,19 @@ def test_a_reader_that_may_not_write_still_reads(postgres_url, caplog):
     assert "not folded in" in caplog.text
     assert deltas(url) == 3  # left for a reader that may write
 
+
+
+def test_the_worker_heartbeat_folds_the_deltas_in(postgres_url):
+    """A run that nobody watches with `status` leaves no backlog of deltas: the pool
+    processes' heartbeat folds them in once more than COMPACT_AFTER_DELTAS wait."""
+    from genreq.worker import leases
+
+    url = postgres_url
+    assert not leases.fold_count_deltas()  # nothing waiting
+    with session_scope(url) as s:
+        s.execute(insert(Track), [
+            {"path": f"/{i}.mp3", "size_bytes": 1, "mtime_ns": 1, "state": State.queued}
+            for i in range(counts.COMPACT_AFTER_DELTAS + 1)])
+    assert deltas(url) == counts.COMPACT_AFTER_DELTAS + 1
+    assert leases.fold_count_deltas()
+    assert deltas(url) == 0 and kept(url) == counted(url)

@@ -11,7 +11,10 @@ fork, so no thread crosses a fork) that every config.heartbeat_s():
   does the work, not in a supervisor that would outlive it;
 - queues again the running tracks whose lease ran out, in the whole database, and sends
   each as a one-track message (resend_expired). The statement hands each expired track
-  to one scanner, however many workers scan.
+  to one scanner, however many workers scan;
+- on PostgreSQL, folds the count deltas in once more than counts.COMPACT_AFTER_DELTAS
+  wait (fold_count_deltas), so that a long run nobody watches with `status` does not
+  leave the next `status` a million deltas to fold.
 
 A dead worker's tracks are thus sent again within lease_s + heartbeat_s of its last
 renewal, with no command. `genreq run` scans too while it waits.
@@ -27,8 +30,8 @@ import threading
 from collections.abc import Iterator
 
 from genreq import config
-from genreq.db import work
-from genreq.db.session import transaction
+from genreq.db import counts, work
+from genreq.db.session import session_scope, transaction
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +109,13 @@ def resend_expired(producer=None) -> list[int]:
     return resent
 
 
+def fold_count_deltas() -> bool:
+    """One heartbeat's compaction (counts.maybe_compact): whether it folded the deltas
+    in. Nothing on SQLite, whose triggers keep the counts themselves."""
+    with session_scope() as session:
+        return counts.maybe_compact(session)
+
+
 def _ids(track_ids: list[int], most: int = 10) -> str:
     shown = ", ".join(map(str, track_ids[:most]))
     return shown + (f" and {len(track_ids) - most} more" if len(track_ids) > most else "")
@@ -116,7 +126,7 @@ def _heartbeat_loop(interval_s: float, stop: threading.Event) -> None:
     if stop.wait(random.uniform(0, interval_s)):
         return
     while True:
-        for step in (renew_held, resend_expired):
+        for step in (renew_held, resend_expired, fold_count_deltas):
             try:
                 step()
             except Exception:  # a database or broker blip: the next beat tries again
