@@ -146,6 +146,10 @@ def test_three_hosts_one_worker_killed(tmp_path, monkeypatch):
             "GENREQ_DATABASE_URL": postgres.url,
             "GENREQ_DATABASE_PASSWORD_FILE": str(secrets / "database"),
             "GENREQ_LEASE_S": str(LEASE_S), "GENREQ_HEARTBEAT_S": str(HEARTBEAT_S),
+            # The kill must land mid-run: the default classifies these 24 tracks in well
+            # under a second, faster than the poll below can catch host 2 holding one;
+            # crnn's five windows a track leave the run a few seconds long.
+            "GENREQ_MODEL": "crnn",
         }.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("GENREQ_HOME", str(tmp_path / "host1"))
