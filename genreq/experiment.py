@@ -219,8 +219,16 @@ def _train_head(
             "balanced": train.HEAD_BALANCED,
             "temperature": train.HEAD_TEMPERATURE,
         }
-        checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
-        return run_metrics
+    else:
+        recipe = _tuned_head_recipe(result, run_metrics, arch, data_dir, groups, weighting,
+                                    val_fraction, seed, split)
+    checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
+    return run_metrics
+
+
+def _tuned_head_recipe(result, run_metrics, arch, data_dir, groups, weighting, val_fraction,
+                       seed, split) -> dict:
+    """The recipe of a head `--tune-head` fitted; its inner figures go into run_metrics."""
     c, tau, temperature = result.c, result.tau, result.temperature
     run_metrics["tuning"] = {
         "inner_folds": f"the {len(np.unique(groups))} groups of {split['groups']}",
@@ -228,7 +236,7 @@ def _train_head(
         # Per "C/tau": pooled inner accuracy, balanced accuracy (which chose) and log loss.
         "inner": result.tuning.record,
     }
-    recipe = {
+    return {
         "head": f"logistic regression (C={c:g}, L-BFGS, {weighting}), its bias logit-adjusted "
         f"(bias - {tau:g} log prior), logits / {temperature:.4g}, on the standardised mean of "
         "each track's frozen chunk embeddings; C, tau and the temperature tuned with the "
@@ -244,8 +252,6 @@ def _train_head(
         "command": f"genreq train {data_dir} --arch {arch} --val-fraction {val_fraction:g} "
         f"--groups {split['groups']} --tune-head" + (f" --seed {seed}" if seed else ""),
     }
-    checkpoint.save(Path(out), result.model, arch, genres, spec, run_metrics, recipe)
-    return run_metrics
 
 
 def _train_gru(
