@@ -174,8 +174,12 @@ def test_three_hosts_one_worker_killed(tmp_path, monkeypatch):
             # Both ready before anything is queued, or the first up might take it all.
             for host, worker in workers.items():
                 wait_ready(tmp_path / host, worker, logs)
-            shown.append(genreq_on(ns["host1"], "host1", "enqueue", library))
-            phases["enqueued"] = time.monotonic() - started
+            # Enqueue in the background: the workers may finish the whole library before
+            # the command has exited, so the kill is looked for while it runs.
+            enqueue = subprocess.Popen(
+                on_host(ns["host1"], "host1", *GENREQ, "enqueue", str(library)), cwd=REPO,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdin=subprocess.DEVNULL)
 
             # Mid-run: host 2 has finished some tracks and holds one now.
             deadline = time.monotonic() + TIMEOUT_S
@@ -195,6 +199,10 @@ def test_three_hosts_one_worker_killed(tmp_path, monkeypatch):
             stranded = [i for (i,) in rows(db, "SELECT id FROM tracks WHERE state = "
                                                "'running' AND claimed_by LIKE 'host2:%'")]
             assert stranded, "the dead worker's claims stay, under their lease"
+            out, err = enqueue.communicate(timeout=TIMEOUT_S)
+            assert enqueue.returncode == 0, f"genreq enqueue exited {enqueue.returncode}\n{err}"
+            shown.append(subprocess.CompletedProcess(enqueue.args, 0, out, err))
+            phases["enqueued"] = time.monotonic() - started
 
             while rows(db, "SELECT count(*) FROM tracks WHERE state != 'done'")[0][0]:
                 assert time.monotonic() - killed_at < TIMEOUT_S, _logs(logs, "not all done")
