@@ -9,8 +9,8 @@
   pooling, a bidirectional GRU and attention pooling over time.
 - `musicnn-msd`, `vgg-msd`: the pretrained musicnn taggers (genreq.pretrained), frozen,
   with a linear genre head on their per-chunk embedding; 16 kHz "musicnn" features.
-- `vgg-msd-fast`: the default, vgg-msd's frozen tagger on one chunk per track, with its
-  own head.
+- `vgg-msd-fast`: the default, vgg-msd (its frozen tagger and its head) read on two
+  chunks per track instead of five.
 - `musicnn-msd-gru`, `vgg-msd-gru`: the transfer CRNN, the same frozen taggers with a
   bidirectional GRU over the sequence of a track's chunk embeddings; their checkpoints
   hold the GRU head only and take the tagger from the base model's shipped weights.
@@ -401,13 +401,14 @@ class VggMSD(PretrainedTagger):
 
 
 class VggMSDFast(PretrainedTagger):
-    """vgg-msd's frozen ears on one 3-s chunk per track (the middle one) instead of
-    MAX_CHUNKS, with a linear genre head fitted on that chunk's embedding: the tags and
-    the embedding of the MSD tagger at a fifth of its cost (bench/fast_default.py). Its
-    checkpoints hold the head only and take the tagger from vgg-msd's shipped weights."""
+    """vgg-msd read on two 3-s chunks per track instead of MAX_CHUNKS: its frozen ears
+    and its genre head (fitted on the mean of every chunk of a clip, so a head for any
+    number of them), the tags and the embedding of the MSD tagger at two fifths of its
+    cost (bench/fast_default.py). Its checkpoints hold the head only and take the tagger
+    from vgg-msd's shipped weights."""
 
     name, tagger_arch, base = "vgg-msd-fast", "vgg", "vgg-msd"
-    max_chunks: ClassVar[int] = 1
+    max_chunks: ClassVar[int] = 2
 
 
 class PretrainedGRU(PretrainedTagger):

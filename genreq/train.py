@@ -447,14 +447,18 @@ class Tuning:
 
 
 def tune_inner(fit, grid, chunk_x, y: np.ndarray, groups: np.ndarray, n_classes: int,
-               by_balanced: bool) -> Tuning:  # fmt: skip
+               by_balanced: bool, score_x=None, max_chunks: int | None = F.MAX_CHUNKS,
+               ) -> Tuning:  # fmt: skip
     """Choose a head's settings on inner predictions: each group of `groups` scored (on
-    F.MAX_CHUNKS chunks, as genreq classifies) by heads `fit(chunk_x, y, param)` fitted on
-    the other groups, for each `param` of `grid`; fit returns {setting: head} (head with
-    track_probs and with_temperature). The (param, setting) with the best pooled balanced
-    accuracy when `by_balanced` (logit adjustment), else accuracy, ties by the other, then
-    by log loss; then the temperature of T_GRID with the lowest log loss of those inner
-    predictions."""
+    `max_chunks` chunks of `score_x`, by default F.MAX_CHUNKS of `chunk_x`, as genreq
+    classifies) by heads `fit(chunk_x, y, param)` fitted on the other groups, for each
+    `param` of `grid`; fit returns {setting: head} (head with track_probs and
+    with_temperature). `score_x` gives the same tracks other inputs, for a head fitted on
+    one cut of the audio and used on another (vgg-msd's head on one chunk). The (param,
+    setting) with the best pooled balanced accuracy when `by_balanced` (logit adjustment),
+    else accuracy, ties by the other, then by log loss; then the temperature of T_GRID
+    with the lowest log loss of those inner predictions."""
+    score_x = chunk_x if score_x is None else score_x
     scores, heads_at = {}, {}
     for param in grid:
         inner: dict = {}
@@ -464,7 +468,7 @@ def tune_inner(fit, grid, chunk_x, y: np.ndarray, groups: np.ndarray, n_classes:
             for setting, head in fitted.items():
                 heads_at.setdefault((param, setting), []).append((test, head))
                 inner.setdefault(setting, np.zeros((len(y), n_classes)))[test] = head.track_probs(
-                    [chunk_x[i] for i in test], F.MAX_CHUNKS
+                    [score_x[i] for i in test], max_chunks
                 )
         for setting, probs in inner.items():
             pred = probs.argmax(1)
@@ -480,7 +484,7 @@ def tune_inner(fit, grid, chunk_x, y: np.ndarray, groups: np.ndarray, n_classes:
         probs = np.zeros((len(y), n_classes))
         for test, head in heads_at[best]:
             probs[test] = head.with_temperature(temperature).track_probs(
-                [chunk_x[i] for i in test], F.MAX_CHUNKS
+                [score_x[i] for i in test], max_chunks
             )
         return log_loss(probs, y)
 
@@ -498,12 +502,15 @@ def tune_head(
     groups: np.ndarray,
     n_classes: int,
     balanced: bool = HEAD_BALANCED,
+    score_x=None,
+    max_chunks: int | None = F.MAX_CHUNKS,
 ) -> Tuning:
     """C over C_GRID and the logit adjustment tau over TAU_GRID of a track-mean head
     (fit_track_head) for the best inner balanced accuracy, then its temperature over
     T_GRID for the lowest inner log loss, with `groups` as the inner folds: what
     bench/crossval.py's teacher track_<tagger>_embedding_balanced_la tunes inside each
-    fold's training groups."""
+    fold's training groups. Inner predictions read `max_chunks` chunks of `score_x`
+    (tune_inner)."""
     return tune_inner(
         lambda x, labels, c: fit_track_head(x, labels, n_classes, c, balanced, TAU_GRID),
         C_GRID,
@@ -512,6 +519,8 @@ def tune_head(
         groups,
         n_classes,
         by_balanced=True,
+        score_x=score_x,
+        max_chunks=max_chunks,
     )
 
 

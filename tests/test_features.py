@@ -85,6 +85,19 @@ def test_long_tracks_are_read_from_a_bounded_set_of_excerpts():
     assert all(length * F.SAMPLE_RATE >= chunk_samples for _, length in windows)
 
 
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_each_excerpt_is_centred_on_an_equal_part_of_the_middle_90_percent(k):
+    """Neither the intro nor the fade-out decides: the excerpts' centres are those of k
+    equal parts of 5-95 % of the track (one: its middle; two: 27.5 and 72.5 %)."""
+    spec = F.FeatureSpec()
+    windows = F.excerpt_windows(240.0, spec, k)
+    centres = [start + length / 2 for start, length in windows]
+    expected = [240.0 * (0.05 + 0.9 * (i + 0.5) / k) for i in range(k)]
+    assert centres == pytest.approx(expected)
+    if k == 2:
+        assert centres == pytest.approx([66.0, 174.0])
+
+
 def test_unknown_feature_kind_is_refused():
     with pytest.raises(ValueError, match="unknown feature kind"):
         F.FeatureSpec(kind="cqt")

@@ -102,7 +102,7 @@ def test_hires_multichannel_is_mixed_down_and_resampled(classifier, source, tmp_
 EQUIVALENCE_CLIPS = ["gtzan/metal/metal.00000.ogg", "gtzan/hiphop/hiphop.00000.ogg"]
 # Both decoders read the same samples from the same encoded file; what differs is the
 # resampler (FFmpeg's inside the program against soxr) and the downmix rounding. The
-# default's vgg ears, on one chunk, move several times more with that than crnn's five
+# default's vgg ears, on two chunks, move several times more with that than crnn's five
 # chunks did (vgg-msd's five chunks too), so the bound is the shift of a probability
 # that still leaves the top genre where it was.
 MAX_DECODER_SHIFT = 0.1

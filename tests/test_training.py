@@ -301,6 +301,25 @@ def test_tune_head_picks_grid_settings_and_logit_adjustment_for_a_skewed_prior()
     np.testing.assert_allclose(heads[tuned.setting].bias, heads[0.0].bias - tuned.setting * shift)
 
 
+def test_tune_head_scores_inner_predictions_on_score_x():
+    """With score_x the heads are still fitted on chunk_x but judged on score_x's chunks:
+    the same inputs give the same choice and figures, and one chunk of pure noise per
+    track leaves every inner figure near chance, well below the fitted inputs' own."""
+    from genreq import train
+
+    chunk_x, y, groups = _imbalanced_clips()
+    tuned = train.tune_head(chunk_x, y, groups, 3)
+    same = train.tune_head(chunk_x, y, groups, 3, score_x=chunk_x)
+    assert (same.param, same.setting, same.temperature) == (
+        tuned.param, tuned.setting, tuned.temperature)  # fmt: skip
+    assert same.record == tuned.record
+    noise = [np.random.default_rng(i).normal(size=(1, x.shape[1])) for i, x in enumerate(chunk_x)]
+    judged = train.tune_head(chunk_x, y, groups, 3, score_x=noise, max_chunks=1)
+    best = max(r["balanced"] for r in judged.record.values())
+    assert max(r["balanced"] for r in tuned.record.values()) > 0.6  # chance: 1/3
+    assert best < 0.55
+
+
 @pytest.mark.slow
 def test_train_tune_head_records_the_chosen_head_in_the_checkpoint(tmp_path):
     """genreq train --tune-head end to end on the real vgg tagger: three groups as inner
