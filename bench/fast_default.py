@@ -37,6 +37,7 @@ of a whole track.
   inside the training groups, tested on the held-out group (an honest figure for "pick
   the best position"): `positions`, bench/results/fast_default_positions.json.
 
+`pair A B` counts the clips two of those results disagree on (exact McNemar p).
 `ship` writes genreq/weights/vgg-msd-fast.pt: vgg-msd.pt's own head, read on SHIPPED_K
 chunks; its figure is the `grid-head` record at k = SHIPPED_K. The number of chunks was
 chosen by speed (the most that keep bench/pipeline.py's steady rate at 15 clips/s per
@@ -281,6 +282,7 @@ def record(args, k, recipe_name, cand, where, protocol, y, probs, folds, genres,
         probs,
         folds,
         genres,
+        extra={"oof_pred": ",".join(str(k) for k in probs.argmax(1))},  # for `pair`
     )
     cv.write(args.out / f"{name}.json", rec)
     return rec
@@ -463,6 +465,22 @@ def sweep(args) -> None:
     path = RESULTS / "fast_default_positions.json"
     path.write_text(json.dumps(report, indent=1) + "\n")
     log(f"wrote {path}")
+
+
+def pair(args) -> None:
+    """Paired comparison of two result files of the same clips (their `oof_pred`): clips
+    the first gets right that the second gets wrong and the reverse, exact McNemar p."""
+    a, b = (json.loads(p.read_text()) for p in (args.first, args.second))
+    assert a["protocol"] == b["protocol"] and a["n"] == b["n"], "not the same clips"
+    z = np.load(args.cache / f"fast-k{a['chunks_per_track']}.npz")
+    cached = [dataset.LabelledTrack(Path(n), Path(n).parts[0]) for n in z["names"]]
+    tracks, _, genres, _ = cv.grouped_tracks(None, args.groups, cached)
+    y = np.array([genres.index(t.genre) for t in tracks])
+    right_a, right_b = (np.array([int(k) for k in r["oof_pred"].split(",")]) == y for r in (a, b))
+    gained, lost = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
+    assert abs(right_a.mean() - a["accuracy"]) < 1e-3, "oof_pred is not this file's"
+    print(f"{a['name']} against {b['name']}: {gained} right that it got wrong, {lost} wrong "
+          f"that it got right, exact McNemar p = {cv.mcnemar_exact(gained, lost):.3g} (n={len(y)})")
 
 
 # --- the shipped head -------------------------------------------------------------------
@@ -746,6 +764,11 @@ def main() -> None:
         p.add_argument("--out", type=Path, default=RESULTS / "fast")
         p.add_argument("--no-grid", dest="grid", action="store_false",
                        help="skip what needs bench/crossval.py's chunk grid (CACHE/taggers.npz)")
+    p = sub.add_parser("pair", help="McNemar between two result files of bench/results/fast/")
+    p.add_argument("first", type=Path)
+    p.add_argument("second", type=Path)
+    p.add_argument("--groups", required=True, metavar="FILE:COLUMN")
+    p.add_argument("--cache", type=Path, required=True)
     p = sub.add_parser("speed", help="per-clip and end-to-end speed against crnn")
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "gtzan")
     p.add_argument("--clips", type=int, default=40)
@@ -763,7 +786,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     commands = {"embed": embed, "accuracy": accuracy, "positions": sweep, "ship": ship,
-                "speed": speed}
+                "pair": pair, "speed": speed}
     commands[args.command](args)
 
 
