@@ -250,7 +250,11 @@ def evaluate(
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file (ndjson).")
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=TOP_K, show_default=True)
-def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top_k: int) -> None:
+@click.option("--with-tags", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Also the N highest-scoring of the model's 50 MSD tags (models with tag "
+              "outputs, such as the default).")
+def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top_k: int,
+             with_tags: int) -> None:
     """Classify audio files directly, without the queue.
 
     Exit status 1 when any file could not be classified (each is reported on stderr).
@@ -258,32 +262,40 @@ def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top
     \b
     Example:
       genreq classify song.mp3 --top 3
+      genreq classify song.mp3 --with-tags 5 --json
     """
     from genreq.app import classify as classify_files
 
-    failed = 0
+    failed, warned = 0, False
     for item in classify_files(files, model_path):
         p = item.prediction
         if p is None:
             failed += 1
             click.echo(f"error: {item.error}", err=True)
             continue
+        tags = sorted(p.tags.items(), key=lambda kv: -kv[1])[:with_tags]
+        if with_tags and not p.tags and not warned:
+            click.echo(f"warning: model {item.model} has no tag outputs; --with-tags shows none",
+                       err=True)
+            warned = True
         if as_json:
-            click.echo(
-                json.dumps(
-                    {
-                        "path": item.path,
-                        "genre": p.genre,
-                        "confidence": round(p.confidence, 4),
-                        "top": [{"genre": g, "probability": round(q, 4)} for g, q in p.top(top_k)],
-                        "duration_s": round(p.duration_s, 2),
-                        "model": item.model,
-                    }
-                )
-            )
+            record = {
+                "path": item.path,
+                "genre": p.genre,
+                "confidence": round(p.confidence, 4),
+                "top": [{"genre": g, "probability": round(q, 4)} for g, q in p.top(top_k)],
+                "duration_s": round(p.duration_s, 2),
+                "model": item.model,
+            }
+            if with_tags:
+                record["tags"] = [{"tag": t, "score": round(q, 4)} for t, q in tags]
+            click.echo(json.dumps(record))
         else:
             top = ", ".join(f"{g} {q:.2f}" for g, q in p.top(top_k))
-            click.echo(f"{item.path}\t{p.genre}\t{p.confidence:.2f}\t[{top}]")
+            line = f"{item.path}\t{p.genre}\t{p.confidence:.2f}\t[{top}]"
+            if with_tags:
+                line += "\t[" + ", ".join(f"{t} {q:.2f}" for t, q in tags) + "]"
+            click.echo(line)
     if failed:
         sys.exit(1)
 

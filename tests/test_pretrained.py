@@ -456,3 +456,34 @@ def test_the_shipped_fast_tagger_carries_its_protocol_figure_and_its_bases_ears_
     prediction = clf.classify_audio(musicnn.parity_clip(10.0))
     assert len(prediction.tags) == 50 and prediction.embedding.shape == (256,)
     assert sum(prediction.probs.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_classify_with_tags_lists_the_default_models_top_msd_tags(tmp_path: Path):
+    """`classify --with-tags N` adds the N highest tag scores of the shipped default, the
+    same as its prediction's tags, highest first; a model without tag outputs says so on
+    stderr once and lists none."""
+    import soundfile as sf
+    from click.testing import CliRunner
+
+    from genreq.cli.main import cli
+    from genreq.predict import Classifier
+
+    clip = tmp_path / "clip.wav"
+    sf.write(clip, musicnn.parity_clip(10.0), 16000)
+    result = CliRunner().invoke(cli, ["classify", str(clip), "--with-tags", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["model"] == "vgg-msd-fast" and len(row["tags"]) == 3
+    expected = sorted(Classifier.load("vgg-msd-fast").classify_file(clip).tags.items(),
+                      key=lambda kv: -kv[1])[:3]
+    assert [(t["tag"], t["score"]) for t in row["tags"]] == [(t, round(q, 4)) for t, q in expected]
+    text = CliRunner().invoke(cli, ["classify", str(clip), "--with-tags", "2"])
+    assert text.stdout.rstrip("\n").endswith(f"[{expected[0][0]} {expected[0][1]:.2f}, "
+                                             f"{expected[1][0]} {expected[1][1]:.2f}]")
+    plain = CliRunner().invoke(cli, ["classify", str(clip), str(clip), "--with-tags", "2",
+                                     "--json", "--model", "crnn"])
+    assert plain.exit_code == 0, plain.output
+    assert [json.loads(line)["tags"] for line in plain.stdout.splitlines()] == [[], []]
+    assert plain.stderr.count("has no tag outputs") == 1
+    assert "tags" not in json.loads(CliRunner().invoke(cli, ["classify", str(clip), "--json"])
+                                    .stdout)
