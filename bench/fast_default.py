@@ -529,8 +529,8 @@ def ship(args) -> None:
     }
     recipe = {
         "head": f"vgg-msd.pt's head ({base_recipe['head']}), read on the mean of the "
-        f"probabilities of {SHIPPED_K} 3-s chunks, centred on the two halves of the "
-        "track's middle 90 %",
+        f"probabilities of {SHIPPED_K} 3-s chunks, centred on {SHIPPED_K} equal parts of "
+        "the track's middle 90 %",
         "data": base_recipe["data"],
         **{k: base_recipe[k] for k in ("c", "balanced", "logit_adjustment_tau", "temperature")},
         "base": "vgg-msd",

@@ -273,7 +273,7 @@ def classify(files: tuple[Path, ...], model_path: str | None, as_json: bool, top
             failed += 1
             click.echo(f"error: {item.error}", err=True)
             continue
-        tags = sorted(p.tags.items(), key=lambda kv: -kv[1])[:with_tags]
+        tags = sorted(p.tags.items(), key=lambda kv: -kv[1])[:with_tags] if with_tags else []
         if with_tags and not p.tags and not warned:
             click.echo(f"warning: model {item.model} has no tag outputs; --with-tags shows none",
                        err=True)
