@@ -205,6 +205,18 @@ def chunk_starts(width: int, chunk: int, max_chunks: int | None = MAX_CHUNKS) ->
     return chunk_indices(max(1, width // chunk), max_chunks) * chunk
 
 
+def centred_starts(width: int, chunk: int, max_chunks: int) -> np.ndarray:
+    """Starts of `max_chunks` chunks of a whole track `width` frames long by
+    excerpt_windows' rule (each centred on one of `max_chunks` equal parts of the middle
+    90 %, kept inside the track), so that a short track decoded whole is read where a long
+    one is, not on its intro and outro; every non-overlapping chunk when it holds no more."""
+    if max(1, width // chunk) <= max_chunks:
+        return chunk_starts(width, chunk, None)
+    part = 0.9 * width / max_chunks
+    centres = 0.05 * width + part * (np.arange(max_chunks) + 0.5)
+    return np.clip(np.round(centres - chunk / 2), 0, width - chunk).astype(int)
+
+
 def fit_width(feature: np.ndarray, width: int) -> np.ndarray:
     """Tile a feature matrix shorter than one chunk up to `width` columns."""
     if feature.shape[1] >= width:
@@ -214,12 +226,18 @@ def fit_width(feature: np.ndarray, width: int) -> np.ndarray:
 
 
 def chunks(
-    feature: np.ndarray, spec: FeatureSpec, max_chunks: int | None = MAX_CHUNKS
+    feature: np.ndarray, spec: FeatureSpec, max_chunks: int | None = MAX_CHUNKS,
+    centred: bool = False,
 ) -> np.ndarray:
-    """Cut a feature matrix into network inputs, shape (n, 1, n_bins, chunk_width)."""
+    """Cut a feature matrix into network inputs, shape (n, 1, n_bins, chunk_width): at
+    most `max_chunks` of them, spread evenly from end to end (chunk_starts, the training
+    grid's), or where `centred` puts them (centred_starts, as genreq classifies)."""
     width = spec.chunk_width
     feature = fit_width(feature, width)
-    starts = chunk_starts(feature.shape[1], width, max_chunks)
+    if centred and max_chunks is not None:
+        starts = centred_starts(feature.shape[1], width, max_chunks)
+    else:
+        starts = chunk_starts(feature.shape[1], width, max_chunks)
     return np.stack([feature[:, s : s + width] for s in starts])[:, np.newaxis]
 
 

@@ -153,12 +153,14 @@ class Classifier:
 
     def chunks_of_excerpts(self, excerpts: list[np.ndarray]) -> np.ndarray:
         """The model's input for a track: at most `max_chunks` feature chunks, shared
-        evenly by the excerpts."""
+        evenly by the excerpts; a track decoded whole (one excerpt) is read at the
+        positions excerpt_windows gives a long one (features.centred_starts)."""
         spec = self.features
         per_excerpt = max(1, self.max_chunks // len(excerpts))
-        return np.concatenate(
-            [features.chunks(features.extract(e, spec), spec, per_excerpt) for e in excerpts]
-        )
+        return np.concatenate([
+            features.chunks(features.extract(e, spec), spec, per_excerpt, centred=True)
+            for e in excerpts
+        ])
 
     def probs_of_excerpts(self, excerpts: list[np.ndarray]) -> np.ndarray:
         """Track probabilities: the mean over the chunks of all excerpts."""

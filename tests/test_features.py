@@ -61,6 +61,30 @@ def test_chunks_of_a_long_track_are_capped_and_spread():
     assert starts[0] == 0 and starts[-1] == 128 * 99
 
 
+@pytest.mark.parametrize("k", [1, 2, 5])
+def test_a_short_track_decoded_whole_is_read_where_a_long_one_is(k):
+    spec = F.FeatureSpec()
+    width = 20 * spec.sample_rate // spec.hop_length  # 20 s: decoded whole, not in windows
+    starts = F.centred_starts(width, spec.chunk_width, k)
+    centres_s = (starts + spec.chunk_width / 2) * spec.hop_length / spec.sample_rate
+    # the centres excerpt_windows would give the same track were it long enough
+    expected_s = 0.05 * 20 + 0.9 * 20 / k * (np.arange(k) + 0.5)
+    assert np.abs(centres_s - expected_s).max() < spec.hop_length / spec.sample_rate
+    if k > 1:  # not its first and last chunks, as the training grid's even spread reads
+        assert starts[0] > 0 and starts[-1] + spec.chunk_width < width
+    x = F.chunks(np.zeros((spec.n_mels, width)), spec, k, centred=True)
+    assert x.shape == (k, 1, spec.n_mels, spec.chunk_width)
+
+
+def test_centred_chunks_of_a_track_of_few_chunks_are_all_of_them():
+    spec = F.FeatureSpec()
+    width = 3 * spec.chunk_width + 10
+    assert list(F.centred_starts(width, spec.chunk_width, 5)) == list(
+        F.chunk_starts(width, spec.chunk_width, None))
+    starts = F.centred_starts(width, spec.chunk_width, 2)
+    assert len(starts) == 2 and starts[0] >= 0 and starts[1] + spec.chunk_width <= width
+
+
 def test_a_clip_shorter_than_one_chunk_is_tiled_to_a_full_chunk():
     spec = F.FeatureSpec()
     x = F.chunks(F.log_mel(sine(1.5)), spec)

@@ -401,11 +401,15 @@ def test_the_fast_tagger_reads_two_chunks_on_the_bases_ears(tmp_path: Path):
 
     clf = Classifier.load(path)
     assert (clf.name, clf.max_chunks) == ("vgg-msd-fast", 2)
-    clip = musicnn.parity_clip(10.0)  # 16 kHz, decoded whole: 3 chunks, the first and last read
+    clip = musicnn.parity_clip(10.0)  # 16 kHz, decoded whole: 3 chunks, two of them read
     prediction = clf.classify_audio(clip)
-    every = features.chunks(features.extract(clip, clf.features), clf.features, None)
-    assert len(every) == 3
-    read = torch.from_numpy(every[[0, 2]])
+    feat = features.extract(clip, clf.features)
+    assert len(features.chunks(feat, clf.features, None)) == 3
+    # where excerpt windows would sit, at 27.5 and 72.5 %: not the first and last chunks
+    width = clf.features.chunk_width
+    starts = features.centred_starts(feat.shape[1], width, 2)
+    assert starts[0] > 0 and starts[1] + width < feat.shape[1]
+    read = torch.from_numpy(np.stack([feat[:, s:s + width] for s in starts])[:, None])
     with torch.no_grad():
         expected = torch.softmax(model(read), -1).mean(0).numpy()
         tags = torch.sigmoid(model.tagger.out(model.tagger.embed(
