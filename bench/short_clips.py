@@ -6,7 +6,7 @@ same lengths (noise bursts, blips, sweeps, clicks: what game and sample packages
 besides music), to see whether the model's confidence tells them from music. Writes
 bench/results/short_clips.json.
 
-    python bench/short_clips.py DATA_DIR [--model crnn] [--limit N]
+    python bench/short_clips.py DATA_DIR [--model NAME] [--limit N] [--out FILE]
 
 DATA_DIR holds labels.csv (path, genre) and the clips it names.
 """
@@ -57,8 +57,9 @@ def sound_effect(kind: int, seconds: float, rate: int, rng: np.random.Generator)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path)
-    parser.add_argument("--model", default="crnn")
+    parser.add_argument("--model", default=None, help="default: the shipped default")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(1)
     clf = Classifier.load(args.model)
@@ -97,6 +98,9 @@ def main() -> None:
                   "music_median_confidence": round(float(np.median(music_conf[d])), 3)}
     result = {
         "model": clf.model_id, "n": n, "lead_in_s": LEAD_IN_S,
+        # The shipped heads were fitted on these clips: "accuracy" here says what a cut
+        # keeps of the model's answer on them, not how well it does on music it never heard.
+        "accuracy_is_held_out": False,
         "whole_clip_accuracy": round(whole_right / n, 4),
         "by_duration_s": {
             str(d): {"accuracy": round(right[d] / n, 4), "accuracy_ci95": wilson(right[d], n),
@@ -107,8 +111,8 @@ def main() -> None:
         "sound_effects_by_duration_s": {str(d): sfx[d] for d in DURATIONS_S},
     }
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

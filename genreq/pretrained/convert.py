@@ -76,9 +76,11 @@ def fetch_wheel(path: Path | None = None) -> Path:
     return path
 
 
-def load_from_wheel(wheel: Path, checkpoint: str) -> torch.nn.Module:
-    """The tagger of one checkpoint folder of the wheel (e.g. "MSD_musicnn"), in eval mode."""
-    _, arch, _ = MODELS[checkpoint]
+def load_from_wheel(wheel: Path, checkpoint: str, arch: str | None = None) -> torch.nn.Module:
+    """The tagger of one checkpoint folder of the wheel (e.g. "MSD_musicnn"), in eval mode;
+    `arch` ("musicnn" or "vgg") for a folder genreq does not convert (the MagnaTagATune
+    taggers "MTT_musicnn" and "MTT_vgg", which bench/other_ears.py measures)."""
+    arch = arch or MODELS[checkpoint][1]
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(wheel) as zf:
         for suffix in (".index", ".data-00000-of-00001"):
             zf.extract(f"musicnn/{checkpoint}/{suffix}", tmp)
