@@ -2,10 +2,10 @@
 
 Run once, in a throwaway environment; genreq itself never needs TensorFlow:
 
-    .venv/bin/python tools/musicnn_reference.py patches /tmp/parity.npy
-    python3 -m venv /tmp/tfenv && /tmp/tfenv/bin/pip install tensorflow-cpu
-    /tmp/tfenv/bin/python tools/musicnn_reference.py tf musicnn-0.1.0-py3-none-any.whl \\
-        /tmp/parity.npy tests/fixtures/musicnn_parity.json
+    .venv/bin/python tools/musicnn_reference.py patches parity.npy
+    python3 -m venv tfenv && tfenv/bin/pip install tensorflow-cpu
+    tfenv/bin/python tools/musicnn_reference.py tf musicnn-0.1.0-py3-none-any.whl \\
+        parity.npy tests/fixtures/musicnn_parity.json
 
 The `tf` step rebuilds the *trained* graph from each checkpoint's `.meta` file (not from
 the package's models.py, which does not match MSD_vgg), keeps only the inference path,
