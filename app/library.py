@@ -28,6 +28,7 @@ from genreq.app.taxonomy import LEARNED, MODEL, UNKNOWN, Labeller
 from genreq.config import SORTS, TOP_K
 from genreq.db import status as db_status
 from genreq.db import tracks as db_tracks
+from genreq.pretrained.tags import MSD_TAG_NAMES
 
 if TYPE_CHECKING:
     from sqlalchemy import Row
@@ -688,8 +689,6 @@ def unknown_genres(names: Iterable[str], labeller: Labeller | None = None) -> li
 
 def known_tags() -> tuple[str, ...]:
     """The tags a track can carry: the outputs of the shipped taggers, as stored."""
-    from genreq.pretrained.musicnn import MSD_TAG_NAMES
-
     return MSD_TAG_NAMES
 
 

@@ -49,7 +49,7 @@ ID3_MOOD = "TMOO"  # ID3v2.4's own mood frame, for a mood field named MOOD
 REPLACE, ADD = "replace", "add"
 MODES = (REPLACE, ADD)
 
-# Which of the 50 MSD tags (genreq.pretrained.musicnn.MSD_TAG_NAMES) are moods: written
+# Which of the 50 MSD tags (genreq.pretrained.tags.MSD_TAG_NAMES) are moods: written
 # to --mood-field, never as genres. The rest are genres but for decades, voices and
 # instruments, which describe a track without being its genre.
 MOOD_TAGS = ("beautiful", "chill", "chillout", "mellow", "easy listening", "happy", "sad",

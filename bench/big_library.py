@@ -99,7 +99,7 @@ def _model() -> tuple[list[str], tuple[str, ...], str]:
     """(genres, tag names, model version) of the shipped vgg-msd, as its rows store them."""
     from genreq.checkpoint import file_digest
     from genreq.predict import resolve_model
-    from genreq.pretrained.musicnn import MSD_TAG_NAMES
+    from genreq.pretrained.tags import MSD_TAG_NAMES
 
     path = resolve_model(MODEL_NAME)
     import torch

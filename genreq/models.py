@@ -35,7 +35,7 @@ from torch import nn
 
 from genreq.errors import ModelError
 from genreq.features import MAX_CHUNKS, FeatureSpec
-from genreq.pretrained.musicnn import MSD_TAG_NAMES
+from genreq.pretrained.tags import MSD_TAG_NAMES
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"  # pretrained weights shipped in the package
 

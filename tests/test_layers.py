@@ -4,6 +4,7 @@ SQLAlchemy; configuration is read from the environment in one place."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -69,3 +70,15 @@ def test_configuration_is_read_in_genreq_config_only(variable):
             if re.search(rf"(environ|getenv)\W[^\n]*[\"']{variable}[\"']", text):
                 readers.append(str(path.relative_to(REPO)))
     assert readers == ["genreq/config.py"]
+
+
+@pytest.mark.parametrize("args", [["status"], ["export"], ["export", "--tag", "jazz"],
+                                  ["export", "--format", "csv"]])
+def test_querying_the_library_loads_no_model(args, tmp_path):
+    """Reading what is stored, tag filters included, needs neither torch nor numpy."""
+    code = ("import sys; from click.testing import CliRunner; from genreq.cli.main import cli; "
+            f"result = CliRunner().invoke(cli, {args!r}); assert result.exit_code == 0, "
+            "result.output; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "GENREQ_HOME": str(tmp_path)})
+    assert result.stdout.strip() == "[]"

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from genreq import features
+from genreq.pretrained import tags
 
 SAMPLE_RATE = 16000  # Hz
 N_FFT = 512  # samples per analysis window (32 ms)
@@ -37,21 +38,9 @@ FEATURE_SPEC = features.FeatureSpec(
     chunk_frames=PATCH_FRAMES,
 )
 
-MSD_TAGS = (
-    "rock", "pop", "alternative", "indie", "electronic", "female vocalists", "dance", "00s",
-    "alternative rock", "jazz", "beautiful", "metal", "chillout", "male vocalists",
-    "classic rock", "soul", "indie rock", "Mellow", "electronica", "80s", "folk", "90s",
-    "chill", "instrumental", "punk", "oldies", "blues", "hard rock", "ambient", "acoustic",
-    "experimental", "female vocalist", "guitar", "Hip-Hop", "70s", "party", "country",
-    "easy listening", "sexy", "catchy", "funk", "electro", "heavy metal", "Progressive rock",
-    "60s", "rnb", "indie pop", "sad", "House", "happy",
-)
-# The same tags as genreq shows and stores them: lower case as written by people
-# ("Hip-Hop" -> "hip-hop"), and "rnb" spelled as its genre is ("r&b"). Order is the
-# tagger's output order. Both "female vocalist" and "female vocalists" stay: they are
-# two outputs of the tagger, trained on two Last.fm tags.
-_READABLE = {"rnb": "r&b"}
-MSD_TAG_NAMES = tuple(_READABLE.get(tag, tag.lower()) for tag in MSD_TAGS)
+# The tag vocabulary lives apart so that querying tags never loads torch.
+MSD_TAGS = tags.MSD_TAGS
+MSD_TAG_NAMES = tags.MSD_TAG_NAMES
 
 
 # ---------------------------------------------------------------------------- input
