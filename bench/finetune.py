@@ -258,10 +258,12 @@ def accuracy(args) -> None:
               f"vgg-msd with block 5 fine-tuned (seed {seed}), its own head recipe",
               protocol, y, probs, folds, genres, base_pred)
         own_probs = np.eye(n_classes)[own]
+        own_folds = [{**cv.fold_record(g, np.array(i), y, own_probs), "block5_epochs":
+                      f["block5_epochs"]} for (g, i), f in zip(folds_idx, folds, strict=True)]
         write(args, f"block5_seed{seed}_own-layer",
               f"vgg-msd with block 5 fine-tuned (seed {seed}), the fine-tuning's own linear "
               "layer (not the candidate: no head recipe, probabilities one-hot)",
-              protocol, y, own_probs, folds, genres, base_pred)
+              protocol, y, own_probs, own_folds, genres, base_pred)
 
 
 def write(args, name, model, protocol, y, probs, folds, genres, base_pred) -> None:
