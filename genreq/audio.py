@@ -11,8 +11,13 @@ file and the cause.
 """
 from __future__ import annotations
 
+import logging
+import os
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +26,16 @@ import soxr
 
 from genreq.errors import AudioError, TooShort
 
+log = logging.getLogger(__name__)
+
 SAMPLE_RATE = 22050  # Hz, the rate every model in genreq is trained at
 MIN_DURATION_S = 1.0  # shorter clips carry too little music to classify
 # Decoded ahead of each window and dropped: after a seek, the first frames of mp3 (bit
 # reservoir), aac (overlapped transform) and opus (pre-skip) are not yet the music.
 PREROLL_S = 0.2
+# How far (s) a libsndfile read may fall short of the file's stated length before FFmpeg
+# reads the file instead: mp3 frame counts are estimates, a damaged mp3 loses seconds.
+SHORT_READ_SLACK = 0.1
 # Read by libsndfile: uncompressed, FLAC, Ogg Vorbis and mp3, where it decodes the
 # excerpts faster than FFmpeg does frame by frame through PyAV and its seek lands on the
 # sample (FFmpeg's lands a codec delay early in mp3, and a few hundred samples off in
@@ -74,20 +84,76 @@ def _uses_soundfile(path: Path) -> bool:
 
 
 def _soundfile_duration_s(path: Path) -> float | None:
-    info = sf.info(str(path))
+    with _c_stderr_logged(path):
+        info = sf.info(str(path))
     return info.frames / info.samplerate if info.samplerate else None
 
 
+class _ShortRead(Exception):
+    """libsndfile decoded less than the file's own length says is there."""
+
+
 def _read_soundfile(path: Path, windows_s: Windows) -> tuple[list[np.ndarray], int]:
-    with sf.SoundFile(str(path)) as f:
-        rate = f.samplerate
+    """The windows (or the whole file) as libsndfile decodes them. A damaged mp3 makes
+    its decoder lose sync and stop early, silently: a read that comes back shorter than
+    the file's frame count allows raises _ShortRead, and FFmpeg, which skips the damaged
+    frames and goes on, reads the file instead."""
+    with _c_stderr_logged(path), sf.SoundFile(str(path)) as f:
+        rate, frames = f.samplerate, f.frames
         if windows_s is None:
-            return [_to_mono(f.read(dtype="float32", always_2d=False))], rate
+            data = f.read(dtype="float32", always_2d=False)
+            if len(data) < frames - SHORT_READ_SLACK * rate:
+                raise _ShortRead
+            return [_to_mono(data)], rate
         parts = []
         for start_s, length_s in windows_s:
-            f.seek(int(start_s * rate))
-            parts.append(_to_mono(f.read(int(length_s * rate), dtype="float32", always_2d=False)))
+            first, wanted = int(start_s * rate), int(length_s * rate)
+            f.seek(first)
+            data = f.read(wanted, dtype="float32", always_2d=False)
+            if len(data) < min(wanted, frames - first) - SHORT_READ_SLACK * rate:
+                raise _ShortRead
+            parts.append(_to_mono(data))
         return parts, rate
+
+
+@contextmanager
+def _c_stderr_logged(path: Path):
+    """What the C decoders below libsndfile write straight to file descriptor 2 while
+    `path` is read (mpg123's "Note: Illegal Audio-MPEG-Header ... Trying to resync" on a
+    damaged mp3), caught and logged at debug level with the file's name instead of
+    landing on the user's terminal between genreq's own lines."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to keep clean
+        yield
+        return
+    sink = _stderr_sink()
+    sink.seek(0)
+    sink.truncate()
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    os.dup2(sink.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.seek(0)
+        said = sink.read().decode("utf-8", "replace").split()
+        if said:
+            log.debug("%s: the decoder said: %s", path, " ".join(said)[:500])
+
+
+_SINKS: dict[int, object] = {}
+
+
+def _stderr_sink():
+    """One scratch file a process, reused (a file per read would cost more than the
+    read), and never one a forked worker shares with its parent."""
+    pid = os.getpid()
+    if pid not in _SINKS:
+        _SINKS[pid] = tempfile.TemporaryFile()  # noqa: SIM115  (lives as long as the process)
+    return _SINKS[pid]
 
 
 # --- FFmpeg's libraries through PyAV --------------------------------------------------------
@@ -150,8 +216,45 @@ def _join(pcms: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([_pcm_mono(p) for p in pcms])  # the layout changed mid-stream
 
 
-def _decode_all(container, stream) -> np.ndarray:
-    return _join([_frame_pcm(frame) for frame in container.decode(stream)])
+class _Frames:
+    """A stream's decoded frames, read as FFmpeg's own tools play a damaged file: a packet
+    the decoder rejects (with whatever error: damaged aac says EPERM as often as
+    "invalid data") is skipped and counted, not the end of the file. `check` fails
+    the file when more packets were rejected than decoded (garbage that happens to hold
+    a few sync words), and logs the skipped ones otherwise."""
+
+    def __init__(self, path: Path, container, stream):
+        self.path, self.container, self.stream = path, container, stream
+        self.good = self.damaged = 0
+        self.error: Exception | None = None
+
+    def __iter__(self):
+        import av
+
+        for packet in self.container.demux(self.stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as err:
+                self.damaged += 1
+                self.error = err
+                continue
+            self.good += 1
+            yield from frames
+
+    def check(self) -> None:
+        if self.damaged > self.good:
+            raise AudioError(self.path, f"not decodable audio ({_reason(self.error)}; "
+                                        f"{self.damaged} of {self.damaged + self.good} "
+                                        "packets damaged)")
+        if self.damaged:
+            log.warning("%s: skipped %d damaged packet(s) of %d", self.path, self.damaged,
+                        self.damaged + self.good)
+
+
+def _decode_all(frames: _Frames) -> np.ndarray:
+    pcm = _join([_frame_pcm(frame) for frame in frames])
+    frames.check()
+    return pcm
 
 
 class _WindowBuffer:
@@ -205,13 +308,15 @@ class _WindowBuffer:
         return np.concatenate([_pcm_mono(p) for p in self.parts])
 
 
-def _decode_window(container, stream, rate: int, start_s: float, length_s: float) -> np.ndarray:
+def _decode_window(path: Path, container, stream, rate: int, start_s: float,
+                   length_s: float) -> np.ndarray:
     first, wanted = round(start_s * rate), round(length_s * rate)
     seek_s = max(0.0, start_s - PREROLL_S)
     container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
     stream.codec_context.flush_buffers()  # nothing from before the seek
     window, position = _WindowBuffer(wanted), round(seek_s * rate)
-    for frame in container.decode(stream):
+    frames = _Frames(path, container, stream)
+    for frame in frames:
         n = frame.samples
         if frame.time is not None:  # else: count on from the previous frame
             position = round(frame.time * rate)
@@ -220,6 +325,7 @@ def _decode_window(container, stream, rate: int, start_s: float, length_s: float
             continue
         if window.add(frame, max(skip, 0)):
             break
+    frames.check()
     return window.mono()
 
 
@@ -230,8 +336,8 @@ def _read_av(path: Path, windows_s: Windows) -> tuple[list[np.ndarray], int]:
         if not rate:
             raise AudioError(path, "not decodable audio (no sample rate)")
         if windows_s is None:
-            return [_decode_all(container, stream)], rate
-        return [_decode_window(container, stream, rate, *w) for w in windows_s], rate
+            return [_decode_all(_Frames(path, container, stream))], rate
+        return [_decode_window(path, container, stream, rate, *w) for w in windows_s], rate
 
 
 # --- the module's API ----------------------------------------------------------------------
@@ -287,7 +393,7 @@ def load_windows(
     if _uses_soundfile(path):
         try:
             parts, source_rate = _read_soundfile(path, windows_s)
-        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, _ShortRead):
             parts = None  # a damaged file or a misleading suffix: FFmpeg decides which
     if parts is None:
         try:

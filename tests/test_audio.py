@@ -155,6 +155,35 @@ def test_damaged_compressed_files_are_an_audio_error_with_the_path(noise_source,
     assert err.value.path == str(path)
 
 
+def damage(path: Path, at: float, n: int = 600) -> Path:
+    """`n` random bytes written over `path` at the fraction `at` of its length."""
+    data = bytearray(path.read_bytes())
+    start = int(at * len(data))
+    data[start:start + n] = np.random.default_rng(3).integers(0, 256, n, np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    return path
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("ext", ["mp3", "m4a"])
+def test_a_damaged_stretch_is_skipped_and_the_rest_read_quietly(noise_source, tmp_path, ext,
+                                                                capfd, caplog):
+    """A few damaged frames early in a file cost those frames, not the rest of the track
+    (libsndfile's mp3 decoder stops at them; FFmpeg's refused the whole file), and the
+    decoder's complaints go to the log, not the terminal."""
+    source, _ = noise_source
+    path = damage(encode(source, tmp_path / f"noise.{ext}", *CODECS[ext]), at=0.2)
+    capfd.readouterr()
+    whole = audio.load_audio(path)
+    parts = audio.load_windows(path, SEEK_WINDOWS)
+    out, err = capfd.readouterr()
+    assert whole.size / audio.SAMPLE_RATE > SEEK_SOURCE_S - 0.5
+    assert [p.size for p in parts] == [round(n * audio.SAMPLE_RATE) for _, n in SEEK_WINDOWS]
+    assert (out, err) == ("", "")
+    assert any("damaged packet" in r.getMessage() and str(path) in r.getMessage()
+               for r in caplog.records)
+
+
 @needs_ffmpeg
 def test_an_image_with_an_audio_suffix_has_no_audio_stream(tmp_path):
     path = tmp_path / "cover.m4a"
