@@ -5,6 +5,7 @@ by name (the genreq command, polling, row inserts) lives in helpers.py."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,6 +20,13 @@ from helpers import (
     reset_postgres,
     synthesize,
 )
+
+# A shell starts a background job (`make test &`, nohup, a CI step run with &) with
+# Ctrl-C ignored, and an ignored signal stays ignored across exec: every genreq process
+# the tests start would then shrug off the SIGINT that the Ctrl-C tests send. A handled
+# signal goes back to its default in an exec'd child, so handling it here restores it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 CONFIG_VARS = ("GENREQ_HOME", "GENREQ_DATABASE_URL", "GENREQ_BROKER_URL", "GENREQ_MODEL",
                "GENREQ_DATABASE_PASSWORD", "GENREQ_DATABASE_PASSWORD_FILE",
