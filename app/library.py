@@ -587,7 +587,10 @@ def track_detail(session: Session, path: str, labeller: Labeller) -> dict:
         "queued_at": _iso(track.queued_at),
         "started_at": _iso(track.started_at),
         "finished_at": _iso(track.finished_at),
-        "error": track.error,
+        # A done track's stored message is a note on how it was read (decoded around
+        # damaged packets), not an error.
+        "error": None if track.state.value == "done" else track.error,
+        "note": track.error if track.state.value == "done" else None,
         "size_bytes": track.size_bytes,
         "mtime_ns": track.mtime_ns,
     }

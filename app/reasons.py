@@ -1,6 +1,7 @@
 """Why tracks were not classified, counted: one line per reason with its count and an
 example or two, for `run` and `status`, instead of one line per file (`status --failed`
-still lists every failed file)."""
+still lists every failed file). Classified tracks with a note (decoded around damaged
+packets) are counted the same way."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ EXAMPLES = 2  # paths kept per reason
 
 @dataclass
 class ReasonCount:
-    state: str  # "failed" or "skipped"
+    state: str  # "failed" or "skipped"; "done" for classified tracks with a note
     reason: str  # without the path or per-file details
     count: int = 0
     examples: list[str] = field(default_factory=list)  # paths
@@ -28,7 +29,8 @@ def reason_key(error: str | None, reason: str | None, path: str) -> str:
 
 
 def count_reasons(session, batch_id: str | None = None) -> list[ReasonCount]:
-    """Failed, then skipped, tracks by reason, most first (ties by reason).
+    """Failed, then skipped, then noted done tracks by reason, most first (ties by
+    reason).
 
     Counted in SQL by stored reason (a library of a million tracks has few distinct
     ones); only tracks without a stored reason are read one by one."""
@@ -40,8 +42,8 @@ def count_reasons(session, batch_id: str | None = None) -> list[ReasonCount]:
     def add(state: str, reason: str | None, count: int,
             examples: list[tuple[int, str, str | None]]) -> None:
         path = examples[0][1]
-        # A skip's reason carries no per-file details: kept whole ("under 3 s").
-        key = (state, reason if state == "skipped" and reason
+        # A skip's or a note's reason carries no per-file details: kept whole.
+        key = (state, reason if state in ("skipped", "done") and reason
                else reason_key(examples[0][2], reason, path))
         counts.setdefault(key, ReasonCount(state, key[1])).count += count
         kept = firsts.setdefault(key, [])
@@ -57,7 +59,8 @@ def count_reasons(session, batch_id: str | None = None) -> list[ReasonCount]:
     for key, entry in counts.items():
         entry.examples = [path for _id, path, _error in firsts[key]]
         entry.example_error = firsts[key][0][2]
-    return sorted(counts.values(), key=lambda r: (r.state != "failed", -r.count, r.reason))
+    order = {"failed": 0, "skipped": 1}
+    return sorted(counts.values(), key=lambda r: (order.get(r.state, 2), -r.count, r.reason))
 
 
 def reasons(batch_id: str | None = None) -> Iterator[ReasonCount]:

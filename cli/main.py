@@ -241,8 +241,7 @@ def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
     skipped = f"skipped {batch.skipped} · " if batch.skipped else ""
     click.echo(f"\ndone {batch.done} · failed {batch.failed} · {skipped}"
                f"{_plural(finished, 'file')} in {result.elapsed_s:.1f} s{rate}")
-    if batch.failed or batch.skipped:  # one line per reason, not per file
-        print_reasons(app.reasons(result.batch_id))
+    print_reasons(app.reasons(result.batch_id))  # one line per reason, not per file
 
 
 def _print_genre_table(genres: dict[str, int]) -> None:
@@ -338,7 +337,7 @@ def _status(as_json: bool, show_failed: bool, taxonomy: str | None,
         click.echo("\nfailed:")
         for failure in app.failures():
             click.echo(f"  {failure.error}")
-    elif counts.failed or counts.skipped:
+    elif counts.failed or counts.skipped or counts.done:  # done: some may carry a note
         print_reasons(app.reasons())
 
 

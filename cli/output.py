@@ -235,6 +235,8 @@ def format_detail(detail: dict) -> str:
     ]
     if detail["error"]:
         lines.append(f"{'error':<13}{detail['error']}")
+    if detail.get("note"):
+        lines.append(f"{'note':<13}{detail['note']}")
     for title, probs in (("probabilities", detail["probs"]),
                          ("label probabilities", detail.get("label", {}).get("probs"))):
         if probs:

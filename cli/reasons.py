@@ -15,9 +15,13 @@ def reason_line(r) -> str:
 
 
 def print_reasons(reasons: Iterable) -> None:
-    """Nothing when every track was classified."""
-    lines = [reason_line(r) for r in reasons]
-    if lines:
-        click.echo("\nnot classified, by reason:")
-        for line in lines:
-            click.echo(line)
+    """Nothing when every track was classified, and without a note."""
+    reasons = list(reasons)
+    for heading, rows in (
+        ("not classified, by reason:", [r for r in reasons if r.state != "done"]),
+        ("classified, with a note:", [r for r in reasons if r.state == "done"]),
+    ):
+        if rows:
+            click.echo(f"\n{heading}")
+            for r in rows:
+                click.echo(reason_line(r))

@@ -112,12 +112,14 @@ def unclassified(session: Session, batch_id: str | None = None
 def unclassified_by_reason(session: Session, batch_id: str | None = None, examples: int = 2
                            ) -> list[tuple[State, str, int, list[tuple[int, str, str | None]]]]:
     """(state, stored reason, how many, the first EXAMPLES (id, path, error) in id order)
-    of the failed and skipped tracks that have a stored reason: one GROUP BY, then a
-    short lookup per reason, instead of reading every such track."""
+    of the failed and skipped tracks that have a stored reason, and of the done ones
+    that have one (classified with a note, e.g. decoded around damaged packets): one
+    GROUP BY, then a short lookup per reason, instead of reading every such track."""
     scope = [Track.batch_id == batch_id] if batch_id else []
     groups = session.execute(
         select(Track.state, Track.reason, func.count())
-        .where(Track.state.in_([State.failed, State.skipped]), Track.reason.is_not(None),
+        .where(Track.state.in_([State.failed, State.skipped, State.done]),
+               Track.reason.is_not(None),
                Track.reason != "", *scope)
         .group_by(Track.state, Track.reason)
     ).all()

@@ -216,6 +216,10 @@ class Result:
     album: str | None = None
     title: str | None = None
     file_genres: list[str] = field(default_factory=list)
+    # Classified, with something worth telling about how (audio.DAMAGED): the reason
+    # status counts by, and the message with the path, as a failure stores them.
+    reason: str | None = None
+    error: str | None = None
 
 
 def record_results(
@@ -233,7 +237,7 @@ def record_results(
         .where(Track.id == bindparam("b_id"), _held(claim_token))
         .values(
             state=State.done,
-            error=None,
+            error=bindparam("b_error"),
             genre=bindparam("b_genre"),
             confidence=bindparam("b_confidence"),
             probs=bindparam("b_probs"),
@@ -242,7 +246,7 @@ def record_results(
             model_version=model_version,
             elapsed_s=bindparam("b_elapsed_s"),
             finished_at=bindparam("b_finished_at"),
-            reason=None,
+            reason=bindparam("b_reason"),
             tags=bindparam("b_tags"),
             embedding=bindparam("b_embedding"),
             embedding_model=bindparam("b_embedding_model"),
@@ -258,7 +262,8 @@ def record_results(
              "b_probs": r.probs, "b_duration_s": r.duration_s, "b_elapsed_s": r.elapsed_s,
              "b_finished_at": r.finished_at, "b_tags": r.tags, "b_embedding": r.embedding,
              "b_embedding_model": r.embedding_model, "b_artist": r.artist,
-             "b_album": r.album, "b_title": r.title, "b_file_genres": r.file_genres}
+             "b_album": r.album, "b_title": r.title, "b_file_genres": r.file_genres,
+             "b_reason": r.reason, "b_error": r.error}
             for r in results
         ],
     ).rowcount

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,22 @@ def _join(pcms: list[np.ndarray]) -> np.ndarray:
     return np.concatenate([_pcm_mono(p) for p in pcms])  # the layout changed mid-stream
 
 
+# The reason stored with a track decoded around damage: one value, so that status counts
+# such tracks in one group (the counts per file go in the message).
+DAMAGED = "decoded around damaged packets"
+
+
+@dataclass
+class Damage:
+    """What FFmpeg's decoder rejected while a file was read: load_windows adds to it."""
+
+    damaged: int = 0  # packets skipped
+    packets: int = 0  # packets read, damaged or not
+
+    def note(self) -> str:
+        return f"{DAMAGED} ({self.damaged} of {self.packets} read)"
+
+
 class _Frames:
     """A stream's decoded frames, read as FFmpeg's own tools play a damaged file: a packet
     the decoder rejects (with whatever error: damaged aac says EPERM as often as
@@ -223,8 +240,8 @@ class _Frames:
     the file when more packets were rejected than decoded (garbage that happens to hold
     a few sync words), and logs the skipped ones otherwise."""
 
-    def __init__(self, path: Path, container, stream):
-        self.path, self.container, self.stream = path, container, stream
+    def __init__(self, path: Path, container, stream, damage: Damage | None = None):
+        self.path, self.container, self.stream, self.damage = path, container, stream, damage
         self.good = self.damaged = 0
         self.error: Exception | None = None
 
@@ -249,6 +266,9 @@ class _Frames:
         if self.damaged:
             log.warning("%s: skipped %d damaged packet(s) of %d", self.path, self.damaged,
                         self.damaged + self.good)
+        if self.damage is not None:
+            self.damage.damaged += self.damaged
+            self.damage.packets += self.damaged + self.good
 
 
 def _decode_all(frames: _Frames) -> np.ndarray:
@@ -308,14 +328,13 @@ class _WindowBuffer:
         return np.concatenate([_pcm_mono(p) for p in self.parts])
 
 
-def _decode_window(path: Path, container, stream, rate: int, start_s: float,
-                   length_s: float) -> np.ndarray:
+def _decode_window(frames: _Frames, rate: int, start_s: float, length_s: float) -> np.ndarray:
+    container, stream = frames.container, frames.stream
     first, wanted = round(start_s * rate), round(length_s * rate)
     seek_s = max(0.0, start_s - PREROLL_S)
     container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
     stream.codec_context.flush_buffers()  # nothing from before the seek
     window, position = _WindowBuffer(wanted), round(seek_s * rate)
-    frames = _Frames(path, container, stream)
     for frame in frames:
         n = frame.samples
         if frame.time is not None:  # else: count on from the previous frame
@@ -329,15 +348,17 @@ def _decode_window(path: Path, container, stream, rate: int, start_s: float,
     return window.mono()
 
 
-def _read_av(path: Path, windows_s: Windows) -> tuple[list[np.ndarray], int]:
+def _read_av(path: Path, windows_s: Windows, damage: Damage | None = None
+             ) -> tuple[list[np.ndarray], int]:
     container, stream = _open_av(path)
     with container:
         rate = stream.codec_context.sample_rate
         if not rate:
             raise AudioError(path, "not decodable audio (no sample rate)")
         if windows_s is None:
-            return [_decode_all(_Frames(path, container, stream))], rate
-        return [_decode_window(path, container, stream, rate, *w) for w in windows_s], rate
+            return [_decode_all(_Frames(path, container, stream, damage))], rate
+        return [_decode_window(_Frames(path, container, stream, damage), rate, *w)
+                for w in windows_s], rate
 
 
 # --- the module's API ----------------------------------------------------------------------
@@ -374,13 +395,15 @@ def load_windows(
     windows_s: Windows,
     rate: int = SAMPLE_RATE,
     on_stage: Callable[[str, float], None] | None = None,
+    damage: Damage | None = None,
 ) -> list[np.ndarray]:
     """Mono float32 excerpts (start_s, length_s) of a file at `rate` Hz.
 
     With `windows_s=None`, one excerpt: the whole file. Only the excerpts are decoded,
     in every format, so a one-hour mix costs about as much as a 30-s clip. `on_stage`,
     if given, is told the seconds spent on "decode" and on "resample", as
-    Classifier.classify_file reports its stages.
+    Classifier.classify_file reports its stages. `damage`, if given, counts the packets
+    skipped as damaged.
     """
     path = Path(path)
     if not path.is_file():
@@ -397,7 +420,7 @@ def load_windows(
             parts = None  # a damaged file or a misleading suffix: FFmpeg decides which
     if parts is None:
         try:
-            parts, source_rate = _read_av(path, windows_s)
+            parts, source_rate = _read_av(path, windows_s, damage)
         except _av_errors() as err:
             raise AudioError(path, f"not decodable audio ({_reason(err)})") from None
     decoded = time.perf_counter()

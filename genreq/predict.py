@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +57,9 @@ class Prediction:
     # of different models are not comparable.
     embedding: np.ndarray | None = field(default=None, compare=False, repr=False)
     embedding_model: str = ""
+    # How the audio was read when that is worth telling: audio.Damage.note() for a file
+    # decoded around damaged packets; "" otherwise.
+    note: str = ""
 
     def top(self, k: int = config.TOP_K) -> list[tuple[str, float]]:
         return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
@@ -187,7 +190,9 @@ class Classifier:
             raise TooShort(path, total_s, min_duration_s)
         windows = self.excerpt_windows(total_s)
         lap("probe")
-        excerpts = audio.load_windows(path, windows, self.features.sample_rate, on_stage)
+        damage = audio.Damage()
+        excerpts = audio.load_windows(path, windows, self.features.sample_rate, on_stage,
+                                      damage)
         lap.restart()  # load_windows reported decode and resample
         if not excerpts:
             raise AudioError(path, "no audio could be decoded")
@@ -203,7 +208,8 @@ class Classifier:
             raise AudioError(path, "the model produced no finite probabilities for this audio")
         if total_s is None:
             total_s = sum(e.size for e in excerpts) / self.features.sample_rate
-        return self._prediction(outputs, total_s)
+        prediction = self._prediction(outputs, total_s)
+        return replace(prediction, note=damage.note()) if damage.damaged else prediction
 
     def _prediction(
         self, outputs: tuple[np.ndarray, np.ndarray, np.ndarray | None], duration_s: float

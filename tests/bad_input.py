@@ -1,9 +1,10 @@
 """The bad-input corpus: what real music libraries hold besides clean audio.
 
 `write_corpus(root)` generates every case under `root` (no audio is committed) and
-returns what each file must end as: ("done", None) or ("failed", words the reason must
-contain). Cases that are not tracks at all (a directory named .wav, a symlink loop, a
-file deleted before a worker reaches it) are made by the tests themselves.
+returns what each file must end as: ("done", None), ("done", words its note must
+contain) or ("failed", words the reason must contain). Cases that are not tracks at all
+(a directory named .wav, a symlink loop, a file deleted before a worker reaches it) are
+made by the tests themselves.
 """
 from __future__ import annotations
 
@@ -68,4 +69,16 @@ def write_corpus(root: Path, one_hour: bool = True) -> dict[Path, tuple[str, str
         subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
                         "color=c=red:s=32x32", "-frames:v", "1", str(png)], check=True)
         png.rename(m4a)
+        # 20 s of aac with 600 bytes overwritten a third of the way in, as a bad sector or
+        # an interrupted copy leaves them: classified around the damage, and said so.
+        damaged = case("damaged in the middle.m4a", "done", "damaged packets")
+        source = root / "_source.wav"
+        sf.write(source, _music(20.0, rate=44100), 44100)
+        subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(source), "-c:a", "aac",
+                        "-b:a", "128k", str(damaged)], check=True)
+        source.unlink()
+        data = bytearray(damaged.read_bytes())
+        at = len(data) // 3
+        data[at:at + 600] = np.random.default_rng(3).integers(0, 256, 600, np.uint8).tobytes()
+        damaged.write_bytes(bytes(data))
     return expected

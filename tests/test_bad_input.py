@@ -74,6 +74,12 @@ def test_corpus_every_file_accounted_for(tmp_path, start_worker, batched):
         else:
             assert 0.0 <= row["confidence"] <= 1.0
             assert all(0.0 <= t["probability"] <= 1.0 for t in row["top"]), row
+    noted = {p: r for p, (state, r) in expected.items() if state == "done" and r}
+    listing = genreq("status").stdout
+    assert ("classified, with a note:" in listing) == bool(noted)
+    for path, words in noted.items():
+        assert f"{path}: " in listing and words in listing, listing
+        assert words in json.loads(genreq("show", path, "--json").stdout)["note"]
     assert worker.process.poll() is None, "the worker must survive every file"
     assert "Traceback" not in worker.log()
 

@@ -5,7 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
-from types import SimpleNamespace
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,14 +14,16 @@ import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 from helpers import add_track
 
-from genreq import config
+from genreq import audio, config
+from genreq.app.reasons import count_reasons
 from genreq.db.models import State, Track
 from genreq.db.session import session_scope
 from genreq.errors import AudioError, GenreqError
+from genreq.predict import Prediction
 from genreq.worker import app as worker_app
 from genreq.worker import tasks
 
-StubPrediction = SimpleNamespace(
+StubPrediction = Prediction(
     genre="jazz", confidence=0.75, probs={"jazz": 0.75, "blues": 0.2, "rock": 0.05},
     duration_s=30.0, tags={}, embedding=None, embedding_model="",
 )
@@ -31,22 +33,25 @@ class StubClassifier:
     name = "stub"
     version = "0123abcd"
 
-    def __init__(self, error: Exception | None = None, errors: dict | None = None):
+    def __init__(self, error: Exception | None = None, errors: dict | None = None,
+                 notes: dict | None = None):
         self.error = error
         self.errors = errors or {}  # path -> the exception classifying it raises
+        self.notes = notes or {}  # path -> the note of its prediction
         self.calls: list[str] = []
 
     def classify_file(self, path, min_duration_s=0.0):
         self.calls.append(path)
         if error := self.errors.get(path, self.error):
             raise error
-        return StubPrediction
+        return replace(StubPrediction, note=self.notes.get(path, ""))
 
 
 @pytest.fixture
 def stub(monkeypatch):
-    def install(error: Exception | None = None, errors: dict | None = None) -> StubClassifier:
-        classifier = StubClassifier(error, errors)
+    def install(error: Exception | None = None, errors: dict | None = None,
+                notes: dict | None = None) -> StubClassifier:
+        classifier = StubClassifier(error, errors, notes)
         monkeypatch.setattr(tasks, "_classifier", classifier)
         return classifier
 
@@ -61,6 +66,21 @@ def new_track(path="/music/a.flac") -> int:
 def get(track_id) -> Track:
     with session_scope() as s:
         return s.get(Track, track_id)
+
+
+def test_a_track_decoded_around_damage_is_done_and_counted_with_its_note(sqlite_url, stub):
+    note = audio.Damage(damaged=3, packets=1200).note()
+    stub(notes={"/music/b.m4a": note})
+    ids = [new_track("/music/a.flac"), new_track("/music/b.m4a")]
+    assert [tasks.classify_track.run(i) for i in ids] == ["done", "done"]
+    a, b = (get(i) for i in ids)
+    assert (a.reason, a.error) == (None, None)
+    assert (b.state, b.genre, b.reason) == (State.done, "jazz", audio.DAMAGED)
+    assert b.error == f"/music/b.m4a: {note}"
+    with session_scope() as s:
+        (counted,) = count_reasons(s)
+    assert (counted.state, counted.reason, counted.count) == ("done", audio.DAMAGED, 1)
+    assert counted.example_error == b.error
 
 
 def test_success_records_prediction_model_and_time(sqlite_url, stub):

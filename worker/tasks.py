@@ -26,7 +26,7 @@ import sqlalchemy.exc
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
 
-from genreq import config, filetags, similarity
+from genreq import audio, config, filetags, similarity
 from genreq.db import work
 from genreq.db.models import utcnow
 from genreq.db.session import dispose_engines, transaction
@@ -86,7 +86,7 @@ def warm_up(clf) -> None:
     no thread pool, so nothing here stops the fork being safe."""
     import numpy as np
 
-    from genreq import audio, features
+    from genreq import features
 
     filetags.read(os.devnull)  # mutagen.File imports every format it knows, then finds none
     audio.duration_s(os.devnull)  # not a format libsndfile reads by name: imports PyAV
@@ -177,6 +177,8 @@ def _classify(track_id: int, path: str) -> Outcome:
             album=tags.album,
             title=tags.title,
             file_genres=tags.genres,
+            reason=audio.DAMAGED if prediction.note else None,
+            error=f"{path}: {prediction.note}" if prediction.note else None,
         ))
     log.warning("failed: %s", reason)
     return Outcome(track_id, time.perf_counter() - started, utcnow(), reason=reason,
