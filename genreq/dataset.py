@@ -202,7 +202,8 @@ def load_features(
     out: list[np.ndarray | None] = []
     for n, t in enumerate(tracks, 1):
         try:
-            out.append(features.extract(audio.load_audio(t.path, spec.sample_rate), spec))
+            (whole,) = features.levelled([audio.load_audio(t.path, spec.sample_rate)], spec)
+            out.append(features.extract(whole, spec))
         except AudioError as exc:
             log.warning("skipping %s", exc)
             out.append(None)

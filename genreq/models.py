@@ -9,8 +9,8 @@
   pooling, a bidirectional GRU and attention pooling over time.
 - `musicnn-msd`, `vgg-msd`: the pretrained musicnn taggers (genreq.pretrained), frozen,
   with a linear genre head on their per-chunk embedding; 16 kHz "musicnn" features.
-- `vgg-msd-fast`: the default, vgg-msd (its frozen tagger and its head) read on two
-  chunks per track instead of five.
+- `vgg-msd-fast`: the default, vgg-msd's frozen tagger read on two chunks per track
+  instead of five, each track levelled to one loudness first, with a head of its own.
 - `musicnn-msd-gru`, `vgg-msd-gru`: the transfer CRNN, the same frozen taggers with a
   bidirectional GRU over the sequence of a track's chunk embeddings; their checkpoints
   hold the GRU head only and take the tagger from the base model's shipped weights.
@@ -25,7 +25,7 @@ chunk probabilities need not know).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from itertools import pairwise
 from pathlib import Path
 from typing import ClassVar
@@ -401,14 +401,22 @@ class VggMSD(PretrainedTagger):
 
 
 class VggMSDFast(PretrainedTagger):
-    """vgg-msd read on two 3-s chunks per track instead of MAX_CHUNKS: its frozen ears
-    and its genre head (fitted on the mean of every chunk of a clip, so a head for any
-    number of them), the tags and the embedding of the MSD tagger at two fifths of its
-    cost (bench/fast_default.py). Its checkpoints hold the head only and take the tagger
-    from vgg-msd's shipped weights."""
+    """vgg-msd read on two 3-s chunks per track instead of MAX_CHUNKS, each track levelled
+    to one RMS first: its frozen ears with vgg-msd's head recipe fitted on levelled clips
+    (the mean of every chunk of a clip, so a head for any number of them), the tags and
+    the embedding of the MSD tagger at two fifths of its cost (bench/fast_default.py,
+    bench/loudness.py). Its checkpoints hold the head only and take the tagger from
+    vgg-msd's shipped weights."""
 
     name, tagger_arch, base = "vgg-msd-fast", "vgg", "vgg-msd"
     max_chunks: ClassVar[int] = 2
+    # Every track levelled to the shared clips' median RMS before its features
+    # (features.levelled), so that a quiet master is not heard as classical.
+    level_dbfs: ClassVar[float] = -19.0
+
+    @classmethod
+    def default_features(cls) -> FeatureSpec:
+        return replace(super().default_features(), level_dbfs=cls.level_dbfs)
 
 
 class PretrainedGRU(PretrainedTagger):

@@ -162,7 +162,7 @@ class Classifier:
         per_excerpt = max(1, self.max_chunks // len(excerpts))
         return np.concatenate([
             features.chunks(features.extract(e, spec), spec, per_excerpt, centred=True)
-            for e in excerpts
+            for e in features.levelled(excerpts, spec)
         ])
 
     def probs_of_excerpts(self, excerpts: list[np.ndarray]) -> np.ndarray:

@@ -144,3 +144,19 @@ def test_computing_features_does_not_import_librosa():
             "F.log_mel(np.zeros(22050, np.float32)); print('librosa' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_levelled_scales_a_track_as_one_to_its_level_and_leaves_silence_alone():
+    spec = F.FeatureSpec(kind="musicnn", sample_rate=16000, level_dbfs=-19.0)
+    rng = np.random.default_rng(0)
+    quiet, loud = 0.001 * rng.standard_normal(8000), 0.01 * rng.standard_normal(8000)
+    parts = F.levelled([quiet.astype(np.float32), loud.astype(np.float32)], spec)
+    joined = np.concatenate(parts).astype(np.float64)
+    assert 10 * np.log10(np.mean(joined ** 2)) == pytest.approx(-19.0, abs=1e-3)
+    assert np.std(parts[1]) / np.std(parts[0]) == pytest.approx(np.std(loud) / np.std(quiet))
+    silence = [np.zeros(100, np.float32)]
+    assert F.levelled(silence, spec) is silence
+    whisper = [np.full(100, 1e-9, np.float32)]  # raised by MAX_LEVEL_GAIN_DB, not to -19
+    assert np.abs(F.levelled(whisper, spec)[0]).max() == pytest.approx(1e-7, rel=1e-3)
+    plain = F.FeatureSpec()
+    assert F.levelled(parts, plain) is parts and "level_dbfs" not in plain.to_dict()
