@@ -34,6 +34,7 @@ meets issue 14's 75 %. It did (bench/results/loudness-normalised.json), and
 
 writes genreq/weights/vgg-msd-fast.pt: that head fitted on all 238 levelled clips, C, tau
 and T tuned with the three partitions as inner folds, as each fold's head was tuned.
+`speed --data DATA` times classify_file per clip levelled and not, in one process.
 """
 
 from __future__ import annotations
@@ -219,6 +220,31 @@ def ship(args) -> None:
            f"train accuracy {train_acc:.3f}, CV {at_0db['accuracy']:.3f} (n={at_0db['n']})")
 
 
+def speed(args) -> None:
+    """ms of Classifier.classify_file per clip, levelled (as shipped) and not, alternating
+    clip by clip in this process, one torch thread: what levelling costs."""
+    import statistics
+    import time
+
+    torch.set_num_threads(1)
+    tracks, _ = dataset.scan(args.data)
+    levelled = Classifier.load(MODEL)
+    plain = Classifier.load(MODEL)
+    plain.features = replace(plain.features, level_dbfs=None)
+    for clf in (levelled, plain):
+        clf.classify_file(tracks[0].path)  # first-call costs are not per-clip costs
+    ms = {"levelled": [], "unlevelled": []}
+    for t in tracks[: args.clips]:
+        for name, clf in (("levelled", levelled), ("unlevelled", plain)):
+            started = time.perf_counter()
+            clf.classify_file(t.path)
+            ms[name].append(1000 * (time.perf_counter() - started))
+    out = {k: round(statistics.median(v), 2) for k, v in ms.items()}
+    out["levelled_over_unlevelled"] = round(out["levelled"] / out["unlevelled"], 3)
+    out["clips"] = len(ms["levelled"])
+    print(json.dumps(out))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -228,6 +254,9 @@ def main() -> None:
     a.add_argument("--groups", required=True)
     a.add_argument("--groups-name")
     a.add_argument("--save", action="store_true")
+    sp = sub.add_parser("speed")
+    sp.add_argument("--data", type=Path, required=True)
+    sp.add_argument("--clips", type=int, default=60)
     s = sub.add_parser("ship")
     s.add_argument("--groups", required=True)
     s.add_argument("--groups-name")
@@ -237,6 +266,9 @@ def main() -> None:
         p.add_argument("--cache", type=Path, required=True)
         p.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.command == "speed":
+        speed(args)
+        return
     {"embed": embed, "accuracy": accuracy, "ship": ship}[args.command](args)
 
 
