@@ -38,7 +38,8 @@ of a whole track.
   the best position"): `positions`, bench/results/fast_default_positions.json.
 
 `pair A B` counts the clips two of those results disagree on (exact McNemar p).
-`ship` writes genreq/weights/vgg-msd-fast.pt: vgg-msd.pt's own head, read on SHIPPED_K
+`ship` wrote genreq/weights/vgg-msd-fast.pt until the default levelled its input (now
+bench/loudness.py ship does): vgg-msd.pt's own head, read on SHIPPED_K
 chunks; its figure is the `grid-head` record at k = SHIPPED_K. The number of chunks was
 chosen by speed (the most that keep bench/pipeline.py's steady rate at 15 clips/s per
 core or more: the issue's 12, with headroom for busier machines), the head before the
@@ -492,7 +493,13 @@ def ship(args) -> None:
     chunks. Its cross-validated figure is the grid-head record: that recipe, refitted
     and tuned inside each fold as `genreq train --arch vgg-msd --tune-head` fits it, read
     on the SHIPPED_K chunks Classifier.classify_file takes. The checkpoint holds the head
-    only (the tagger stays in vgg-msd.pt)."""
+    only (the tagger stays in vgg-msd.pt).
+
+    Superseded: the default now levels each track first and has a head fitted on
+    levelled clips, which bench/loudness.py ship writes; this head, fitted on clips as
+    they are, would not match its features."""
+    if models.ARCHITECTURES[SHIPPED].default_features().level_dbfs is not None:
+        raise SystemExit(f"{SHIPPED} levels its input now: bench/loudness.py ship writes it")
     tracks, chunk_x, y, genres, dropped = load_shipped(args.cache, SHIPPED_K, args.groups)
     base_path = REPO / "genreq" / "weights" / "vgg-msd.pt"
     base, meta = checkpoint.load(base_path)
