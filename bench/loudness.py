@@ -67,23 +67,19 @@ REFERENCE_DBFS = -19.0  # = models.VggMSDFast.level_dbfs
 LEVELLED = replace(models.ARCHITECTURES["vgg-msd"].default_features(), level_dbfs=REFERENCE_DBFS)
 
 
-def normalised(parts: list[np.ndarray]) -> list[np.ndarray]:
-    """The parts of one track scaled together to an RMS of REFERENCE_DBFS, as genreq
-    does for a model whose features set a level (features.levelled)."""
-    return F.levelled(parts, LEVELLED)
-
-
 def embed(args) -> None:
     torch.set_num_threads(args.threads)
     tracks, _genres = dataset.scan(args.data)
     clf = Classifier.load(MODEL)
-    prepare = normalised if args.normalised else (lambda parts: parts)
+    # The default levels its input itself (Classifier.chunks_of_excerpts); the sweep of
+    # the default as it was sets no level.
+    clf.features = LEVELLED if args.normalised else replace(LEVELLED, level_dbfs=None)
     out = {"names": np.array([str(t.path.relative_to(t.path.parents[1])) for t in tracks])}
     with torch.inference_mode():
         if args.normalised:  # the training clips as the head is fitted on them
             spec, embs, owner = clf.features, [], []
             for i, t in enumerate(tracks):
-                (whole,) = prepare([audio.load_audio(t.path, spec.sample_rate)])
+                (whole,) = F.levelled([audio.load_audio(t.path, spec.sample_rate)], spec)
                 chunks = torch.from_numpy(F.chunks(F.extract(whole, spec), spec, None))
                 embs.append(clf.model._tagger_embed(chunks).numpy())
                 owner.append(np.full(len(embs[-1]), i))
@@ -95,7 +91,7 @@ def embed(args) -> None:
                 windows = clf.excerpt_windows(audio.duration_s(t.path))
                 excerpts = audio.load_windows(t.path, windows, clf.features.sample_rate)
                 scaled = [np.clip(e * np.float32(10 ** (gain / 20)), -1, 1) for e in excerpts]
-                chunks = torch.from_numpy(clf.chunks_of_excerpts(prepare(scaled)))
+                chunks = torch.from_numpy(clf.chunks_of_excerpts(scaled))  # levelled there
                 embs.append(clf.model._tagger_embed(chunks).numpy())
                 owner.append(np.full(len(embs[-1]), i))
             out[f"{gain}/embedding"], out[f"{gain}/track"] = (np.concatenate(embs),

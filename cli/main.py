@@ -337,7 +337,7 @@ def _status(as_json: bool, show_failed: bool, taxonomy: str | None,
         click.echo("\nfailed:")
         for failure in app.failures():
             click.echo(f"  {failure.error}")
-    elif counts.failed or counts.skipped or counts.done:  # done: some may carry a note
+    else:  # failed and skipped tracks by reason, and done ones that carry a note
         print_reasons(app.reasons())
 
 
