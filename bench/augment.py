@@ -122,7 +122,7 @@ def _embed_some(args: tuple) -> list[tuple[int, int, np.ndarray]]:
     """(clip, variant index, (chunks, 256) embeddings) for the clips `todo`."""
     paths, todo, partners, threads = args
     torch.set_num_threads(threads)
-    spec = models.ARCHITECTURES[TAGGER].default_features()
+    spec = cv.UNLEVELLED
     tagger = models.build(TAGGER, 10, spec).tagger.eval()
     waves: dict[int, np.ndarray] = {}
 

@@ -76,6 +76,10 @@ INNER_VAL_FRACTION = 0.15  # the paper's validation share, for recipes that stop
 # for the teachers; the temperatures, likewise tried inside the training groups.
 C_GRID = tuple(c for c in train.C_GRID if c >= 0.01)
 T_GRID = train.T_GRID
+# The taggers' input as every result of these benchmarks was computed: the decoded audio,
+# not levelled. vgg-msd levels its input since bench/loudness.py; its default spec would
+# silently change what a rerun computes.
+UNLEVELLED = replace(models.ARCHITECTURES["vgg-msd"].default_features(), level_dbfs=None)
 TAGGERS = ("vgg-msd", "musicnn-msd")
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -196,7 +200,7 @@ def embed(args) -> None:
     genreq's training path computes them (train.chunk_embeddings), all chunks in order."""
     torch.set_num_threads(args.threads)
     tracks, genres = dataset.scan(args.data)
-    spec = models.ARCHITECTURES["vgg-msd"].default_features()
+    spec = UNLEVELLED
     feats = dataset.load_features(tracks, spec)
     if any(f is None for f in feats):
         raise SystemExit("some clips could not be decoded")

@@ -76,7 +76,7 @@ def log(message: str) -> None:
 def embed(args) -> None:
     torch.set_num_threads(args.threads)
     tracks, genres = dataset.scan(args.data)
-    spec = models.ARCHITECTURES[TAGGER].default_features()
+    spec = cv.UNLEVELLED
     tagger = models.build(TAGGER, len(genres), spec).tagger.eval()
     maps, owner = [], []
     with torch.inference_mode():
@@ -227,7 +227,7 @@ def accuracy(args) -> None:
     torch.set_num_threads(args.threads)
     tracks, maps, y, genres, dropped = load(args.cache, args.groups)
     n_classes = len(genres)
-    tagger = models.build(TAGGER, n_classes, models.ARCHITECTURES[TAGGER].default_features())
+    tagger = models.build(TAGGER, n_classes, cv.UNLEVELLED)
     tagger = tagger.tagger.eval()
     groups = np.array([t.group for t in tracks])
     folds_idx = dataset.group_folds(tracks)

@@ -60,6 +60,7 @@ def embed(args) -> None:
     torch.set_num_threads(args.threads)
     tracks, genres = dataset.scan(args.data)
     clf = Classifier.load("vgg-msd")
+    clf.features = cv.UNLEVELLED  # these candidates were read unlevelled
     names = np.array([str(t.path.relative_to(t.path.parents[1])) for t in tracks])
     args.cache.mkdir(parents=True, exist_ok=True)
     for k in KS:

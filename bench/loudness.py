@@ -76,7 +76,7 @@ from genreq.predict import Classifier  # noqa: E402
 RESULTS = REPO / "bench" / "results"
 GAINS = (-24, -18, -12, -6, 0, 6, 12)  # dB
 MODEL = "vgg-msd-fast"  # the default; `--model vgg-msd` sweeps the accurate model
-REFERENCE_DBFS = -19.0  # = models.VggMSDFast.level_dbfs
+REFERENCE_DBFS = models.LEVEL_DBFS
 LEVELLED = replace(models.ARCHITECTURES["vgg-msd"].default_features(), level_dbfs=REFERENCE_DBFS)
 
 
@@ -133,7 +133,7 @@ def accuracy(args) -> None:
         x, owner = z["grid/embedding"].astype(np.float64), z["grid/track"]
         grid = [x[owner == i] for i in kept]
     else:
-        spec = models.ARCHITECTURES["vgg-msd"].default_features()
+        spec = models.ARCHITECTURES["vgg-msd"].default_features()  # unlevelled: maps are cached
         tagger = models.build("vgg-msd", n_classes, spec).tagger.eval()
         grid = ft.frozen_embeddings(tagger, maps)
     k = Classifier.load(args.model).max_chunks

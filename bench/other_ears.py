@@ -72,9 +72,10 @@ def _embed_all(tagger, inputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray
 def embed(args) -> None:
     torch.set_num_threads(args.threads)
     tracks, genres = dataset.scan(args.data)
-    spec = models.ARCHITECTURES[BASE].default_features()
+    spec = cv.UNLEVELLED
     assert models.ARCHITECTURES["musicnn-msd"].default_features() == spec
     clf = Classifier.load(BASE)
+    clf.features = spec
     clf.max_chunks = K
     grid = [F.chunks(f, spec, max_chunks=None) for f in dataset.load_features(tracks, spec)]
     windows = [fd.shipped_chunks(clf, t.path) for t in tracks]

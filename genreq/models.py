@@ -324,12 +324,16 @@ class PretrainedTagger(GenreModel):
     # The registry model whose shipped checkpoint genreq/weights/<base>.pt holds the
     # tagger's weights; "" for the model itself, whose checkpoints carry them.
     base = ""
+    # dBFS RMS each track is levelled to before its features (features.levelled), so that
+    # a quiet master is not heard as classical; None reads the audio as decoded. A
+    # checkpoint keeps the spec it was trained with, so this only changes new models.
+    level_dbfs: ClassVar[float | None] = None
 
     @classmethod
     def default_features(cls) -> FeatureSpec:
         from genreq.pretrained.musicnn import FEATURE_SPEC
 
-        return FEATURE_SPEC
+        return replace(FEATURE_SPEC, level_dbfs=cls.level_dbfs)
 
     def __init__(self, dims: ModelDims):
         super().__init__(dims)
@@ -394,10 +398,16 @@ class MusicnnMSD(PretrainedTagger):
     name, tagger_arch = "musicnn-msd", "musicnn"
 
 
+# The median RMS of the 257 shared GTZAN clips (bench/loudness.py).
+LEVEL_DBFS = -19.0
+
+
 class VggMSD(PretrainedTagger):
-    """MSD vgg's flattened last pool, 256-d (~4x cheaper than musicnn)."""
+    """MSD vgg's flattened last pool, 256-d (~4x cheaper than musicnn); each track
+    levelled first (bench/loudness.py --model vgg-msd)."""
 
     name, tagger_arch = "vgg-msd", "vgg"
+    level_dbfs: ClassVar[float | None] = LEVEL_DBFS
 
 
 class VggMSDFast(PretrainedTagger):
@@ -410,13 +420,7 @@ class VggMSDFast(PretrainedTagger):
 
     name, tagger_arch, base = "vgg-msd-fast", "vgg", "vgg-msd"
     max_chunks: ClassVar[int] = 2
-    # Every track levelled to the shared clips' median RMS before its features
-    # (features.levelled), so that a quiet master is not heard as classical.
-    level_dbfs: ClassVar[float] = -19.0
-
-    @classmethod
-    def default_features(cls) -> FeatureSpec:
-        return replace(super().default_features(), level_dbfs=cls.level_dbfs)
+    level_dbfs: ClassVar[float | None] = LEVEL_DBFS
 
 
 class PretrainedGRU(PretrainedTagger):
