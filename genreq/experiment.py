@@ -218,6 +218,9 @@ def _train_head(
             "c": train.HEAD_C,
             "balanced": train.HEAD_BALANCED,
             "temperature": train.HEAD_TEMPERATURE,
+            "command": f"genreq train {data_dir} --arch {arch} --val-fraction {val_fraction:g}"
+            + (f" --groups {split['groups']}" if split["groups"] else "")
+            + (f" --seed {seed}" if seed else ""),
         }
     else:
         recipe = _tuned_head_recipe(result, run_metrics, arch, data_dir, groups, weighting,

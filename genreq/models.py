@@ -392,14 +392,16 @@ class PretrainedTagger(GenreModel):
         return Outputs(self.head(self.dropout(emb)), emb)
 
 
-class MusicnnMSD(PretrainedTagger):
-    """MSD musicnn's 200-d penultimate layer (~1.3 GMAC per 3-s chunk)."""
-
-    name, tagger_arch = "musicnn-msd", "musicnn"
-
-
 # The median RMS of the 257 shared GTZAN clips (bench/loudness.py).
 LEVEL_DBFS = -19.0
+
+
+class MusicnnMSD(PretrainedTagger):
+    """MSD musicnn's 200-d penultimate layer (~1.3 GMAC per 3-s chunk); each track
+    levelled first (bench/loudness.py --model musicnn-msd)."""
+
+    name, tagger_arch = "musicnn-msd", "musicnn"
+    level_dbfs: ClassVar[float | None] = LEVEL_DBFS
 
 
 class VggMSD(PretrainedTagger):

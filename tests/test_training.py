@@ -463,6 +463,8 @@ def test_logistic_head_matches_sklearn():
 
 @pytest.mark.slow
 def test_train_fits_a_head_on_pretrained_ears(tmp_path):
+    import torch
+
     train_dir = write_labelled(tmp_path / "train", per_genre=6, seed=3)
     test_dir = write_labelled(tmp_path / "test", per_genre=4, seed=4)
     ckpt = tmp_path / "head.pt"
@@ -475,6 +477,8 @@ def test_train_fits_a_head_on_pretrained_ears(tmp_path):
     assert summary["checkpoint"] == str(ckpt) and summary["n_val"] >= 2
     clf = Classifier.load(ckpt)
     assert (clf.name, clf.genres) == ("vgg-msd", ["noise", "tone"])
+    recipe = torch.load(ckpt, map_location="cpu", weights_only=True)["recipe"]
+    assert recipe["command"] == f"genreq train {train_dir} --arch vgg-msd --val-fraction 0.3"
     report = evaluate_directory(test_dir, ckpt)
     assert report["n"] == 8
     assert report["accuracy"] >= 0.9, report["confusion"]
