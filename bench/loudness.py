@@ -55,7 +55,16 @@ no tuning) and its grid embedded here, unlevelled and levelled. Its rule, writte
 before either sweep was run: musicnn-msd levels its input (its head refitted by its
 card's `genreq train ... --arch musicnn-msd`) if the levelled mean over -12, -6, 0 and
 +6 dB is above the unlevelled one and at 0 dB the levelled head loses at most 2 points
-against the unlevelled one (its 70.2 % is below 75 % either way).
+against the unlevelled one (its 70.2 % is below 75 % either way). It passed.
+
+`accuracy [--normalised] --model vgg-msd-gru` reads vgg-msd's two caches (the same ears,
+the same five windows) with the transfer CRNN's recipe instead of a linear head: in each
+fold a GRU trained by train.fit_gru_head on the training clips' grid sequences (seed =
+the fold's index, as bench/transfer_gru.py), read on the windows' sequence at every
+gain. Its rule, written down before either sweep was run, is musicnn-msd's: the GRU
+levels its input (VggMSDGRU.level_dbfs, retrained by `genreq train ... --arch
+vgg-msd-gru --val-fraction 0 --groups ...`, on the 238 clips) if the levelled mean over
+-12, -6, 0 and +6 dB is above the unlevelled one and it loses at most 2 points at 0 dB.
 """
 
 from __future__ import annotations
@@ -84,6 +93,7 @@ from genreq.predict import Classifier  # noqa: E402
 RESULTS = REPO / "bench" / "results"
 GAINS = (-24, -18, -12, -6, 0, 6, 12)  # dB
 MODEL = "vgg-msd-fast"  # the default; `--model vgg-msd` sweeps the accurate model
+GRU = "vgg-msd-gru"
 REFERENCE_DBFS = models.LEVEL_DBFS
 LEVELLED = replace(models.ARCHITECTURES["vgg-msd"].default_features(), level_dbfs=REFERENCE_DBFS)
 
@@ -123,14 +133,16 @@ def embed(args) -> None:
     np.savez(args.cache / cache_name(args), **out)
 
 
-def stem(args) -> str:
+def stem(args, model: str | None = None) -> str:
     """loudness[-MODEL][-normalised]: the name of a sweep's cache and result files."""
-    model = "" if args.model == MODEL else f"-{args.model}"
+    model = model or args.model
+    model = "" if model == MODEL else f"-{model}"
     return f"loudness{model}{'-normalised' if args.normalised else ''}"
 
 
 def cache_name(args) -> str:
-    return f"{stem(args)}.npz"
+    # The GRU reads vgg-msd's ears on vgg-msd's windows: its embeddings are those.
+    return f"{stem(args, 'vgg-msd' if args.model == GRU else None)}.npz"
 
 
 def accuracy(args) -> None:
@@ -158,12 +170,17 @@ def accuracy(args) -> None:
     if args.model == "musicnn-msd":  # must reproduce bench/results/heads/'s grid figure
         control, _ = fixed_head_crossval(grid, grid, y, tracks, n_classes, k)
         record["grid_reading_accuracy"] = round(float((control.argmax(1) == y).mean()), 4)
+    grus = gru_fits(grid, y, tracks, n_classes) if args.model == GRU else None
     base = None
     for gain in GAINS:
         x, owner = z[f"{gain}/embedding"].astype(np.float64), z[f"{gain}/track"]
         score_x = [x[owner == i] for i in kept]
-        crossval = fixed_head_crossval if args.model == "musicnn-msd" else fd.grid_head_crossval
-        probs, _folds = crossval(grid, score_x, y, tracks, n_classes, k)
+        if args.model == GRU:
+            probs = gru_probs(grus, score_x, tracks, n_classes, k)
+        else:
+            crossval = (fixed_head_crossval if args.model == "musicnn-msd"
+                        else fd.grid_head_crossval)
+            probs, _folds = crossval(grid, score_x, y, tracks, n_classes, k)
         pred = probs.argmax(1)
         if gain == 0:
             base = pred
@@ -201,6 +218,24 @@ def fixed_head_crossval(grid_x, score_x, y, tracks, n_classes, k):
         probs[test] = head.with_temperature(train.HEAD_TEMPERATURE).track_probs(
             [score_x[i] for i in test], k)
     return probs, None
+
+
+def gru_fits(grid_x, y, tracks, n_classes) -> dict:
+    """Each fold's transfer CRNN, trained on its training clips' grid sequences."""
+    groups = np.array([t.group for t in tracks])
+    fits = {}
+    for index, (group, _test) in enumerate(dataset.group_folds(tracks)):
+        fit = np.flatnonzero(groups != group)
+        fits[group] = train.fit_gru_head(GRU, [grid_x[i] for i in fit], y[fit], n_classes,
+                                         seed=index, progress=False).model
+    return fits
+
+
+def gru_probs(fits: dict, score_x, tracks, n_classes, k) -> np.ndarray:
+    probs = np.zeros((len(score_x), n_classes))
+    for group, test in dataset.group_folds(tracks):
+        probs[test] = train.sequence_probs(fits[group], [score_x[i] for i in test], k)
+    return probs
 
 
 def ship(args) -> None:
@@ -326,7 +361,7 @@ def main() -> None:
     for p in (e, a):
         p.add_argument("--normalised", action="store_true")
     for p in (e, a, c):
-        p.add_argument("--model", choices=(MODEL, "vgg-msd", "musicnn-msd"), default=MODEL)
+        p.add_argument("--model", choices=(MODEL, "vgg-msd", "musicnn-msd", GRU), default=MODEL)
     for p in (e, a, s):
         p.add_argument("--cache", type=Path, required=True)
         p.add_argument("--threads", type=int, default=2)
