@@ -63,7 +63,7 @@ def embeddings(
         saved = np.load(cache)
         if list(saved["names"]) == names:
             return [saved["embeddings"][saved["track"] == i] for i in range(len(names))]
-    spec = models.ARCHITECTURES[arch].default_features()
+    spec = crossval_protocol.UNLEVELLED  # as its results, and taggers.npz, were computed
     feats = dataset.load_features(tracks, spec)
     if any(f is None for f in feats):
         raise SystemExit("some clips could not be decoded; the folds would not match")
