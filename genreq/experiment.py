@@ -218,9 +218,7 @@ def _train_head(
             "c": train.HEAD_C,
             "balanced": train.HEAD_BALANCED,
             "temperature": train.HEAD_TEMPERATURE,
-            "command": f"genreq train {data_dir} --arch {arch} --val-fraction {val_fraction:g}"
-            + (f" --groups {split['groups']}" if split["groups"] else "")
-            + (f" --seed {seed}" if seed else ""),
+            "command": _train_command(data_dir, arch, val_fraction, split["groups"], seed),
         }
     else:
         recipe = _tuned_head_recipe(result, run_metrics, arch, data_dir, groups, weighting,
@@ -252,9 +250,19 @@ def _tuned_head_recipe(result, run_metrics, arch, data_dir, groups, weighting, v
         "tuned": f"C over {list(train.C_GRID)} and tau over {list(train.TAU_GRID)} for the best "
         f"inner balanced accuracy, then the temperature over {train.T_GRID[0]}-"
         f"{train.T_GRID[-1]} ({len(train.T_GRID)} steps) for the lowest inner log loss",
-        "command": f"genreq train {data_dir} --arch {arch} --val-fraction {val_fraction:g} "
-        f"--groups {split['groups']} --tune-head" + (f" --seed {seed}" if seed else ""),
+        "command": _train_command(data_dir, arch, val_fraction, split["groups"], seed,
+                                  tune_head=True),
     }
+
+
+def _train_command(data_dir, arch, val_fraction, groups, seed, epochs=None,
+                   tune_head=False) -> str:
+    """The `genreq train` command line that reproduces a checkpoint (its recipe's record)."""
+    return (f"genreq train {data_dir} --arch {arch} --val-fraction {val_fraction:g}"
+            + (f" --groups {groups}" if groups else "")
+            + (f" --epochs {epochs}" if epochs else "")
+            + (" --tune-head" if tune_head else "")
+            + (f" --seed {seed}" if seed else ""))
 
 
 def _train_gru(
@@ -302,6 +310,7 @@ def _train_gru(
         "base": result.model.base,  # whose shipped weights/<base>.pt holds the tagger
         "base_tagger_sha256": train.tagger_digest(result.model),
         "data": Path(data_dir).name,
+        "command": _train_command(data_dir, arch, val_fraction, split["groups"], seed, epochs),
     }
     out = Path(out)
     checkpoint.save(out, result.model, arch, genres, spec, run_metrics, recipe_record)

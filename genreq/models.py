@@ -469,6 +469,7 @@ class MusicnnMSDGRU(PretrainedGRU):
 
 class VggMSDGRU(PretrainedGRU):
     name, tagger_arch, base = "vgg-msd-gru", "vgg", "vgg-msd"
+    level_dbfs: ClassVar[float | None] = LEVEL_DBFS  # bench/loudness.py --model vgg-msd-gru
 
 
 ARCHITECTURES: dict[str, type[GenreModel]] = {

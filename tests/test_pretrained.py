@@ -269,15 +269,11 @@ def test_the_transfer_crnn_reads_a_track_as_one_sequence_on_the_bases_ears(tmp_p
     assert (clf.name, clf.genres) == ("vgg-msd-gru", ["a", "b", "c"])
     prediction = clf.classify_audio(musicnn.parity_clip(10.0))  # 16 kHz: 3 chunks
     assert sum(prediction.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    (levelled,) = features.levelled([musicnn.parity_clip(10.0)], clf.features)  # as it reads
     with torch.no_grad():
         expected = torch.softmax(
-            model(
-                torch.from_numpy(
-                    features.chunks(
-                        features.extract(musicnn.parity_clip(10.0), clf.features), clf.features
-                    )
-                )
-            ),
+            model(torch.from_numpy(
+                features.chunks(features.extract(levelled, clf.features), clf.features))),
             -1,
         )[0]
     np.testing.assert_allclose(list(prediction.probs.values()), expected.numpy(), atol=1e-5)
@@ -303,9 +299,22 @@ def test_the_shipped_transfer_crnn_was_trained_on_the_shipped_ears():
     clf = Classifier.load("vgg-msd-gru")
     saved = torch.load(path, map_location="cpu", weights_only=True)
     assert clf.name == "vgg-msd-gru" and len(clf.genres) == 10
-    assert saved["recipe"]["base"] == "vgg-msd" and saved["metrics"]["n_train"] == 257
+    assert saved["recipe"]["base"] == "vgg-msd" and saved["metrics"]["n_train"] == 238
     assert saved["recipe"]["base_tagger_sha256"] == train.tagger_digest(clf.model)
     assert train.tagger_digest(clf.model) == train.tagger_digest(models.build("vgg-msd", 10))
+    # Levelled, retrained by its card's command, citing its levelled sweep at 0 dB.
+    assert clf.features.level_dbfs == models.LEVEL_DBFS
+    assert saved["recipe"]["command"] == (
+        "genreq train ../shared/data/gtzan --arch vgg-msd-gru --val-fraction 0 "
+        "--groups ../shared/data/gtzan/labels.csv:artist_split"
+    )
+    cited = saved["metrics"]["crossval"]
+    assert cited["result"] == "bench/results/loudness-vgg-msd-gru-normalised.json"
+    at_0db = json.loads((REPO / cited["result"]).read_text())["by_gain"]["0"]
+    for key in ("n", "accuracy", "ci95", "balanced_accuracy", "ece"):
+        assert cited[key] == at_0db[key]
+    card = (WEIGHTS / "musicnn_MODEL_CARD.md").read_text().split("## `vgg-msd-gru.pt`")[1]
+    assert f"{100 * at_0db['accuracy']:.1f} %" in card
 
 
 VGG_HEAD_RESULT = "bench/results/loudness-vgg-msd-normalised.json"
@@ -479,10 +488,10 @@ def test_the_shipped_fast_tagger_carries_its_protocol_figure_and_its_bases_ears(
     assert sum(prediction.probs.values()) == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.mark.parametrize("name", [None, "vgg-msd", "musicnn-msd"])
+@pytest.mark.parametrize("name", [None, "vgg-msd", "musicnn-msd", "vgg-msd-gru"])
 def test_the_default_hears_a_quiet_master_as_it_hears_a_loud_one(name):
-    """The default and the other linear-head taggers level each track first: 24 dB down,
-    or 6 dB up (short of clipping), the same clip gets the same genres and tags."""
+    """Every shipped pretrained model levels each track first: 24 dB down, or 6 dB up
+    (short of clipping), the same clip gets the same genres and tags."""
     from genreq.predict import Classifier
 
     clf = Classifier.load(name)
