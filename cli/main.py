@@ -223,7 +223,7 @@ def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
     \b
     Examples:
       genreq run ~/Music --workers 4
-      genreq run ~/Music --model vgg-msd    # slower, more accurate pretrained model
+      genreq run ~/Music --model vgg-msd    # five chunks a track instead of two
     """
     from genreq import app
 
