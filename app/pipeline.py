@@ -56,6 +56,7 @@ class EnqueueSummary:
     queued: int = 0  # new or changed files sent to the workers
     pending: int = 0  # already known, still waiting for a worker: sent again
     known: int = 0  # already known with the same size and mtime, finished
+    reclassified: int = 0  # of queued: unchanged, done by another model (reclassify_unless)
     ignored: int = 0  # not audio
     warnings: int = 0  # paths skipped with a warning
 
@@ -68,6 +69,7 @@ def enqueue(
     paths: Iterable[str | Path],
     batch_id: str | None = None,
     on_batch: Callable[[EnqueueSummary], None] | None = None,
+    reclassify_unless: str | None = None,
 ) -> EnqueueSummary:
     """Walk `paths`, record every audio file, and send the ids of those to classify
     (to workers started by `genreq worker` or `run`). Starts the embedded broker when no
@@ -75,7 +77,9 @@ def enqueue(
 
     Streams: ENQUEUE_BATCH files at a time; `on_batch(summary)` after each. Pending
     tracks (queued or running from an earlier call whose work may have been lost) are
-    sent again; the task makes a duplicate a no-op once the track is done.
+    sent again; the task makes a duplicate a no-op once the track is done. With
+    `reclassify_unless` (a model version, model_files.file_digest), done tracks of
+    unchanged files that another model version classified are queued again.
     """
     from genreq.worker.app import app, send_classify
 
@@ -86,9 +90,10 @@ def enqueue(
     files = iter(walk)
     with app.producer_or_acquire() as producer:
         while batch := list(itertools.islice(files, ENQUEUE_BATCH)):
-            result = _upsert(batch, summary.batch_id)
+            result = _upsert(batch, summary.batch_id, reclassify_unless)
             send_classify([*result.queued_ids, *result.pending_ids], producer)
             summary.queued += len(result.queued_ids)
+            summary.reclassified += result.reclassified
             summary.pending += len(result.pending_ids)
             summary.known += result.known
             summary.ignored = walk.ignored
@@ -98,7 +103,19 @@ def enqueue(
     return summary
 
 
-def _upsert(batch: list, batch_id: str) -> queue.UpsertResult:
+def _model_version(model: str | None) -> str:
+    """The version (file digest) of the checkpoint `model` names, as workers record it."""
+    from genreq import model_files
+    from genreq.errors import ModelError
+
+    path = model_files.resolve_model(model)
+    try:
+        return model_files.file_digest(path)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
+
+
+def _upsert(batch: list, batch_id: str, reclassify_unless: str | None) -> queue.UpsertResult:
     """Record one batch; when another enqueue of the same files committed them first
     (a unique-path conflict), read the batch again, now as known rows."""
     from sqlalchemy.exc import IntegrityError
@@ -107,7 +124,8 @@ def _upsert(batch: list, batch_id: str) -> queue.UpsertResult:
     while True:
         try:
             with session_scope() as session:
-                return queue.upsert_tracks(session, batch, batch_id, config.min_duration_s())
+                return queue.upsert_tracks(session, batch, batch_id, config.min_duration_s(),
+                                           reclassify_unless)
         except IntegrityError:
             if attempt == UPSERT_ATTEMPTS:
                 raise
@@ -179,14 +197,20 @@ def run(
     model: str | None = None,
     on_progress: ProgressCallback | None = None,
     on_enqueued: Callable[[EnqueueSummary], None] | None = None,
+    reclassify: bool = False,
 ) -> RunResult:
     """What `genreq run` does: start `workers` local worker processes (default: one per
     CPU) on `model` (a checkpoint path or a shipped model's name; None: $GENREQ_MODEL
     or the default), enqueue the audio files under `paths`, wait until every one of
     them is done or failed, stop the workers (and the embedded broker if this call
     started it). A file that cannot be classified is a failed track, not an error;
-    raises GenreqError when the workers stop (e.g. the model cannot be loaded)."""
+    raises GenreqError when the workers stop (e.g. the model cannot be loaded). With
+    `reclassify`, unchanged files that another model, or another version of `model`,
+    classified are classified again (after upgrading genreq, or to switch models)."""
     from genreq.worker import leases
+
+    # Resolved before the workers start: a model that does not exist is an error here.
+    version = _model_version(model) if reclassify else None
 
     started = time.monotonic()
     on_progress = on_progress or (lambda *_: None)
@@ -207,7 +231,7 @@ def run(
             finished = batch.done + batch.failed + batch.skipped
             on_progress(finished, summary.sent, batch.throughput_per_s, True)
 
-        summary = enqueue(paths, on_batch=on_batch)
+        summary = enqueue(paths, on_batch=on_batch, reclassify_unless=version)
         if on_enqueued:
             on_enqueued(summary)
         rate = None

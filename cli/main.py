@@ -97,7 +97,8 @@ def _plural(n: int, word: str) -> str:
 
 
 def _enqueue_summary_line(summary) -> str:
-    parts = [f"queued {summary.queued}"]
+    reclassified = f" ({summary.reclassified} reclassified)" if summary.reclassified else ""
+    parts = [f"queued {summary.queued}{reclassified}"]
     if summary.pending:
         parts.append(f"still pending {summary.pending} (sent again)")
     parts += [f"already known {summary.known}", f"ignored {summary.ignored}"]
@@ -211,8 +212,12 @@ class Progress:
               help="Worker processes to start [default: number of CPUs].")
 @model_option
 @min_duration_option
+@click.option("--reclassify", is_flag=True,
+              help="Also classify again the unchanged files that another model, or another "
+              "version of this one, classified (after upgrading genreq, or to switch "
+              "models).")
 def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
-        min_duration_s: float | None) -> None:
+        min_duration_s: float | None, reclassify: bool) -> None:
     """Classify every audio file under PATHS, start to finish, and print a summary.
 
     Enqueues the files, starts local workers, shows progress on stderr, waits until
@@ -224,6 +229,7 @@ def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
     Examples:
       genreq run ~/Music --workers 4
       genreq run ~/Music --model vgg-msd    # five chunks a track instead of two
+      genreq run ~/Music --reclassify       # after an upgrade: redo what older models did
     """
     from genreq import app
 
@@ -232,6 +238,7 @@ def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
     result = app.run(
         paths, workers, model, on_progress=progress.update,
         on_enqueued=lambda summary: progress.message(_enqueue_summary_line(summary)),
+        reclassify=reclassify,
     )
     progress.close()
     batch = result.status

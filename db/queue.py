@@ -33,17 +33,20 @@ class UpsertResult:
     queued_ids: list[int] = field(default_factory=list)  # new or changed: send to workers
     pending_ids: list[int] = field(default_factory=list)  # unchanged, still queued/running
     known: int = 0  # unchanged and finished (done or failed)
+    reclassified: int = 0  # of queued_ids: unchanged, done by another model version
 
 
 def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
-                  min_duration_s: float | None = None) -> UpsertResult:
+                  min_duration_s: float | None = None,
+                  reclassify_unless: str | None = None) -> UpsertResult:
     """Record one batch of walked files.
 
     New files and files whose size or mtime changed are (re)queued; unchanged files keep
     their result. Unchanged files still waiting (queued or running, e.g. from an
     interrupted run) join `batch_id` so that `genreq run` waits for them too. A file
     skipped as too short whose duration reaches `min_duration_s` (the minimum lowered
-    since) is queued again.
+    since) is queued again. With `reclassify_unless` (a model version), an unchanged done
+    track that another version, or another model, classified is queued again too.
     """
     result = UpsertResult()
     # The comparison reads only the columns it compares: re-enqueueing an unchanged
@@ -52,12 +55,19 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
         row.path: row
         for row in session.execute(
             select(Track.id, Track.path, Track.size_bytes, Track.mtime_ns, Track.state,
-                   Track.duration_s)
+                   Track.duration_s, Track.model_version)
             .where(Track.path.in_([f.path for f in files])))
     }
 
+    def changed(row, stat: WalkedFile) -> bool:
+        return (row.size_bytes, row.mtime_ns) != (stat.size_bytes, stat.mtime_ns)
+
+    def other_model(row) -> bool:
+        return (reclassify_unless is not None and row.state == State.done
+                and row.model_version != reclassify_unless)
+
     def to_reset(row, stat: WalkedFile) -> bool:
-        return ((row.size_bytes, row.mtime_ns) != (stat.size_bytes, stat.mtime_ns)
+        return (changed(row, stat) or other_model(row)
                 or (row.state == State.skipped and min_duration_s is not None
                     and row.duration_s is not None and row.duration_s >= min_duration_s))
 
@@ -72,6 +82,7 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
             track = Track(path=stat.path, size_bytes=stat.size_bytes, mtime_ns=stat.mtime_ns)
         elif row.id in resets:
             track = resets[row.id]
+            result.reclassified += not changed(row, stat) and other_model(row)
             _reset(track, stat)
         elif row.state in (State.queued, State.running):
             result.pending_ids.append(row.id)

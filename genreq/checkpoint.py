@@ -6,13 +6,13 @@
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from genreq.errors import ModelError
 from genreq.features import FeatureSpec
+from genreq.model_files import file_digest  # noqa: F401  (checkpoint.file_digest)
 from genreq.models import ARCHITECTURES, GenreModel, ModelDims
 
 FORMAT_VERSION = 1
@@ -34,11 +34,6 @@ def save(path: str | Path, model: GenreModel, arch: str, genres: list[str], feat
         },
         path,
     )
-
-
-def file_digest(path: str | Path) -> str:
-    """Short sha256 of the checkpoint file: the model version recorded with results."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def load(path: str | Path, expected_features: FeatureSpec | None = None) -> tuple[GenreModel, dict]:

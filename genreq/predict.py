@@ -12,35 +12,19 @@ import numpy as np
 import torch
 
 from genreq import audio, checkpoint, config, features
-from genreq.errors import AudioError, ModelError, TooShort
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-DEFAULT_MODEL = WEIGHTS_DIR / "vgg-msd-fast.pt"
+from genreq.errors import AudioError, TooShort
+from genreq.model_files import (  # noqa: F401  (imported from here too)
+    DEFAULT_MODEL,
+    WEIGHTS_DIR,
+    resolve_model,
+    shipped_models,
+)
 
 # What Classifier.classify_file reports to an `on_stage` hook, in this order: the header
 # read and excerpt windows, decoding, resampling to the model's rate, log-mel chunks, the
 # forward pass.
 STAGES = ("probe", "decode", "resample", "features", "model")
 StageHook = Callable[[str, float], None]  # on_stage(stage, seconds)
-
-
-def shipped_models() -> list[str]:
-    """Names of the checkpoints shipped in the package (`--model NAME`)."""
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.pt"))
-
-
-def resolve_model(model: str | Path | None = None) -> Path:
-    """A checkpoint path from a path, a shipped model's name, or None for $GENREQ_MODEL
-    (itself a path or a name, read by genreq.config) and else the shipped default."""
-    model = model or config.model() or DEFAULT_MODEL
-    path = Path(model).expanduser()
-    if path.is_file() or path.suffix or len(path.parts) > 1:
-        return path
-    named = WEIGHTS_DIR / f"{model}.pt"
-    if named.exists():
-        return named
-    shipped = ", ".join(shipped_models())
-    raise ModelError(f"{model}: no such checkpoint, nor a shipped model ({shipped})")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,35 @@ def test_upsert_is_idempotent_on_size_and_mtime(db_url):
         assert s.get(Track, first.queued_ids[0]).batch_id == "batch1"
 
 
+def test_upsert_reclassifies_done_tracks_of_another_model_version_only(db_url):
+    """reclassify_unless=VERSION: an unchanged done track classified by another version
+    (or none recorded) is queued again, its result cleared; one done by VERSION, a
+    failed or a skipped one stays as it is; without it nothing unchanged is queued."""
+    files = stats(("/old.mp3", 1, 1), ("/same.mp3", 1, 1), ("/failed.mp3", 1, 1),
+                  ("/skipped.mp3", 1, 1), ("/changed.mp3", 1, 1))
+    with session_scope(db_url) as s:
+        ids = queue.upsert_tracks(s, files, "batch1").queued_ids
+    states = (("old", State.done), ("new", State.done), ("old", State.failed),
+              (None, State.skipped), ("old", State.done))
+    with session_scope(db_url) as s:
+        for track_id, (version, state) in zip(ids, states, strict=True):
+            s.execute(Track.__table__.update().where(Track.id == track_id).values(
+                state=state, model_name="m", model_version=version, genre="rock"))
+    with session_scope(db_url) as s:
+        plain = queue.upsert_tracks(s, files, "batch2")
+    assert (plain.queued_ids, plain.known, plain.reclassified) == ([], 5, 0)
+    files[4] = FileStat(path="/changed.mp3", size_bytes=2, mtime_ns=1)
+    with session_scope(db_url) as s:
+        again = queue.upsert_tracks(s, files, "batch3", reclassify_unless="new")
+    assert sorted(again.queued_ids) == [ids[0], ids[4]] and again.known == 3
+    assert again.reclassified == 1  # the changed file is queued for its change
+    with session_scope(db_url) as s:
+        old = s.get(Track, ids[0])
+        assert (old.state, old.genre, old.model_version, old.batch_id) == (
+            State.queued, None, None, "batch3")
+        assert s.get(Track, ids[1]).model_version == "new"
+
+
 def test_upsert_sends_pending_tracks_again(db_url):
     with session_scope(db_url) as s:
         first = queue.upsert_tracks(s, stats(("/a.mp3", 1, 1)), "batch1")

@@ -117,6 +117,39 @@ def test_run_embedded_default(genreq_home, audio_library, classifier):
     assert "done 0 · failed 0 · 0 files in " in result.stdout
 
 
+def test_run_reclassify_redoes_what_another_model_did(genreq_home, audio_library,
+                                                     classifier):
+    """After a run with another model, a plain run keeps its results; `--reclassify`
+    classifies the unchanged files again with the default, and once they are the
+    default's, a second `--reclassify` finds nothing to do. The failed file stays failed."""
+    n_files = len(audio_library["audio"]) + 1
+    genreq("run", audio_library["root"], "--workers", "1", "--model", "crnn", timeout=240)
+    assert {row["model"] for row in export_json()} == {"crnn"}
+    result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
+    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    assert {row["model"] for row in export_json()} == {"crnn"}
+
+    n_audio = n_files - 1
+    result = genreq("run", audio_library["root"], "--workers", "1", "--reclassify",
+                    timeout=240)
+    assert (f"queued {n_audio} ({n_audio} reclassified) · already known 1 · ignored 1"
+            in result.stderr)
+    assert f"done {n_audio} · failed 0 · " in result.stdout
+    status = json.loads(genreq("status", "--json").stdout)
+    assert_classified(audio_library, classifier, status)  # the default's, to the version
+    result = genreq("run", audio_library["root"], "--workers", "1", "--reclassify",
+                    timeout=240)
+    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+
+
+def test_run_reclassify_with_a_missing_checkpoint_is_an_error(genreq_home, audio_library):
+    result = genreq("run", audio_library["root"], "--model", "nowhere/model.pt",
+                    "--reclassify", check=False)
+    assert result.returncode == 1
+    assert "Error: nowhere/model.pt: cannot read the checkpoint (No such file or directory)" \
+        in result.stderr
+
+
 def test_enqueue_then_stop_embedded_broker(genreq_home, audio_library):
     """enqueue starts the embedded broker and leaves it for workers; stop stops it."""
     import redis
