@@ -56,7 +56,8 @@ class EnqueueSummary:
     queued: int = 0  # new or changed files sent to the workers
     pending: int = 0  # already known, still waiting for a worker: sent again
     known: int = 0  # already known with the same size and mtime, finished
-    reclassified: int = 0  # of queued: unchanged, done by another model (reclassify_unless)
+    reclassified: int = 0  # of queued: unchanged, done by another model version
+    known_other: int = 0  # of known: done by another model version (no reclassify)
     ignored: int = 0  # not audio
     warnings: int = 0  # paths skipped with a warning
 
@@ -69,7 +70,8 @@ def enqueue(
     paths: Iterable[str | Path],
     batch_id: str | None = None,
     on_batch: Callable[[EnqueueSummary], None] | None = None,
-    reclassify_unless: str | None = None,
+    model_version: str | None = None,
+    reclassify: bool = False,
 ) -> EnqueueSummary:
     """Walk `paths`, record every audio file, and send the ids of those to classify
     (to workers started by `genreq worker` or `run`). Starts the embedded broker when no
@@ -77,9 +79,10 @@ def enqueue(
 
     Streams: ENQUEUE_BATCH files at a time; `on_batch(summary)` after each. Pending
     tracks (queued or running from an earlier call whose work may have been lost) are
-    sent again; the task makes a duplicate a no-op once the track is done. With
-    `reclassify_unless` (a model version, model_files.file_digest), done tracks of
-    unchanged files that another model version classified are queued again.
+    sent again; the task makes a duplicate a no-op once the track is done.
+    `model_version` (model_files.file_digest of the workers' checkpoint, when known):
+    done tracks of unchanged files that another version classified are counted, or with
+    `reclassify` queued again.
     """
     from genreq.worker.app import app, send_classify
 
@@ -90,10 +93,11 @@ def enqueue(
     files = iter(walk)
     with app.producer_or_acquire() as producer:
         while batch := list(itertools.islice(files, ENQUEUE_BATCH)):
-            result = _upsert(batch, summary.batch_id, reclassify_unless)
+            result = _upsert(batch, summary.batch_id, model_version, reclassify)
             send_classify([*result.queued_ids, *result.pending_ids], producer)
             summary.queued += len(result.queued_ids)
             summary.reclassified += result.reclassified
+            summary.known_other += result.known_other
             summary.pending += len(result.pending_ids)
             summary.known += result.known
             summary.ignored = walk.ignored
@@ -115,7 +119,8 @@ def _model_version(model: str | None) -> str:
         raise ModelError(f"{path}: cannot read the checkpoint ({exc.strerror})") from None
 
 
-def _upsert(batch: list, batch_id: str, reclassify_unless: str | None) -> queue.UpsertResult:
+def _upsert(batch: list, batch_id: str, model_version: str | None,
+            reclassify: bool) -> queue.UpsertResult:
     """Record one batch; when another enqueue of the same files committed them first
     (a unique-path conflict), read the batch again, now as known rows."""
     from sqlalchemy.exc import IntegrityError
@@ -125,7 +130,7 @@ def _upsert(batch: list, batch_id: str, reclassify_unless: str | None) -> queue.
         try:
             with session_scope() as session:
                 return queue.upsert_tracks(session, batch, batch_id, config.min_duration_s(),
-                                           reclassify_unless)
+                                           model_version, reclassify)
         except IntegrityError:
             if attempt == UPSERT_ATTEMPTS:
                 raise
@@ -210,7 +215,7 @@ def run(
     from genreq.worker import leases
 
     # Resolved before the workers start: a model that does not exist is an error here.
-    version = _model_version(model) if reclassify else None
+    version = _model_version(model)
 
     started = time.monotonic()
     on_progress = on_progress or (lambda *_: None)
@@ -231,7 +236,7 @@ def run(
             finished = batch.done + batch.failed + batch.skipped
             on_progress(finished, summary.sent, batch.throughput_per_s, True)
 
-        summary = enqueue(paths, on_batch=on_batch, reclassify_unless=version)
+        summary = enqueue(paths, on_batch=on_batch, model_version=version, reclassify=reclassify)
         if on_enqueued:
             on_enqueued(summary)
         rate = None

@@ -101,7 +101,9 @@ def _enqueue_summary_line(summary) -> str:
     parts = [f"queued {summary.queued}{reclassified}"]
     if summary.pending:
         parts.append(f"still pending {summary.pending} (sent again)")
-    parts += [f"already known {summary.known}", f"ignored {summary.ignored}"]
+    other = (f" ({summary.known_other} by another model: --reclassify redoes them)"
+             if summary.known_other else "")
+    parts += [f"already known {summary.known}{other}", f"ignored {summary.ignored}"]
     if summary.warnings:
         parts.append(f"skipped with a warning {summary.warnings}")
     return " · ".join(parts)

@@ -34,19 +34,21 @@ class UpsertResult:
     pending_ids: list[int] = field(default_factory=list)  # unchanged, still queued/running
     known: int = 0  # unchanged and finished (done or failed)
     reclassified: int = 0  # of queued_ids: unchanged, done by another model version
+    known_other: int = 0  # of known: done by another model version, kept (no reclassify)
 
 
 def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
-                  min_duration_s: float | None = None,
-                  reclassify_unless: str | None = None) -> UpsertResult:
+                  min_duration_s: float | None = None, model_version: str | None = None,
+                  reclassify: bool = False) -> UpsertResult:
     """Record one batch of walked files.
 
     New files and files whose size or mtime changed are (re)queued; unchanged files keep
     their result. Unchanged files still waiting (queued or running, e.g. from an
     interrupted run) join `batch_id` so that `genreq run` waits for them too. A file
     skipped as too short whose duration reaches `min_duration_s` (the minimum lowered
-    since) is queued again. With `reclassify_unless` (a model version), an unchanged done
-    track that another version, or another model, classified is queued again too.
+    since) is queued again. `model_version` is the version the workers will classify
+    with, when known: an unchanged done track that another version, or another model,
+    classified is counted in `known_other`, or with `reclassify` queued again.
     """
     result = UpsertResult()
     # The comparison reads only the columns it compares: re-enqueueing an unchanged
@@ -63,11 +65,11 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
         return (row.size_bytes, row.mtime_ns) != (stat.size_bytes, stat.mtime_ns)
 
     def other_model(row) -> bool:
-        return (reclassify_unless is not None and row.state == State.done
-                and row.model_version != reclassify_unless)
+        return (model_version is not None and row.state == State.done
+                and row.model_version != model_version)
 
     def to_reset(row, stat: WalkedFile) -> bool:
-        return (changed(row, stat) or other_model(row)
+        return (changed(row, stat) or (reclassify and other_model(row))
                 or (row.state == State.skipped and min_duration_s is not None
                     and row.duration_s is not None and row.duration_s >= min_duration_s))
 
@@ -89,6 +91,7 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
             continue
         else:
             result.known += 1
+            result.known_other += other_model(row)
             continue
         track.batch_id = batch_id
         new_tracks.append(track)

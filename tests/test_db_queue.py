@@ -34,9 +34,9 @@ def test_upsert_is_idempotent_on_size_and_mtime(db_url):
 
 
 def test_upsert_reclassifies_done_tracks_of_another_model_version_only(db_url):
-    """reclassify_unless=VERSION: an unchanged done track classified by another version
-    (or none recorded) is queued again, its result cleared; one done by VERSION, a
-    failed or a skipped one stays as it is; without it nothing unchanged is queued."""
+    """model_version=VERSION: an unchanged done track classified by another version is
+    counted (known_other), and with reclassify queued again, its result cleared; one done
+    by VERSION, a failed or a skipped one stays as it is, and is not counted."""
     files = stats(("/old.mp3", 1, 1), ("/same.mp3", 1, 1), ("/failed.mp3", 1, 1),
                   ("/skipped.mp3", 1, 1), ("/changed.mp3", 1, 1))
     with session_scope(db_url) as s:
@@ -48,12 +48,16 @@ def test_upsert_reclassifies_done_tracks_of_another_model_version_only(db_url):
             s.execute(Track.__table__.update().where(Track.id == track_id).values(
                 state=state, model_name="m", model_version=version, genre="rock"))
     with session_scope(db_url) as s:
-        plain = queue.upsert_tracks(s, files, "batch2")
-    assert (plain.queued_ids, plain.known, plain.reclassified) == ([], 5, 0)
+        unknown = queue.upsert_tracks(s, files, "batch2")  # no version: nothing to compare
+        plain = queue.upsert_tracks(s, files, "batch2", model_version="new")
+    assert (unknown.queued_ids, unknown.known, unknown.known_other) == ([], 5, 0)
+    assert (plain.queued_ids, plain.known, plain.known_other, plain.reclassified) == (
+        [], 5, 2, 0)
     files[4] = FileStat(path="/changed.mp3", size_bytes=2, mtime_ns=1)
     with session_scope(db_url) as s:
-        again = queue.upsert_tracks(s, files, "batch3", reclassify_unless="new")
+        again = queue.upsert_tracks(s, files, "batch3", model_version="new", reclassify=True)
     assert sorted(again.queued_ids) == [ids[0], ids[4]] and again.known == 3
+    assert again.known_other == 0
     assert again.reclassified == 1  # the changed file is queued for its change
     with session_scope(db_url) as s:
         old = s.get(Track, ids[0])

@@ -126,10 +126,11 @@ def test_run_reclassify_redoes_what_another_model_did(genreq_home, audio_library
     genreq("run", audio_library["root"], "--workers", "1", "--model", "crnn", timeout=240)
     assert {row["model"] for row in export_json()} == {"crnn"}
     result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
-    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    n_audio = n_files - 1
+    assert (f"queued 0 · already known {n_files} ({n_audio} by another model: --reclassify "
+            "redoes them) · ignored 1") in result.stderr
     assert {row["model"] for row in export_json()} == {"crnn"}
 
-    n_audio = n_files - 1
     result = genreq("run", audio_library["root"], "--workers", "1", "--reclassify",
                     timeout=240)
     assert (f"queued {n_audio} ({n_audio} reclassified) · already known 1 · ignored 1"
@@ -140,14 +141,6 @@ def test_run_reclassify_redoes_what_another_model_did(genreq_home, audio_library
     result = genreq("run", audio_library["root"], "--workers", "1", "--reclassify",
                     timeout=240)
     assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
-
-
-def test_run_reclassify_with_a_missing_checkpoint_is_an_error(genreq_home, audio_library):
-    result = genreq("run", audio_library["root"], "--model", "nowhere/model.pt",
-                    "--reclassify", check=False)
-    assert result.returncode == 1
-    assert "Error: nowhere/model.pt: cannot read the checkpoint (No such file or directory)" \
-        in result.stderr
 
 
 def test_enqueue_then_stop_embedded_broker(genreq_home, audio_library):
@@ -203,13 +196,15 @@ def test_enqueue_progress_has_a_total_rate_and_eta(tmp_path, sqlite_url, redis_u
 
 def test_run_without_a_usable_model_fails_clearly(genreq_home, audio_library, tmp_path,
                                                   monkeypatch):
-    """A missing checkpoint is not a per-file failure: the run stops with the reason."""
+    """A missing checkpoint is not a per-file failure: the run stops with the reason,
+    before any worker starts (run reads the checkpoint's version first)."""
     monkeypatch.setenv("GENREQ_MODEL", str(tmp_path / "missing.pt"))
     result = genreq("run", audio_library["root"], "--workers", "1", check=False)
     assert result.returncode == 1
-    assert result.stderr.splitlines()[-1].startswith(
-        f"Error: the workers stopped: {tmp_path / 'missing.pt'}"
-    )
+    assert result.stderr.splitlines()[-1] == (
+        f"Error: {tmp_path / 'missing.pt'}: cannot read the checkpoint (No such file or "
+        "directory)")
+    assert not (genreq_home / "logs" / "run-workers.log").exists()
     status = json.loads(genreq("status", "--json").stdout)
     assert status["failed"] == 0 and status["done"] == 0  # no track blamed
 
