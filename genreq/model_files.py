@@ -1,5 +1,5 @@
-"""Which checkpoint file a model name means, and its version: no torch, so that the
-commands that only need to know (`genreq run --reclassify`) stay light."""
+"""Which checkpoint file a model name means, and its version (the digest results are
+stored with): no torch, so that `genreq run`, which only needs to know, stays light."""
 from __future__ import annotations
 
 import hashlib

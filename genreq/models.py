@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, fields, replace
 from itertools import pairwise
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -35,9 +34,8 @@ from torch import nn
 
 from genreq.errors import ModelError
 from genreq.features import MAX_CHUNKS, FeatureSpec
+from genreq.model_files import WEIGHTS_DIR
 from genreq.pretrained.tags import MSD_TAG_NAMES
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"  # pretrained weights shipped in the package
 
 log = logging.getLogger(__name__)
 

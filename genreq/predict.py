@@ -13,7 +13,7 @@ import torch
 
 from genreq import audio, checkpoint, config, features
 from genreq.errors import AudioError, TooShort
-from genreq.model_files import (  # noqa: F401  (imported from here too)
+from genreq.model_files import (  # noqa: F401  (callers import them from predict too)
     DEFAULT_MODEL,
     WEIGHTS_DIR,
     resolve_model,
