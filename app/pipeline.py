@@ -58,6 +58,8 @@ class EnqueueSummary:
     known: int = 0  # already known with the same size and mtime, finished
     reclassified: int = 0  # of queued: unchanged, done by another model version
     known_other: int = 0  # of known: done by another model version (no reclassify)
+    moved: int = 0  # known tracks found at a new path (moved or renamed), results kept
+    gone: int = 0  # known tracks under the walked paths whose file is gone: see prune
     ignored: int = 0  # not audio
     warnings: int = 0  # paths skipped with a warning
 
@@ -83,6 +85,10 @@ def enqueue(
     `model_version` (model_files.file_digest of the workers' checkpoint, when known):
     done tracks of unchanged files that another version classified are counted, or with
     `reclassify` queued again.
+
+    A file moved or renamed since keeps its track and result (db.queue.upsert_tracks
+    says how it is recognised: `moved`). Known tracks under `paths` whose file is gone
+    are counted (`gone`) and kept: `prune` forgets them.
     """
     from genreq.worker.app import app, send_classify
 
@@ -91,8 +97,10 @@ def enqueue(
     summary = EnqueueSummary(batch_id=batch_id or uuid.uuid4().hex)
     walk = LibraryWalk(paths)
     files = iter(walk)
+    seen: set[str] = set()
     with app.producer_or_acquire() as producer:
         while batch := list(itertools.islice(files, ENQUEUE_BATCH)):
+            seen.update(stat.path for stat in batch)
             result = _upsert(batch, summary.batch_id, model_version, reclassify)
             send_classify([*result.queued_ids, *result.pending_ids], producer)
             summary.queued += len(result.queued_ids)
@@ -100,11 +108,71 @@ def enqueue(
             summary.known_other += result.known_other
             summary.pending += len(result.pending_ids)
             summary.known += result.known
+            summary.moved += result.moved
             summary.ignored = walk.ignored
             if on_batch:
                 on_batch(summary)
     summary.ignored, summary.warnings = walk.ignored, walk.warnings
+    with session_scope() as session:
+        summary.gone = sum(1 for _ in queue.gone_tracks(
+            session, [os.fspath(root) for root in walk.paths], seen))
     return summary
+
+
+@dataclass
+class PruneResult:
+    paths: list[str]  # of the tracks forgotten (or, with dry_run, to forget)
+    kept: int = 0  # tracks under the paths whose files are there
+
+    @property
+    def forgotten(self) -> int:
+        return len(self.paths)
+
+
+def prune(paths: Iterable[str | Path], dry_run: bool = False,
+          force: bool = False) -> PruneResult:
+    """Forget the tracks under `paths` (directories or files) whose file is gone:
+    deleted or moved away, not found at a new path by a later run or enqueue. Their
+    rows go, results and embeddings with them; what is still on disk is not touched.
+
+    Refuses (GenreqError) when a path does not exist, or when every track known under
+    it is gone, unless `force`: that is what an unmounted drive or share looks like,
+    not a library emptied on purpose. With `dry_run`, says what it would forget.
+    """
+    from genreq.errors import GenreqError
+
+    ensure_schema()
+    roots = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
+    for root in roots:
+        if not os.path.exists(root):
+            raise GenreqError(f"{root}: no such file or directory; nothing forgotten "
+                              "(is its drive mounted?)")
+    with session_scope() as session:
+        known = {root: 0 for root in roots}
+        lost = {root: 0 for root in roots}
+        gone, kept = [], 0
+        for track_id, path in queue.tracks_under(session, roots):
+            is_gone = queue.file_gone(path)
+            for root in roots:
+                if _under(path, root):
+                    known[root] += 1
+                    lost[root] += is_gone
+            if is_gone:
+                gone.append((track_id, path))
+            else:
+                kept += 1
+        for root in roots:
+            if not force and known[root] and lost[root] == known[root]:
+                raise GenreqError(
+                    f"{root}: every track genreq knows there ({known[root]}) is gone; "
+                    "nothing forgotten (is its drive mounted? --force forgets them)")
+        if not dry_run:
+            queue.forget_tracks(session, [track_id for track_id, _ in gone])
+    return PruneResult(paths=[path for _, path in gone], kept=kept)
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _model_version(model: str | None) -> str:

@@ -103,7 +103,12 @@ def _enqueue_summary_line(summary) -> str:
         parts.append(f"still pending {summary.pending} (sent again)")
     other = (f" ({summary.known_other} by another model: --reclassify redoes them)"
              if summary.known_other else "")
-    parts += [f"already known {summary.known}{other}", f"ignored {summary.ignored}"]
+    parts.append(f"already known {summary.known}{other}")
+    if summary.moved:
+        parts.append(f"moved {summary.moved} (found at a new path, kept)")
+    if summary.gone:
+        parts.append(f"gone {summary.gone} (genreq prune forgets them)")
+    parts.append(f"ignored {summary.ignored}")
     if summary.warnings:
         parts.append(f"skipped with a warning {summary.warnings}")
     return " · ".join(parts)
@@ -120,9 +125,11 @@ def enqueue(paths: tuple[Path, ...]) -> None:
     """Record the audio files under PATHS and queue them for classification.
 
     Walks directories recursively in sorted order. A file already known with the same
-    size and modification time is not queued again; a changed file is. Start workers
-    with `genreq worker` to process the queue, or use `genreq run` to do both. Counts
-    the files first (a fraction of the walk), so progress on stderr has an ETA.
+    size and modification time is not queued again; a changed file is. A file moved or
+    renamed keeps its result; known files gone from PATHS are counted, and kept until
+    `genreq prune`. Start workers with `genreq worker` to process the queue, or use
+    `genreq run` to do both. Counts the files first (a fraction of the walk), so
+    progress on stderr has an ETA.
 
     \b
     Example:
@@ -225,7 +232,9 @@ def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
     Enqueues the files, starts local workers, shows progress on stderr, waits until
     every file of this run is done or failed, stops the workers (and the embedded
     broker, if this run started it) and prints the counts per genre and the failures.
-    Exits 0 when the run completed, even if some files failed.
+    Exits 0 when the run completed, even if some files failed. Files already known are
+    not classified again: a moved or renamed one keeps its result, and files gone since
+    are counted (`genreq prune` forgets them).
 
     \b
     Examples:
@@ -472,6 +481,36 @@ def requeue(stale: bool, older_than_s: float | None, failed: bool) -> None:
     summary = app.requeue(stale, failed, older_than_s)
     click.echo(f"sent {summary.sent} · stale running requeued {summary.stale}"
                f" · failed requeued {summary.failed}", err=True)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print what would be forgotten; forget nothing.")
+@click.option("--force", is_flag=True,
+              help="Forget them even when every track under a path is gone.")
+def prune(paths: tuple[Path, ...], dry_run: bool, force: bool) -> None:
+    """Forget the tracks under PATHS whose files are gone.
+
+    A file deleted, or moved out of the library, keeps its row (and shows in status and
+    exports) until pruned; `run` and `enqueue` count such tracks as "gone". A file moved
+    or renamed inside what they walk is followed to its new path, result kept. Prints
+    the paths forgotten. Refuses when a path is missing, or when every track known
+    under it is gone (an unmounted drive looks like that) unless --force.
+
+    \b
+    Examples:
+      genreq prune ~/Music --dry-run
+      genreq prune ~/Music
+      forgot 3 tracks whose files are gone · 1517 still there
+    """
+    from genreq import app
+
+    result = app.prune(paths, dry_run=dry_run, force=force)
+    for path in result.paths:
+        click.echo(path)
+    verb = "would forget" if dry_run else "forgot"
+    click.echo(f"{verb} {_plural(result.forgotten, 'track')} whose files are gone"
+               f" · {result.kept} still there", err=True)
 
 
 @cli.command()

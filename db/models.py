@@ -135,6 +135,8 @@ class Track(Base):
         Index("ix_tracks_state_lease_expires_at", "state", "lease_expires_at"),
         # status's failed and skipped tracks counted by reason, from the index alone.
         Index("ix_tracks_state_reason", "state", "reason"),
+        # enqueue's search for a new file's size and mtime: a known file moved.
+        Index("ix_tracks_size_bytes_mtime_ns", "size_bytes", "mtime_ns"),
     )
 
     def top(self, k: int = TOP_K) -> list[tuple[str, float]]:

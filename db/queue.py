@@ -4,12 +4,13 @@ worker or a failure left behind. The database is the source of truth; the broker
 carries the ids that these functions hand out."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from genreq.db import paging, work
@@ -35,11 +36,18 @@ class UpsertResult:
     known: int = 0  # unchanged and finished (done or failed)
     reclassified: int = 0  # of queued_ids: unchanged, done by another model version
     known_other: int = 0  # of known: done by another model version, kept (no reclassify)
+    moved: int = 0  # known rows found at a new path (and counted as above): path updated
+
+
+def file_gone(path: str) -> bool:
+    """Whether nothing is at PATH any more (a broken symlink counts as gone)."""
+    return not os.path.exists(path)
 
 
 def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
                   min_duration_s: float | None = None, model_version: str | None = None,
-                  reclassify: bool = False) -> UpsertResult:
+                  reclassify: bool = False,
+                  gone: Callable[[str], bool] = file_gone) -> UpsertResult:
     """Record one batch of walked files.
 
     New files and files whose size or mtime changed are (re)queued; unchanged files keep
@@ -49,6 +57,11 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
     since) is queued again. `model_version` is the version the workers will classify
     with, when known: an unchanged done track that another version, or another model,
     classified is counted in `known_other`, or with `reclassify` queued again.
+
+    A new path whose size and mtime (to the nanosecond) are those of a known track
+    whose file is `gone` is that track moved or renamed (`mv`, a file manager, `rsync
+    -a` keep the mtime): the row takes the new path and keeps its result, as if the
+    file had been there all along. Each gone row is taken by one new path at most.
     """
     result = UpsertResult()
     # The comparison reads only the columns it compares: re-enqueueing an unchanged
@@ -60,6 +73,12 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
                    Track.duration_s, Track.model_version)
             .where(Track.path.in_([f.path for f in files])))
     }
+    for path, row in _moved_rows(session, [f for f in files if f.path not in existing],
+                                 gone).items():
+        session.execute(update(Track).where(Track.id == row.id).values(path=path)
+                        .execution_options(synchronize_session=False))
+        existing[path] = row
+        result.moved += 1
 
     def changed(row, stat: WalkedFile) -> bool:
         return (row.size_bytes, row.mtime_ns) != (stat.size_bytes, stat.mtime_ns)
@@ -102,6 +121,74 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
     session.flush()
     result.queued_ids = [track.id for track in new_tracks]
     return result
+
+
+def _moved_rows(session: Session, new_files: Sequence[WalkedFile],
+                gone: Callable[[str], bool]) -> dict[str, object]:
+    """{new path: the row of the gone file it is}, for the NEW_FILES (paths no row has)
+    whose size and mtime match a known track's whose file is gone. Several gone rows
+    of one size and mtime (copies of a file) go, lowest id first, to the new paths in
+    walk order."""
+    if not new_files:
+        return {}
+    keys = {(f.size_bytes, f.mtime_ns) for f in new_files}
+    candidates: dict[tuple[int, int], list] = {}
+    rows = session.execute(
+        select(Track.id, Track.path, Track.size_bytes, Track.mtime_ns, Track.state,
+               Track.duration_s, Track.model_version)
+        # One index probe per pair (ix_tracks_size_bytes_mtime_ns), on SQLite and
+        # PostgreSQL alike; two IN lists would probe every size with every mtime.
+        .where(or_(*(and_(Track.size_bytes == size, Track.mtime_ns == mtime)
+                     for size, mtime in sorted(keys))))
+        .order_by(Track.id))
+    for row in rows:
+        if gone(row.path):
+            candidates.setdefault((row.size_bytes, row.mtime_ns), []).append(row)
+    moved = {}
+    for stat in new_files:
+        if waiting := candidates.get((stat.size_bytes, stat.mtime_ns)):
+            moved[stat.path] = waiting.pop(0)
+    return moved
+
+
+def tracks_under(session: Session, roots: Sequence[str] = ()) -> Iterator[tuple[int, str]]:
+    """(id, path) of each track under ROOTS (absolute paths of directories or files; no
+    ROOTS: every track), in id order, paged."""
+    query = select(Track.id, Track.path)
+    prefixes = [root.rstrip(os.sep) + os.sep for root in roots]
+    if roots:
+        # LIKE narrows the rows read; the prefix test below is exact (SQLite's LIKE
+        # ignores ASCII case, which a Linux path does not).
+        query = query.where(or_(*(
+            or_(Track.path == root, Track.path.like(_like_escape(prefix) + "%", escape="\\"))
+            for root, prefix in zip(roots, prefixes, strict=True))))
+    for track_id, path in paging.rows(session, query, Track.id):
+        if not roots or any(path == root or path.startswith(prefix)
+                            for root, prefix in zip(roots, prefixes, strict=True)):
+            yield track_id, path
+
+
+def gone_tracks(session: Session, roots: Sequence[str] = (),
+                seen: Collection[str] = frozenset(),
+                gone: Callable[[str], bool] = file_gone) -> Iterator[tuple[int, str]]:
+    """tracks_under(ROOTS) whose file is gone. SEEN: paths that a walk of ROOTS just
+    found, not looked up on disk again."""
+    return ((track_id, path) for track_id, path in tracks_under(session, roots)
+            if path not in seen and gone(path))
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def forget_tracks(session: Session, ids: Sequence[int]) -> int:
+    """Delete the rows IDS (what `genreq prune` forgets); how many there were."""
+    deleted = 0
+    for start in range(0, len(ids), paging.PAGE_SIZE):
+        deleted += session.execute(
+            delete(Track).where(Track.id.in_(ids[start:start + paging.PAGE_SIZE]))
+            .execution_options(synchronize_session=False)).rowcount
+    return deleted
 
 
 def _reset(track: Track, stat: WalkedFile) -> None:

@@ -97,3 +97,59 @@ def test_requeue_resets_stale_running_and_failed(db_url):
         assert (track.state, track.attempts, track.error) == (State.queued, 0, None)
         assert s.get(Track, fresh).state == State.running
         assert [i for page in queue.queued_ids(s) for i in page] == [stale, failed, queued]
+
+
+def test_upsert_follows_a_moved_file_to_its_new_path(db_url):
+    """A new path with the size and mtime of a known track whose file is gone is that
+    track moved: same row, result kept, nothing queued. Each gone row is taken once; a
+    row whose file is still there, or another mtime, is not taken."""
+    gone = {"/old/a.mp3", "/old/b.mp3"}
+    with session_scope(db_url) as s:
+        ids = queue.upsert_tracks(s, stats(("/old/a.mp3", 10, 5), ("/old/b.mp3", 20, 6),
+                                           ("/keep/c.mp3", 30, 7)), "batch1").queued_ids
+        s.execute(Track.__table__.update().values(state=State.done, genre="jazz",
+                                                  model_version="v"))
+    with session_scope(db_url) as s:
+        result = queue.upsert_tracks(
+            s, stats(("/new/a.mp3", 10, 5), ("/new/a-copy.mp3", 10, 5),
+                     ("/new/b.mp3", 20, 7), ("/new/c.mp3", 30, 7)),
+            "batch2", model_version="v", gone=gone.__contains__)
+    assert (result.moved, result.known, len(result.queued_ids)) == (1, 1, 3)
+    with session_scope(db_url) as s:
+        moved = s.get(Track, ids[0])
+        assert (moved.path, moved.state, moved.genre, moved.batch_id) == (
+            "/new/a.mp3", State.done, "jazz", "batch1")
+        assert s.get(Track, ids[1]).path == "/old/b.mp3"  # another mtime: a new file
+        assert s.get(Track, ids[2]).path == "/keep/c.mp3"  # still there: a copy
+        assert {t.path for t in s.query(Track).filter(Track.id.in_(result.queued_ids))} == {
+            "/new/a-copy.mp3", "/new/b.mp3", "/new/c.mp3"}
+
+
+def test_a_moved_track_of_another_model_is_reclassified_with_reclassify(db_url):
+    with session_scope(db_url) as s:
+        (track_id,) = queue.upsert_tracks(s, stats(("/old/a.mp3", 10, 5)), "b1").queued_ids
+        s.execute(Track.__table__.update().values(state=State.done, model_version="old"))
+    with session_scope(db_url) as s:
+        result = queue.upsert_tracks(s, stats(("/new/a.mp3", 10, 5)), "b2",
+                                     model_version="new", reclassify=True,
+                                     gone=lambda path: path == "/old/a.mp3")
+    assert (result.moved, result.queued_ids, result.reclassified) == (1, [track_id], 1)
+
+
+def test_gone_tracks_are_those_under_the_roots_not_seen_and_not_on_disk(db_url):
+    paths = ["/music/a.mp3", "/music/sub/b.mp3", "/Music/c.mp3", "/music2/d.mp3",
+             "/music/e_%.mp3", "/musicx_%/f.mp3", "/one.mp3"]
+    with session_scope(db_url) as s:
+        queue.upsert_tracks(s, stats(*((p, i, i) for i, p in enumerate(paths))), "b")
+    with session_scope(db_url) as s:
+        under = [p for _, p in queue.tracks_under(s, ["/music", "/one.mp3"])]
+        assert under == ["/music/a.mp3", "/music/sub/b.mp3", "/music/e_%.mp3", "/one.mp3"]
+        gone = [p for _, p in queue.gone_tracks(s, ["/music/"], seen={"/music/a.mp3"},
+                                                gone=lambda path: path != "/music/e_%.mp3")]
+        assert gone == ["/music/sub/b.mp3"]
+        assert len(list(queue.tracks_under(s))) == len(paths)
+        ids = [i for i, _ in queue.gone_tracks(s, ["/music"], gone=lambda path: True)]
+        assert queue.forget_tracks(s, ids) == 3
+    with session_scope(db_url) as s:
+        assert sorted(t.path for t in s.query(Track)) == sorted(
+            ["/Music/c.mp3", "/music2/d.mp3", "/musicx_%/f.mp3", "/one.mp3"])

@@ -225,3 +225,56 @@ def test_stop_stops_registered_workers_and_broker(genreq_home, start_worker):
     assert worker.process.wait(30) == 0, worker.log()
     assert not broker.is_running(genreq_home)
     assert not list((genreq_home / "workers").glob("*.json"))
+
+
+def test_run_follows_moved_files_and_prune_forgets_deleted_ones(genreq_home, audio_library):
+    """Files moved or renamed inside the library keep their track and result; a deleted
+    one stays known, counted as gone, until `prune` forgets it (after a dry run)."""
+    n_files = len(audio_library["audio"]) + 1
+    genreq("run", audio_library["root"], "--workers", "1", timeout=240)
+    before = {row["path"]: row for row in export_json()}
+    first, second, deleted = audio_library["audio"][:3]
+    (audio_library["root"] / "sorted").mkdir()
+    moves = {first: audio_library["root"] / "sorted" / first.name,
+             second: second.with_name("renamed " + second.name)}
+    for old, new in moves.items():
+        old.rename(new)
+    deleted.unlink()
+
+    result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
+    assert (f"queued 0 · already known {n_files - 1} · moved 2 (found at a new path, kept)"
+            " · gone 1 (genreq prune forgets them) · ignored 1") in result.stderr
+    after = {row["path"]: row for row in export_json()}
+    for old, new in moves.items():
+        assert after[str(new)] == {**before[str(old)], "path": str(new)}
+    assert str(deleted) in after  # known until pruned
+
+    result = genreq("prune", audio_library["root"], "--dry-run")
+    assert result.stdout == f"{deleted}\n"
+    assert result.stderr == (
+        f"would forget 1 track whose files are gone · {n_files - 1} still there\n")
+    result = genreq("prune", audio_library["root"])
+    assert result.stdout == f"{deleted}\n"
+    assert set(after) - {row["path"] for row in export_json()} == {str(deleted)}
+    assert json.loads(genreq("status", "--json").stdout)["total"] == n_files - 1
+    assert genreq("prune", audio_library["root"]).stderr.startswith("forgot 0 tracks ")
+
+
+def test_prune_refuses_a_missing_path_or_one_whose_every_track_is_gone(genreq_home,
+                                                                       audio_library):
+    genreq("enqueue", audio_library["root"])
+    genreq("stop")
+    missing = audio_library["root"] / "nowhere"
+    result = genreq("prune", missing, check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: {missing}: no such file or directory; nothing forgotten "
+        "(is its drive mounted?)")
+    more = audio_library["root"] / "more"
+    for path in more.iterdir():
+        path.unlink()  # an empty mount point looks like this
+    result = genreq("prune", more, check=False)
+    assert result.returncode == 1 and "every track genreq knows there (2) is gone" in result.stderr
+    result = genreq("prune", more, "--force")
+    assert result.stdout.splitlines() == sorted(
+        str(p) for p in (audio_library["corrupt"], audio_library["audio"][-1]))

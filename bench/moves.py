@@ -1,0 +1,214 @@
+"""What following moved files and counting gone ones costs `genreq enqueue`, in one run.
+
+    .venv/bin/python bench/moves.py                 # 20,000 files beside 200,000 known rows
+    .venv/bin/python bench/moves.py --save          # also writes bench/results/moves.json
+    .venv/bin/python bench/moves.py --files 2000 --rows 20000 --repeats 1   # a quick look
+
+Builds in a temporary directory a GENREQ_HOME (SQLite, migrated by genreq's own
+migrations, the embedded broker) holding ROWS done tracks whose files are gone (paths
+elsewhere, sizes and mtimes drawn as the tree's are), and a tree of FILES sparse files of
+3-12 MB (no disk used; only their size and mtime matter to enqueue). Then, in this
+process, calling genreq.app.enqueue as `genreq enqueue TREE` does, interleaved REPEATS
+times, each on a fresh copy of the database:
+
+- the first enqueue of the tree (every file new: each batch looks its files' sizes and
+  mtimes up among the known tracks) against the same with the lookup switched off
+  (db.queue._moved_rows returning nothing: genreq before it), and with the lookup but
+  without its index (ix_tracks_size_bytes_mtime_ns dropped);
+- the tree enqueued again unchanged (the walk, then the count of gone tracks under it)
+  against the same with the count switched off (db.queue.gone_tracks returning nothing);
+- the tree after MOVED_SHARE of its files were renamed into another folder and as many
+  deleted: what it reports (every renamed file `moved`, nothing queued, every deleted
+  one `gone`) and its time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "moves.json"
+MOVED_SHARE = 0.01
+INSERT_BATCH = 10_000
+SIZE_RANGE = (3_000_000, 12_000_000)  # bytes: 3-12 MB, a compressed track's
+
+
+def make_tree(tree: Path, n_files: int, rng: np.random.Generator) -> list[Path]:
+    paths = []
+    for i in range(n_files):
+        path = tree / f"artist {i // 100:04d}" / f"album {i // 10:05d}" / f"{i % 10:02d}.mp3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.truncate(int(rng.integers(*SIZE_RANGE)))
+        paths.append(path)
+    return paths
+
+
+def add_gone_rows(n_rows: int, rng: np.random.Generator) -> None:
+    from sqlalchemy import insert
+
+    from genreq.db.models import Track, utcnow
+    from genreq.db.session import session_scope
+
+    now_ns = time.time_ns()
+    for start in range(0, n_rows, INSERT_BATCH):
+        count = min(INSERT_BATCH, n_rows - start)
+        sizes = rng.integers(*SIZE_RANGE, size=count)
+        mtimes = now_ns - rng.integers(0, 10**17, size=count)
+        with session_scope() as session:
+            session.execute(insert(Track), [
+                {"path": f"/elsewhere/{start + i:07d}.mp3", "size_bytes": int(size),
+                 "mtime_ns": int(mtime), "state": "done", "genre": "rock", "attempts": 1,
+                 "queued_at": utcnow()}
+                for i, (size, mtime) in enumerate(zip(sizes, mtimes, strict=True))])
+
+
+@contextmanager
+def switched_off(module, name: str, replacement):
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def timed_enqueue(tree: Path) -> tuple[float, object]:
+    from genreq import app
+
+    started = time.perf_counter()
+    summary = app.enqueue([tree])
+    return time.perf_counter() - started, summary
+
+
+def spread(values: list[float]) -> dict:
+    return {"n": len(values), "median": round(statistics.median(values), 3),
+            "min": round(min(values), 3), "max": round(max(values), 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=20_000)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--save", action="store_true")
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="genreq-moves-"))
+    os.environ["GENREQ_HOME"] = str(work / "home")
+    os.environ.pop("GENREQ_DATABASE_URL", None)
+    os.environ.pop("GENREQ_BROKER_URL", None)
+    sys.path.insert(0, str(REPO))
+    from sqlalchemy import text
+
+    from genreq import app
+    from genreq.app import pipeline
+    from genreq.db import queue
+    from genreq.db.session import get_engine, session_scope
+
+    rng = np.random.default_rng(0)
+    try:
+        tree = work / "tree"
+        files = make_tree(tree, args.files, rng)
+        pipeline.prepare()
+        add_gone_rows(args.rows, rng)
+        database = work / "home" / "genreq.db"
+        snapshot = work / "snapshot.db"
+
+        def checkpointed() -> None:
+            # No connection open and no write-ahead log left: the file is the database.
+            with session_scope() as session:
+                session.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+            get_engine().dispose()
+            for suffix in ("-wal", "-shm"):
+                database.with_name(database.name + suffix).unlink(missing_ok=True)
+
+        checkpointed()
+        shutil.copyfile(database, snapshot)
+
+        def fresh() -> None:
+            checkpointed()
+            shutil.copyfile(snapshot, database)
+
+        fresh()
+        timed_enqueue(tree)  # a warm-up: the broker starts, the modules load
+        first = {"lookup": [], "no_lookup": [], "lookup_no_index": []}
+        for _ in range(args.repeats):
+            fresh()
+            first["lookup"].append(timed_enqueue(tree)[0])
+            fresh()
+            with switched_off(queue, "_moved_rows", lambda *_: {}):
+                first["no_lookup"].append(timed_enqueue(tree)[0])
+            fresh()
+            with session_scope() as session:
+                session.execute(text("DROP INDEX ix_tracks_size_bytes_mtime_ns"))
+            first["lookup_no_index"].append(timed_enqueue(tree)[0])
+            print(f"first enqueue: { {k: round(v[-1], 2) for k, v in first.items()} }",
+                  file=sys.stderr)
+
+        fresh()
+        _, summary = timed_enqueue(tree)
+        assert (summary.queued, summary.moved, summary.gone) == (args.files, 0, 0), summary
+        with session_scope() as session:
+            session.execute(text("UPDATE tracks SET state = 'done'"))
+        again = {"gone_count": [], "no_gone_count": []}
+        for _ in range(args.repeats):
+            seconds, summary = timed_enqueue(tree)
+            assert (summary.queued, summary.known, summary.gone) == (0, args.files, 0)
+            again["gone_count"].append(seconds)
+            with switched_off(queue, "gone_tracks", lambda *_args, **_kw: iter(())):
+                again["no_gone_count"].append(timed_enqueue(tree)[0])
+            print(f"unchanged: { {k: round(v[-1], 2) for k, v in again.items()} }",
+                  file=sys.stderr)
+
+        n_changed = max(1, int(args.files * MOVED_SHARE))
+        picks = rng.choice(len(files), size=2 * n_changed, replace=False)
+        (tree / "sorted").mkdir()
+        for k, index in enumerate(picks):
+            if k < n_changed:
+                files[index].rename(tree / "sorted" / f"{k:05d}.mp3")
+            else:
+                files[index].unlink()
+        seconds, summary = timed_enqueue(tree)
+        moved = {"renamed": n_changed, "deleted": n_changed, "wall_s": round(seconds, 3),
+                 "reported": {"queued": summary.queued, "moved": summary.moved,
+                              "known": summary.known, "gone": summary.gone}}
+        app.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    first_s = {k: spread(v) for k, v in first.items()}
+    again_s = {k: spread(v) for k, v in again.items()}
+    result = {
+        "benchmark": "moves",
+        "machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]},
+        "library": {"files": args.files, "gone_rows": args.rows, "repeats": args.repeats},
+        "first_enqueue_s": first_s,
+        "first_enqueue_ratio_lookup_vs_none": round(
+            first_s["lookup"]["median"] / first_s["no_lookup"]["median"], 3),
+        "first_enqueue_ratio_no_index_vs_none": round(
+            first_s["lookup_no_index"]["median"] / first_s["no_lookup"]["median"], 3),
+        "unchanged_enqueue_s": again_s,
+        "unchanged_ratio_gone_count_vs_none": round(
+            again_s["gone_count"]["median"] / again_s["no_gone_count"]["median"], 3),
+        "after_moves": moved,
+    }
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    if args.save:
+        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
