@@ -154,7 +154,7 @@ def prune(paths: Iterable[str | Path], dry_run: bool = False,
         for track_id, path in queue.tracks_under(session, roots):
             is_gone = queue.file_gone(path)
             for root in roots:
-                if _under(path, root):
+                if queue.is_under(path, root):
                     known[root] += 1
                     lost[root] += is_gone
             if is_gone:
@@ -169,10 +169,6 @@ def prune(paths: Iterable[str | Path], dry_run: bool = False,
         if not dry_run:
             queue.forget_tracks(session, [track_id for track_id, _ in gone])
     return PruneResult(paths=[path for _, path in gone], kept=kept)
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _model_version(model: str | None) -> str:

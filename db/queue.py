@@ -153,19 +153,45 @@ def _moved_rows(session: Session, new_files: Sequence[WalkedFile],
 
 def tracks_under(session: Session, roots: Sequence[str] = ()) -> Iterator[tuple[int, str]]:
     """(id, path) of each track under ROOTS (absolute paths of directories or files; no
-    ROOTS: every track), in id order, paged."""
-    query = select(Track.id, Track.path)
-    prefixes = [root.rstrip(os.sep) + os.sep for root in roots]
-    if roots:
-        # LIKE narrows the rows read; the prefix test below is exact (SQLite's LIKE
-        # ignores ASCII case, which a Linux path does not).
-        query = query.where(or_(*(
-            or_(Track.path == root, Track.path.like(_like_escape(prefix) + "%", escape="\\"))
-            for root, prefix in zip(roots, prefixes, strict=True))))
-    for track_id, path in paging.rows(session, query, Track.id):
-        if not roots or any(path == root or path.startswith(prefix)
-                            for root, prefix in zip(roots, prefixes, strict=True)):
-            yield track_id, path
+    ROOTS: every track), root by root in path order, each track once.
+
+    One query per root, streamed rather than paged: its rows come from an index of
+    paths in one range scan, where keyset pages over a LIKE or a range would read the
+    rest of the range again for every page."""
+    if not roots:
+        yield from session.execute(select(Track.id, Track.path)
+                                   .execution_options(yield_per=paging.PAGE_SIZE))
+        return
+    kept: list[str] = []
+    for root in sorted(set(roots)):
+        if not any(is_under(root, other) for other in kept):  # its tracks come with other's
+            kept.append(root)
+    for root in kept:
+        prefix = root.rstrip(os.sep) + os.sep
+        yield from session.execute(select(Track.id, Track.path).where(Track.path == root))
+        rows = session.execute(
+            select(Track.id, Track.path).where(_starts_with(session, prefix))
+            .order_by(Track.path).execution_options(yield_per=paging.PAGE_SIZE))
+        for track_id, path in rows:
+            if path.startswith(prefix):  # exact, whatever the SQL lets through
+                yield track_id, path
+
+
+def is_under(path: str, root: str) -> bool:
+    """Whether PATH is ROOT or inside it."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _starts_with(session: Session, prefix: str):
+    """The condition `path` starts with PREFIX (which ends in a separator), as an index
+    serves it: on SQLite a range of the unique index on path (text compares bytewise,
+    and the paths after PREFIX's own end before the separator's next character); on
+    PostgreSQL LIKE, served by ix_tracks_path_pattern (SQLite's LIKE ignores ASCII case,
+    which a path does not)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return and_(Track.path >= prefix, Track.path < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return Track.path.like(escaped + "%", escape="\\")
 
 
 def gone_tracks(session: Session, roots: Sequence[str] = (),
@@ -175,10 +201,6 @@ def gone_tracks(session: Session, roots: Sequence[str] = (),
     found, not looked up on disk again."""
     return ((track_id, path) for track_id, path in tracks_under(session, roots)
             if path not in seen and gone(path))
-
-
-def _like_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def forget_tracks(session: Session, ids: Sequence[int]) -> int:
