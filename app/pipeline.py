@@ -171,8 +171,9 @@ def prune(paths: Iterable[str | Path], dry_run: bool = False,
     return PruneResult(paths=[path for _, path in gone], kept=kept)
 
 
-def _model_version(model: str | None) -> str:
-    """The version (file digest) of the checkpoint `model` names, as workers record it."""
+def model_version(model: str | None) -> str:
+    """The version (file digest) of the checkpoint `model` names (None: $GENREQ_MODEL or
+    the default), as workers record it; ModelError when it cannot be read."""
     from genreq import model_files
     from genreq.errors import ModelError
 
@@ -279,7 +280,7 @@ def run(
     from genreq.worker import leases
 
     # Resolved before the workers start: a model that does not exist is an error here.
-    version = _model_version(model)
+    version = model_version(model)
 
     started = time.monotonic()
     on_progress = on_progress or (lambda *_: None)

@@ -119,35 +119,6 @@ def _enqueue_progress_detail(summary) -> str:
     return f"queued {summary.queued}{pending} · already known {summary.known}"
 
 
-@cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def enqueue(paths: tuple[Path, ...]) -> None:
-    """Record the audio files under PATHS and queue them for classification.
-
-    Walks directories recursively in sorted order. A file already known with the same
-    size and modification time is not queued again; a changed file is. A file moved or
-    renamed keeps its result; known files gone from PATHS are counted, and kept until
-    `genreq prune`. Start workers with `genreq worker` to process the queue, or use
-    `genreq run` to do both. Counts the files first (a fraction of the walk), so
-    progress on stderr has an ETA.
-
-    \b
-    Example:
-      genreq enqueue ~/Music /mnt/nas/music
-      queued 1520 · already known 0 · ignored 34
-    """
-    from genreq import app
-    from genreq.app.walk import count_audio_files
-
-    # A 100k-file library takes a minute or two: say how far it got and how long is left.
-    # Counting first is a fraction of the walk (bench/results).
-    progress = ProgressLine("files", count_audio_files(paths))
-    summary = app.enqueue(paths, on_batch=lambda batch: progress.update(
-        batch.sent + batch.known, _enqueue_progress_detail(batch)))
-    progress.close()
-    click.echo(_enqueue_summary_line(summary), err=True)
-
-
 model_option = click.option(
     "--model", default=None,
     help="Checkpoint path or shipped model name, e.g. vgg-msd "
@@ -158,6 +129,51 @@ min_duration_option = click.option(
     metavar="S", help="Skip files shorter than S seconds instead of classifying them "
     "[default: $GENREQ_MIN_DURATION or 3]. Reaches the workers this command starts.",
 )
+
+
+reclassify_option = click.option(
+    "--reclassify", is_flag=True,
+    help="Also classify again the unchanged files that another model, or another version "
+    "of this one, classified (after upgrading genreq, or to switch models).")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", default=None,
+              help="The model the workers run, a checkpoint path or shipped name "
+              "[default with --reclassify: $GENREQ_MODEL or vgg-msd-fast]. Named, done "
+              "tracks another model classified are counted.")
+@reclassify_option
+def enqueue(paths: tuple[Path, ...], model: str | None, reclassify: bool) -> None:
+    """Record the audio files under PATHS and queue them for classification.
+
+    Walks directories recursively in sorted order. A file already known with the same
+    size and modification time is not queued again; a changed file is. A file moved or
+    renamed keeps its result; known files gone from PATHS are counted, and kept until
+    `genreq prune`. Start workers with `genreq worker` to process the queue, or use
+    `genreq run` to do both. Counts the files first (a fraction of the walk), so
+    progress on stderr has an ETA.
+
+    \b
+    Examples:
+      genreq enqueue ~/Music /mnt/nas/music
+      queued 1520 · already known 0 · ignored 34
+      genreq enqueue ~/Music --reclassify --model vgg-msd   # workers run vgg-msd
+    """
+    from genreq import app
+    from genreq.app.pipeline import model_version
+    from genreq.app.walk import count_audio_files
+
+    # A 100k-file library takes a minute or two: say how far it got and how long is left.
+    # Counting first is a fraction of the walk (bench/results).
+    # The workers may be elsewhere: their model is known here only when named.
+    version = (model_version(model) if model is not None or reclassify else None)
+    progress = ProgressLine("files", count_audio_files(paths))
+    summary = app.enqueue(paths, on_batch=lambda batch: progress.update(
+        batch.sent + batch.known, _enqueue_progress_detail(batch)),
+        model_version=version, reclassify=reclassify)
+    progress.close()
+    click.echo(_enqueue_summary_line(summary), err=True)
 
 
 def _set_min_duration(seconds: float | None) -> None:
@@ -221,10 +237,7 @@ class Progress:
               help="Worker processes to start [default: number of CPUs].")
 @model_option
 @min_duration_option
-@click.option("--reclassify", is_flag=True,
-              help="Also classify again the unchanged files that another model, or another "
-              "version of this one, classified (after upgrading genreq, or to switch "
-              "models).")
+@reclassify_option
 def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
         min_duration_s: float | None, reclassify: bool) -> None:
     """Classify every audio file under PATHS, start to finish, and print a summary.

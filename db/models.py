@@ -137,11 +137,6 @@ class Track(Base):
         Index("ix_tracks_state_reason", "state", "reason"),
         # enqueue's search for a new file's size and mtime: a known file moved.
         Index("ix_tracks_size_bytes_mtime_ns", "size_bytes", "mtime_ns"),
-        # The tracks under a folder (db.queue.tracks_under) by LIKE 'folder/%', which
-        # PostgreSQL's unique index on path serves only under the C collation. SQLite
-        # reads a range of that unique index instead (its text compares bytewise).
-        Index("ix_tracks_path_pattern", "path",
-              postgresql_ops={"path": "text_pattern_ops"}).ddl_if(dialect="postgresql"),
     )
 
     def top(self, k: int = TOP_K) -> list[tuple[str, float]]:
@@ -196,7 +191,3 @@ change_stamp_deltas = Table(
 
 
 metadata = Base.metadata
-
-# Indexes that exist on PostgreSQL only (the migrations create them there, and Alembic's
-# comparison of the models with a database skips them elsewhere).
-POSTGRESQL_ONLY_INDEXES = frozenset({"ix_tracks_path_pattern"})

@@ -155,9 +155,8 @@ def tracks_under(session: Session, roots: Sequence[str] = ()) -> Iterator[tuple[
     """(id, path) of each track under ROOTS (absolute paths of directories or files; no
     ROOTS: every track), root by root in path order, each track once.
 
-    One query per root, streamed rather than paged: its rows come from an index of
-    paths in one range scan, where keyset pages over a LIKE or a range would read the
-    rest of the range again for every page."""
+    One query per root, streamed rather than paged: keyset pages over a range or a
+    LIKE would read the rest of it again for every page."""
     if not roots:
         yield from session.execute(select(Track.id, Track.path)
                                    .execution_options(yield_per=paging.PAGE_SIZE))
@@ -183,11 +182,12 @@ def is_under(path: str, root: str) -> bool:
 
 
 def _starts_with(session: Session, prefix: str):
-    """The condition `path` starts with PREFIX (which ends in a separator), as an index
-    serves it: on SQLite a range of the unique index on path (text compares bytewise,
-    and the paths after PREFIX's own end before the separator's next character); on
-    PostgreSQL LIKE, served by ix_tracks_path_pattern (SQLite's LIKE ignores ASCII case,
-    which a path does not)."""
+    """The condition `path` starts with PREFIX (which ends in a separator). On SQLite, a
+    range of the unique index on path (text compares bytewise there, and the paths after
+    PREFIX's own end before its separator's next character), where LIKE, blind to ASCII
+    case, would read every row. Elsewhere LIKE: PostgreSQL's index on path orders by
+    the database's collation, in which a prefix's paths need not be one range, so it
+    reads the table (what that costs: bench/moves.py)."""
     if session.get_bind().dialect.name == "sqlite":
         return and_(Track.path >= prefix, Track.path < prefix[:-1] + chr(ord(prefix[-1]) + 1))
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

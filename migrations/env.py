@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from genreq import config as genreq_config
-from genreq.db.models import POSTGRESQL_ONLY_INDEXES, metadata
+from genreq.db.models import metadata
 from genreq.db.session import make_engine
 
 config = context.config
@@ -22,13 +22,6 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
-def _include_object(dialect: str):
-    def include(obj, name, type_, reflected, compare_to) -> bool:
-        return not (type_ == "index" and name in POSTGRESQL_ONLY_INDEXES
-                    and dialect != "postgresql")
-    return include
-
-
 def run_migrations_online() -> None:
     engine = make_engine(config.attributes.get("url") or genreq_config.database_url())
     try:
@@ -39,7 +32,6 @@ def run_migrations_online() -> None:
                 # SQLite cannot ALTER most things; batch mode rebuilds the table instead.
                 render_as_batch=True,
                 compare_type=True,
-                include_object=_include_object(connection.dialect.name),
             )
             with context.begin_transaction():
                 context.run_migrations()

@@ -168,6 +168,36 @@ def test_enqueue_then_stop_embedded_broker(genreq_home, audio_library):
     genreq("stop")
 
 
+def test_enqueue_reclassify_uses_the_model_named_for_the_workers(genreq_home, audio_library):
+    """enqueue cannot know what model workers elsewhere run: named with --model, done
+    tracks of another version are counted; with --reclassify (the default model unless
+    named) queued again. A model that cannot be read is an error before anything."""
+    import sqlite3
+
+    from genreq.app.pipeline import model_version
+
+    n_files = len(audio_library["audio"]) + 1
+    genreq("enqueue", audio_library["root"])
+    with sqlite3.connect(genreq_home / "genreq.db") as db:
+        db.execute("UPDATE tracks SET state = 'done', model_name = 'crnn', "
+                   "model_version = ?", (model_version("crnn"),))
+    result = genreq("enqueue", audio_library["root"])  # no model named: nothing to compare
+    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    result = genreq("enqueue", audio_library["root"], "--model", "crnn")
+    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    result = genreq("enqueue", audio_library["root"], "--model", "vgg-msd-fast")
+    assert (f"already known {n_files} ({n_files} by another model: --reclassify redoes "
+            "them)") in result.stderr
+    missing = audio_library["root"] / "nowhere.pt"
+    result = genreq("enqueue", audio_library["root"], "--reclassify", "--model", missing,
+                    check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Error: {missing}: cannot read the checkpoint")
+    result = genreq("enqueue", audio_library["root"], "--reclassify")
+    assert f"queued {n_files} ({n_files} reclassified) · already known 0" in result.stderr
+    genreq("stop")
+
+
 def test_enqueue_progress_has_a_total_rate_and_eta(tmp_path, sqlite_url, redis_url,
                                                    monkeypatch):
     """enqueue counts the files first, so its progress lines (stderr, one per batch of
