@@ -97,10 +97,8 @@ def enqueue(
     summary = EnqueueSummary(batch_id=batch_id or uuid.uuid4().hex)
     walk = LibraryWalk(paths)
     files = iter(walk)
-    seen: set[str] = set()
     with app.producer_or_acquire() as producer:
         while batch := list(itertools.islice(files, ENQUEUE_BATCH)):
-            seen.update(stat.path for stat in batch)
             result = _upsert(batch, summary.batch_id, model_version, reclassify)
             send_classify([*result.queued_ids, *result.pending_ids], producer)
             summary.queued += len(result.queued_ids)
@@ -113,9 +111,12 @@ def enqueue(
             if on_batch:
                 on_batch(summary)
     summary.ignored, summary.warnings = walk.ignored, walk.warnings
+    # Each known track under the paths is looked up on disk again (its entry was just
+    # walked, so the lookup is cached): a set of the walked paths would hold the whole
+    # library in memory.
     with session_scope() as session:
         summary.gone = sum(1 for _ in queue.gone_tracks(
-            session, [os.fspath(root) for root in walk.paths], seen))
+            session, [os.fspath(root) for root in walk.paths]))
     return summary
 
 

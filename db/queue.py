@@ -5,7 +5,7 @@ carries the ids that these functions hand out."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -195,12 +195,10 @@ def _starts_with(session: Session, prefix: str):
 
 
 def gone_tracks(session: Session, roots: Sequence[str] = (),
-                seen: Collection[str] = frozenset(),
                 gone: Callable[[str], bool] = file_gone) -> Iterator[tuple[int, str]]:
-    """tracks_under(ROOTS) whose file is gone. SEEN: paths that a walk of ROOTS just
-    found, not looked up on disk again."""
+    """tracks_under(ROOTS) whose file is gone."""
     return ((track_id, path) for track_id, path in tracks_under(session, roots)
-            if path not in seen and gone(path))
+            if gone(path))
 
 
 def forget_tracks(session: Session, ids: Sequence[int]) -> int:
