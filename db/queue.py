@@ -4,13 +4,14 @@ worker or a failure left behind. The database is the source of truth; the broker
 carries the ids that these functions hand out."""
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from genreq.db import paging, work
@@ -123,6 +124,20 @@ def upsert_tracks(session: Session, files: Sequence[WalkedFile], batch_id: str,
     return result
 
 
+@functools.lru_cache(maxsize=16)
+def _same_size_and_mtime(n_pairs: int):
+    """The rows whose (size_bytes, mtime_ns) is one of N_PAIRS pairs (size_0, mtime_0 …).
+    One index probe a pair (ix_tracks_size_bytes_mtime_ns), on SQLite and PostgreSQL
+    alike, where two IN lists would probe every size with every mtime. Built once per
+    N_PAIRS: building 1,000 comparisons costs more than running them."""
+    return (select(Track.id, Track.path, Track.size_bytes, Track.mtime_ns, Track.state,
+                   Track.duration_s, Track.model_version)
+            .where(or_(*(and_(Track.size_bytes == bindparam(f"size_{i}"),
+                              Track.mtime_ns == bindparam(f"mtime_{i}"))
+                         for i in range(n_pairs))))
+            .order_by(Track.id))
+
+
 def _moved_rows(session: Session, new_files: Sequence[WalkedFile],
                 gone: Callable[[str], bool]) -> dict[str, object]:
     """{new path: the row of the gone file it is}, for the NEW_FILES (paths no row has)
@@ -131,16 +146,12 @@ def _moved_rows(session: Session, new_files: Sequence[WalkedFile],
     walk order."""
     if not new_files:
         return {}
-    keys = {(f.size_bytes, f.mtime_ns) for f in new_files}
+    keys = sorted({(f.size_bytes, f.mtime_ns) for f in new_files})
+    params = {}
+    for i, (size, mtime) in enumerate(keys):
+        params[f"size_{i}"], params[f"mtime_{i}"] = size, mtime
+    rows = session.execute(_same_size_and_mtime(len(keys)), params)
     candidates: dict[tuple[int, int], list] = {}
-    rows = session.execute(
-        select(Track.id, Track.path, Track.size_bytes, Track.mtime_ns, Track.state,
-               Track.duration_s, Track.model_version)
-        # One index probe per pair (ix_tracks_size_bytes_mtime_ns), on SQLite and
-        # PostgreSQL alike; two IN lists would probe every size with every mtime.
-        .where(or_(*(and_(Track.size_bytes == size, Track.mtime_ns == mtime)
-                     for size, mtime in sorted(keys))))
-        .order_by(Track.id))
     for row in rows:
         if gone(row.path):
             candidates.setdefault((row.size_bytes, row.mtime_ns), []).append(row)
