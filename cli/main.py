@@ -266,11 +266,13 @@ def run(paths: tuple[Path, ...], workers: int | None, model: str | None,
     )
     progress.close()
     batch = result.status
-    _print_genre_table(batch.genres)
+    if batch.genres:  # none when every file was known already
+        _print_genre_table(batch.genres)
+        click.echo()
     finished = batch.done + batch.failed + batch.skipped
     rate = f" ({finished / result.elapsed_s:.2f} clips/s)" if finished else ""
     skipped = f"skipped {batch.skipped} · " if batch.skipped else ""
-    click.echo(f"\ndone {batch.done} · failed {batch.failed} · {skipped}"
+    click.echo(f"done {batch.done} · failed {batch.failed} · {skipped}"
                f"{_plural(finished, 'file')} in {result.elapsed_s:.1f} s{rate}")
     print_reasons(app.reasons(result.batch_id))  # one line per reason, not per file
 
