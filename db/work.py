@@ -197,6 +197,12 @@ def still_held(db: Connection | Session, claim_token: str,
     ))
 
 
+def path_of(db: Connection | Session, track_id: int) -> str | None:
+    """The track's path now (None: no such track): an enqueue may have moved it since
+    it was claimed (db.queue.upsert_tracks follows a moved file)."""
+    return db.scalar(select(Track.path).where(Track.id == track_id))
+
+
 @dataclass(frozen=True)
 class Result:
     """One classified track, as the worker writes it."""

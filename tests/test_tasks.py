@@ -108,6 +108,46 @@ def test_unreadable_audio_is_a_permanent_failure(sqlite_url, stub):
     assert len(classifier.calls) == 1
 
 
+class MovedAway(StubClassifier):
+    """A classifier during whose read an enqueue follows the file to a new path: the
+    old path is gone (no such file), the row holds the new one."""
+
+    def __init__(self, moves: dict[str, str]):
+        super().__init__()
+        self.moves = moves
+
+    def classify_file(self, path, min_duration_s=0.0):
+        if path in self.moves:
+            self.calls.append(path)
+            with session_scope() as s:
+                s.query(Track).filter(Track.path == path).update({"path": self.moves[path]})
+            raise AudioError(path, "no such file")
+        return super().classify_file(path, min_duration_s)
+
+
+@pytest.mark.parametrize("batch", [False, True])
+def test_a_file_moved_while_held_is_classified_at_its_new_path(sqlite_url, monkeypatch,
+                                                                batch, handed_on):
+    classifier = MovedAway({"/music/a.flac": "/music/sorted/a.flac"})
+    monkeypatch.setattr(tasks, "_classifier", classifier)
+    ids = [new_track("/music/a.flac"), new_track("/music/b.flac")]
+    if batch:
+        assert tasks.classify_tracks.run(ids)["done"] == 2
+    else:
+        assert [tasks.classify_track.run(i) for i in ids] == ["done", "done"]
+    assert classifier.calls == ["/music/a.flac", "/music/sorted/a.flac", "/music/b.flac"]
+    moved = get(ids[0])
+    assert (moved.path, moved.state, moved.genre, moved.error) == (
+        "/music/sorted/a.flac", State.done, "jazz", None)
+
+
+def test_a_file_gone_while_held_and_not_moved_fails_as_before(sqlite_url, stub):
+    classifier = stub(AudioError("/music/a.flac", "no such file"))
+    track_id = new_track()
+    assert tasks.classify_track.run(track_id) == "failed"
+    assert classifier.calls == ["/music/a.flac"]  # the row's path is the same: no retry
+
+
 def test_unexpected_error_fails_the_file_not_the_worker(sqlite_url, stub):
     stub(ValueError("odd header"))
     track_id = new_track()

@@ -185,6 +185,22 @@ def _classify(track_id: int, path: str) -> Outcome:
                    timed_out=timed_out, short_reason=short_reason)
 
 
+def _classify_following_moves(track_id: int, path: str) -> Outcome:
+    """_classify, and once more at the track's new path when its file went from PATH
+    while this worker held it: an enqueue that found it moved gave the row its new
+    path, and a failure at the old one would stay with the file."""
+    outcome = _classify(track_id, path)
+    if (outcome.result is not None or outcome.skipped or outcome.timed_out
+            or os.path.exists(path)):
+        return outcome
+    with transaction() as db:
+        moved_to = work.path_of(db, track_id)
+    if moved_to is None or moved_to == path:
+        return outcome
+    log.info("%s moved to %s while being classified; classifying it there", path, moved_to)
+    return _classify(track_id, moved_to)
+
+
 def _record(outcomes: list[Outcome], claim: work.Claim) -> list[Outcome]:
     """Write the outcomes of tracks still held under `claim`, in one transaction.
     Returns those written; the others' lease ran out and another claim took them over,
@@ -245,7 +261,7 @@ def classify_tracks(track_ids: list[int]) -> dict[str, int]:
         todo = list(claimed.items())
         with _released_on_error(claim, claimed):
             for track_id, path in todo:
-                outcomes.append(_classify(track_id, path))
+                outcomes.append(_classify_following_moves(track_id, path))
                 if outcomes[-1].timed_out:  # the rest of the batch gets a time limit of its own
                     rest = [later_id for later_id, _ in todo[len(outcomes):]]
                     with transaction() as db:
@@ -274,7 +290,7 @@ def classify_track(track_id: int) -> str:
             # done, failed, unknown, or another worker's: a repeated task is a no-op
             return "skipped"
         with _released_on_error(claim, [track_id]):
-            outcome = _classify(track_id, path)
+            outcome = _classify_following_moves(track_id, path)
             if not _record([outcome], claim):
                 return "lease_lost"
     if outcome.skipped:
