@@ -58,7 +58,7 @@ class EnqueueSummary:
     known: int = 0  # already known with the same size and mtime, finished
     reclassified: int = 0  # of queued: unchanged, done by another model version
     known_other: int = 0  # of known: done by another model version (no reclassify)
-    moved: int = 0  # known tracks found at a new path (moved or renamed), results kept
+    moved: int = 0  # known tracks found at a new path (moved or renamed): rows follow
     gone: int = 0  # known tracks under the walked paths whose file is gone: see prune
     ignored: int = 0  # not audio
     warnings: int = 0  # paths skipped with a warning

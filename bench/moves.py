@@ -96,14 +96,6 @@ def switched_off(module, name: str, replacement):
         setattr(module, name, original)
 
 
-def like(session, prefix: str):
-    """db.queue._starts_with as LIKE on every database (the baseline)."""
-    from genreq.db.models import Track
-
-    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return Track.path.like(escaped + "%", escape="\\")
-
-
 def timed_enqueue(tree: Path) -> tuple[float, object]:
     from genreq import app
 
@@ -158,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             """The database as built: the tree's tracks deleted, the statistics fresh."""
             with session_scope() as session:
                 session.execute(Track.__table__.delete().where(
-                    Track.path.like(f"{tree}/%")))
+                    queue.like_prefix(f"{tree}/")))
             with get_engine().connect() as connection:
                 connection.execution_options(isolation_level="AUTOCOMMIT").execute(
                     text("ANALYZE" if dialect == "sqlite" else "VACUUM ANALYZE tracks"))
@@ -197,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             again["gone_count"].append(seconds)
             with switched_off(queue, "gone_tracks", lambda *_args, **_kw: iter(())):
                 again["no_gone_count"].append(timed_enqueue(tree)[0])
-            with switched_off(queue, "_starts_with", like):
+            with switched_off(queue, "_starts_with",
+                              lambda _session, prefix: queue.like_prefix(prefix)):
                 seconds, summary = timed_enqueue(tree)
                 assert summary.gone == 0
                 again["gone_count_by_like"].append(seconds)

@@ -164,10 +164,10 @@ def enqueue(paths: tuple[Path, ...], model: str | None, reclassify: bool) -> Non
     from genreq.app.pipeline import model_version
     from genreq.app.walk import count_audio_files
 
+    # The workers may be elsewhere: their model is known here only when named.
+    version = model_version(model) if model is not None or reclassify else None
     # A 100k-file library takes a minute or two: say how far it got and how long is left.
     # Counting first is a fraction of the walk (bench/results).
-    # The workers may be elsewhere: their model is known here only when named.
-    version = (model_version(model) if model is not None or reclassify else None)
     progress = ProgressLine("files", count_audio_files(paths))
     summary = app.enqueue(paths, on_batch=lambda batch: progress.update(
         batch.sent + batch.known, _enqueue_progress_detail(batch)),

@@ -201,6 +201,11 @@ def _starts_with(session: Session, prefix: str):
     reads the table (what that costs: bench/moves.py)."""
     if session.get_bind().dialect.name == "sqlite":
         return and_(Track.path >= prefix, Track.path < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+    return like_prefix(prefix)
+
+
+def like_prefix(prefix: str):
+    """The condition `path` LIKE 'PREFIX%', PREFIX's own % and _ escaped."""
     escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return Track.path.like(escaped + "%", escape="\\")
 
