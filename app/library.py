@@ -105,6 +105,9 @@ class Record:
     tags: list[dict] = field(default_factory=list)  # [{"tag": ..., "score": ...}], best first
     genre_source: str = MODEL  # "learned": the learned head's genres; "model": the model's
     file_genre: list[str] = field(default_factory=list)  # the file's own genre values
+    artist: str | None = None  # what the file's own tags say, as the worker read them
+    album: str | None = None
+    title: str | None = None
 
 
 # A tag "is" a track's when its probability reaches this: the taggers' sigmoid outputs
@@ -176,6 +179,9 @@ def track_record(track: Track, labeller: Labeller | None = None,
         "tags": tag_list(track.tags),
         "genre_source": source,
         "file_genre": list(track.file_genres or []),
+        "artist": track.artist,
+        "album": track.album,
+        "title": track.title,
     }
 
 
@@ -268,7 +274,7 @@ _NO_FILE_GENRES = ("[]", None)
 # What a stored export line holds (tracks.export_line): a change to the line's keys,
 # rounding or tag list makes the stored lines stale, and needs a migration that sets
 # every export_line to NULL (tests/test_export_lines.py pins a line's text).
-EXPORT_LINE_FORMAT = 1
+EXPORT_LINE_FORMAT = 2
 
 
 def json_lines(session: Session, flt: TrackFilter, labeller: Labeller,
@@ -380,6 +386,9 @@ def _line_maker(top_k: int, decode: Callable[[str], object]) -> Callable[[Row], 
             encoded = names[value] = string(value)
         return encoded
 
+    def text(value: str | None) -> str:  # a file's own words: rarely repeated, not kept
+        return "null" if value is None else string(value)
+
     def make(row: Row) -> str:
         tags = decode(row.tags) if row.tags else None
         # The label of the stored probabilities, as Labeller.label_probs makes it.
@@ -401,7 +410,9 @@ def _line_maker(top_k: int, decode: Callable[[str], object]) -> Callable[[Row], 
                 f'"model": {name(row.model_name)}, '
                 f'"model_version": {name(row.model_version)}, '
                 f'"tags": [{listed}], '
-                f'"genre_source": "{MODEL}", "file_genre": {file_genre}}}')
+                f'"genre_source": "{MODEL}", "file_genre": {file_genre}, '
+                f'"artist": {text(row.artist)}, "album": {text(row.album)}, '
+                f'"title": {text(row.title)}}}')
 
     return make
 
@@ -593,6 +604,15 @@ def track_detail(session: Session, path: str, labeller: Labeller) -> dict:
         "note": track.error if track.state.value == "done" else None,
         "size_bytes": track.size_bytes,
         "mtime_ns": track.mtime_ns,
+        # What the file's own tags said when the worker read it.
+        "artist": track.artist,
+        "album": track.album,
+        "title": track.title,
+        "file_genre": list(track.file_genres or []),
+        # Every tag score the model stored (its 50 MSD tags), best first, and the model
+        # whose embedding `similar` and `learn` read for this track.
+        "tags": dict(sorted((track.tags or {}).items(), key=lambda kv: (-kv[1], kv[0]))),
+        "embedding_model": track.embedding_model,
     }
     if track.probs and not labeller.is_identity:
         learned = labeller.learned_probs(track.embedding, track.embedding_model)

@@ -17,8 +17,10 @@ FORMATS = ("csv", "json", "ndjson", "table", "m3u")
 # "top" is headed top<K>: top3 by default. file_genre: the file's own genre values,
 # joined by "; " (JSON keeps them a list).
 CSV_COLUMNS = ("path", "genre", "confidence", "top", "duration_s", "model", "model_version",
-               "tags", "genre_source", "file_genre")
+               "tags", "genre_source", "file_genre", "artist", "album", "title")
 FILE_GENRE_SEPARATOR = "; "
+# The tag scores `genreq show` prints; --json has all of a model's (50 MSD tags).
+SHOWN_TAGS = 10
 
 
 def output_options(command: Callable) -> Callable:
@@ -41,7 +43,8 @@ def write_csv(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None
                          r["duration_s"], r["model"], r["model_version"],
                          " ".join(f"{t['tag']}={t['score']:.3f}" for t in r.get("tags", [])),
                          r.get("genre_source", "model"),
-                         FILE_GENRE_SEPARATOR.join(r.get("file_genre", []))])
+                         FILE_GENRE_SEPARATOR.join(r.get("file_genre", [])),
+                         r.get("artist") or "", r.get("album") or "", r.get("title") or ""])
 
 
 def write_json(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> None:
@@ -67,34 +70,14 @@ def write_table(records: Iterable[dict], out: IO[str], top_k: int = TOP_K) -> No
                   f"{duration:>6}  {r['path']}\n")
 
 
-def _first_tag(tags, *keys: str) -> str:
-    for key in keys:
-        value = tags.get(key)
-        values = getattr(value, "text", value)  # an ID3 frame holds its values in .text
-        if values:
-            return str(values[0]).strip()
-    return ""
-
-
-def m3u_title(path: str) -> str:
-    """`Artist - Title` from the file's tags when mutagen finds them, else the file name
-    without its extension (the usual #EXTINF title)."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    try:
-        import mutagen
-
-        audio = mutagen.File(path, easy=True)
-    except Exception:  # missing, unreadable or odd files: fall back to the name
-        return stem
-    tags = getattr(audio, "tags", None) or {}
-    try:
-        # easy tags name fields title/artist; ID3 in WAV and AIFF only has frame ids
-        title = _first_tag(tags, "title", "TIT2")
-        artist = _first_tag(tags, "artist", "TPE1")
-    except (AttributeError, IndexError, TypeError, ValueError):
-        return stem
+def m3u_title(record: dict) -> str:
+    """`Artist - Title` from what the file's tags said when it was classified (the
+    record's `artist` and `title`), else its title, else the file name without its
+    extension: the usual #EXTINF title. Read from the record, not the file, so that a
+    playlist of a library on a drive that is not mounted costs no file opened."""
+    title, artist = record.get("title"), record.get("artist")
     if not title:
-        return stem
+        return os.path.splitext(os.path.basename(record["path"]))[0]
     # Newlines would end the #EXTINF line early.
     text = f"{artist} - {title}" if artist else title
     return " ".join(text.split())
@@ -106,7 +89,7 @@ def m3u_entries(records: Iterable[dict], out: IO[str], relative_to: str | None =
     for r in records:
         seconds = round(r["duration_s"]) if r["duration_s"] is not None else -1
         path = os.path.relpath(r["path"], relative_to) if relative_to else r["path"]
-        out.write(f"#EXTINF:{seconds},{m3u_title(r['path'])}\n{path}\n")
+        out.write(f"#EXTINF:{seconds},{m3u_title(r)}\n{path}\n")
         n += 1
     return n
 
@@ -237,9 +220,23 @@ def format_detail(detail: dict) -> str:
         lines.append(f"{'error':<13}{detail['error']}")
     if detail.get("note"):
         lines.append(f"{'note':<13}{detail['note']}")
+    for key in ("artist", "album", "title"):
+        if detail.get(key):
+            lines.append(f"{key:<13}{detail[key]}")
+    if detail.get("file_genre"):
+        lines.append(f"{'file genre':<13}{FILE_GENRE_SEPARATOR.join(detail['file_genre'])}")
+    if detail.get("embedding_model"):
+        lines.append(f"{'embedding':<13}{detail['embedding_model']}")
     for title, probs in (("probabilities", detail["probs"]),
                          ("label probabilities", detail.get("label", {}).get("probs"))):
         if probs:
             lines.append(title)
             lines += [f"  {genre:<14}{p:.4f}" for genre, p in probs.items()]
+    tags = detail.get("tags") or {}
+    if tags:
+        shown = list(tags.items())[:SHOWN_TAGS]
+        lines.append(f"tags ({len(shown)} best of {len(tags)}; --json has every one)"
+                     if len(tags) > len(shown) else "tags")
+        width = max(14, *(len(tag) + 2 for tag, _ in shown))
+        lines += [f"  {tag:<{width}}{score:.4f}" for tag, score in shown]
     return "\n".join(lines)

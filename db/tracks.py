@@ -52,6 +52,7 @@ EXPORT_COLUMNS = (
     Track.id, Track.path, Track.genre, Track.confidence, cast(Track.probs, Text).label("probs"),
     Track.duration_s, Track.model_name, Track.model_version,
     cast(Track.tags, Text).label("tags"), cast(Track.file_genres, Text).label("file_genres"),
+    Track.artist, Track.album, Track.title,
 )
 
 

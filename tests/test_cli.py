@@ -19,7 +19,8 @@ PROBS_B = {"rock": 0.6, "jazz": 0.3, "blues": 0.07, "pop": 0.03}
 @pytest.fixture
 def seeded(sqlite_url):
     with session_scope() as s:
-        add_track(s, "/m/a, live.flac", "done", "jazz", 0.8123, probs=PROBS_A, duration_s=241.37)
+        add_track(s, "/m/a, live.flac", "done", "jazz", 0.8123, probs=PROBS_A, duration_s=241.37,
+                  artist="Ella, Louis", album="Porgy", title="Summertime")
         add_track(s, "/m/b.mp3", "done", "rock", 0.6, probs=PROBS_B, duration_s=30.0)
         add_track(s, "/m/c.ogg", "failed", error="/m/c.ogg: not decodable audio")
         add_track(s, "/m/d.wav")
@@ -78,7 +79,8 @@ def test_export_json(seeded):
         "top": [{"genre": "jazz", "probability": 0.8123}, {"genre": "blues", "probability": 0.1},
                 {"genre": "rock", "probability": 0.05}],
         "duration_s": 241.37, "model": "crnn", "model_version": "abc123", "tags": [],
-        "genre_source": "model", "file_genre": [],
+        "genre_source": "model", "file_genre": [], "artist": "Ella, Louis", "album": "Porgy",
+        "title": "Summertime",
     }]
     assert json.loads(invoke("export", "--genre", "pop", "--format", "json").stdout) == []
     both = json.loads(invoke("export", "-g", "jazz", "-g", "rock", "--format", "json").stdout)
@@ -87,15 +89,17 @@ def test_export_json(seeded):
 
 def test_export_csv_ndjson_m3u_table(seeded):
     assert invoke("export", "--format", "csv").stdout == (
-        "path,genre,confidence,top3,duration_s,model,model_version,tags,genre_source,file_genre\n"
+        "path,genre,confidence,top3,duration_s,model,model_version,tags,genre_source,file_genre,"
+        "artist,album,title\n"
         '"/m/a, live.flac",jazz,0.8123,jazz=0.812 blues=0.100 rock=0.050,241.37,crnn,abc123,,'
-        "model,\n"
-        "/m/b.mp3,rock,0.6000,rock=0.600 jazz=0.300 blues=0.070,30.0,crnn,abc123,,model,\n"
+        'model,,"Ella, Louis",Porgy,Summertime\n'
+        "/m/b.mp3,rock,0.6000,rock=0.600 jazz=0.300 blues=0.070,30.0,crnn,abc123,,model,,,,\n"
     )
     lines = invoke("export", "--format", "ndjson", "--min-confidence", "0.7").stdout.splitlines()
     assert [json.loads(line)["path"] for line in lines] == ["/m/a, live.flac"]
-    assert invoke("export", "--format", "m3u", "--genre", "rock").stdout == (
-        "#EXTM3U\n#EXTINF:30,b\n/m/b.mp3\n"
+    assert invoke("export", "--format", "m3u").stdout == (
+        "#EXTM3U\n#EXTINF:241,Ella, Louis - Summertime\n/m/a, live.flac\n"
+        "#EXTINF:30,b\n/m/b.mp3\n"
     )
     assert invoke("export").stdout == (
         "genre         conf  top 3                                         dur_s  path\n"

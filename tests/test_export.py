@@ -65,8 +65,9 @@ def test_top_k(library):
         {"genre": "jazz", "probability": 0.03}, {"genre": "hiphop", "probability": 0.01}]
     assert [len(r["top"]) for r in export_json("--top", "1")] == [1, 1, 1]
     assert invoke("export", "--format", "csv", "--top", "2").stdout.splitlines()[:2] == [
-        "path,genre,confidence,top2,duration_s,model,model_version,tags,genre_source,file_genre",
-        "/m/Jazz/a.flac,jazz,0.4000,jazz=0.400 metal=0.300,200.0,crnn,abc123,,model,",
+        "path,genre,confidence,top2,duration_s,model,model_version,tags,genre_source,file_genre,"
+        "artist,album,title",
+        "/m/Jazz/a.flac,jazz,0.4000,jazz=0.400 metal=0.300,200.0,crnn,abc123,,model,,,,",
     ]
     assert "Invalid value for '--top'" in invoke("export", "--top", "0", code=2).stderr
 
@@ -240,6 +241,35 @@ def test_show_text_and_json(library, taxonomy_file):
     assert (detail["state"], detail["genre"], detail["model"]) == ("done", "jazz", "crnn")
     assert detail["label"]["genre"] == "Rock"
     assert detail["label"]["probs"] == pytest.approx({"Rock": 0.55, "jazz": 0.4, "Hip-Hop": 0.05})
+
+
+def test_show_what_the_file_says_and_every_stored_tag(library):
+    tags = {f"tag{i:02d}": round(0.5 - i / 40, 3) for i in range(12)}
+    tags["a tie"] = tags["tag01"]  # equal scores: by name
+    with session_scope() as s:
+        add_track(s, "/m/Jazz/e.flac", "done", "jazz", 0.7, duration_s=61.0,
+                  probs={"jazz": 0.7, "rock": 0.3}, tags=tags, artist="Bill Evans",
+                  album="Sunday at the Village Vanguard", title="Gloria's Step",
+                  file_genres=["Jazz", "Live"], embedding_model="vgg-msd@abc123")
+    detail = json.loads(invoke("show", "/m/Jazz/e.flac", "--json").stdout)
+    assert (detail["artist"], detail["album"], detail["title"], detail["file_genre"]) == (
+        "Bill Evans", "Sunday at the Village Vanguard", "Gloria's Step", ["Jazz", "Live"])
+    assert detail["embedding_model"] == "vgg-msd@abc123"
+    assert list(detail["tags"].items()) == sorted(tags.items(), key=lambda kv: (-kv[1], kv[0]))
+    text = invoke("show", "/m/Jazz/e.flac").stdout
+    assert ("artist       Bill Evans\n"
+            "album        Sunday at the Village Vanguard\n"
+            "title        Gloria's Step\n"
+            "file genre   Jazz; Live\n"
+            "embedding    vgg-msd@abc123\n") in text
+    assert text.endswith(
+        "tags (10 best of 13; --json has every one)\n"
+        "  tag00         0.5000\n"
+        "  a tie         0.4750\n"
+        "  tag01         0.4750\n"
+        + "".join(f"  tag{i:02d}         {0.5 - i / 40:.4f}\n" for i in range(2, 9)))
+    # A track without them prints none of those lines (test_show_text_and_json).
+    assert "tags" not in invoke("show", "/m/Rock/b.mp3").stdout
 
 
 def test_show_failed_and_unknown(library):

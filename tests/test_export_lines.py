@@ -3,8 +3,9 @@ database of varied tracks, every filter, sort and top K writes json.dumps(record
 for byte, with msgspec's decoder and with json.loads; and the tag list shortcut against
 tag_list. The lines export keeps (tracks.export_line): written back by an export, served
 by the next one for every filter and sort, the same as made afresh; cleared by any edit
-of what they are made of (the triggers of migration 195753152286), not by others; not
-kept from a row rewritten meanwhile, nor on a database that cannot be written."""
+of what they are made of (the triggers of migrations 195753152286 and b3e81f5a7c20), not
+by others; not kept from a row rewritten meanwhile, nor on a database that cannot be
+written."""
 from __future__ import annotations
 
 import json
@@ -40,7 +41,11 @@ def varied(db_url):
                       file_genres=["Rock", "Jazz — live"] if i % 3 == 0 else
                       (None if i % 3 == 1 else []),
                       model_name="vgg-msd" if i % 2 else "crnn",
-                      model_version=None if i == 5 else "abc")
+                      model_version=None if i == 5 else "abc",
+                      # What the file says: missing, plain, quoted, non-ASCII, a newline.
+                      artist=None if i % 4 == 0 else f'Ärtist "{i % 3}"',
+                      album=None if i % 5 == 1 else "Live\tat ☕",
+                      title=None if i % 6 == 2 else f"Song\n{i}")
         add_track(s, "/m/empty.mp3", "done", "jazz", 0.5, probs={})
         add_track(s, "/m/queued.mp3")
     return db_url
@@ -184,6 +189,9 @@ EDITS = {
     "model_name": "'other'",
     "model_version": "NULL",
     "file_genres": """'["Blues"]'""",
+    "artist": "'Someone'",
+    "album": "'Live'",
+    "title": "NULL",
 }
 
 
@@ -216,7 +224,7 @@ def test_other_columns_leave_the_line(varied):
     fill()
     before = stored_lines()
     with session_scope() as s:
-        s.execute(update(Track).values(size_bytes=Track.size_bytes + 1, artist="X",
+        s.execute(update(Track).values(size_bytes=Track.size_bytes + 1, reason="X",
                                        genre="jazz", confidence=0.1, elapsed_s=9.0))
     assert stored_lines() == before
     assert fill() == expected_lines()
@@ -292,15 +300,17 @@ def test_the_stored_line_format_is_pinned(db_url):
                                                                  "rock": 0.38766},
                   tags={"jazz": 0.51, "piano": 0.049, "rock": 0.2, "pop": 0.1, "80s": 0.1,
                         "sad": 0.12},
-                  duration_s=200.456, file_genres=["Jazz"])
-    assert library.EXPORT_LINE_FORMAT == 1
+                  duration_s=200.456, file_genres=["Jazz"], artist="Miles Davis",
+                  album=None, title="So “What”")
+    assert library.EXPORT_LINE_FORMAT == 2
     assert fill() == [
         '{"path": "/m/\\u00f6.mp3", "genre": "jazz", "confidence": 0.6123, "top": '
         '[{"genre": "jazz", "probability": 0.6123}, {"genre": "rock", "probability": '
         '0.3877}], "duration_s": 200.46, "model": "crnn", "model_version": "abc123", '
         '"tags": [{"tag": "jazz", "score": 0.51}, {"tag": "rock", "score": 0.2}, {"tag": '
         '"sad", "score": 0.12}, {"tag": "80s", "score": 0.1}, {"tag": "pop", "score": 0.1}], '
-        '"genre_source": "model", "file_genre": ["Jazz"]}']
+        '"genre_source": "model", "file_genre": ["Jazz"], "artist": "Miles Davis", '
+        '"album": null, "title": "So \\u201cWhat\\u201d"}']
     assert list(stored_lines().values()) == fill()
 
 

@@ -65,6 +65,6 @@ def test_csv_has_a_tags_column(sqlite_url):
     seed(sqlite_url)
     result = CliRunner().invoke(cli, ["export", "--format", "csv", "--tag", "dance"])
     header, row = result.stdout.splitlines()
-    assert header.endswith(",tags,genre_source,file_genre")
+    assert header.endswith(",tags,genre_source,file_genre,artist,album,title")
     assert row.endswith(",electronic=0.810 dance=0.620 house=0.350 pop=0.200 ambient=0.120,"
-                        "model,")
+                        "model,,,,")

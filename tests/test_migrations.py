@@ -84,3 +84,38 @@ def test_ensure_schema_migrates_an_older_embedded_database(tmp_path, monkeypatch
     migrate.upgrade(url, "ca7c6c02de8c")
     migrate.ensure_schema()
     assert migrate.current_revision(url) == migrate.head_revision()
+
+
+def test_lines_of_the_older_export_format_are_cleared(db_url):
+    # b3e81f5a7c20: export lines gained the file's artist, album and title, so a line kept
+    # in format 1 is stale; the trigger that clears a line now watches those columns.
+    from sqlalchemy import text
+
+    migrate.downgrade(db_url, "a7d2f9c41b36")
+    engine = get_engine(db_url)
+
+    def lines() -> list:
+        with engine.begin() as c:
+            return c.execute(text("SELECT export_line FROM tracks ORDER BY id")).scalars().all()
+
+    artists = iter(["One", "Two", "Three"])
+
+    def keep_lines_then_set_artist() -> list:
+        with engine.begin() as c:
+            c.execute(text("UPDATE tracks SET export_line = 'kept'"))
+            c.execute(text("UPDATE tracks SET artist = :a WHERE id = 1"), {"a": next(artists)})
+        return lines()
+
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO tracks (path, size_bytes, mtime_ns, state, attempts, "
+                       "queued_at, export_line) VALUES ('/m/a.mp3', 1, 1, 'done', 0, "
+                       "CURRENT_TIMESTAMP, 'a format-1 line'), ('/m/b.mp3', 1, 1, 'done', "
+                       "0, CURRENT_TIMESTAMP, NULL)"))
+    assert keep_lines_then_set_artist() == ["kept", "kept"]  # format 1: not watched
+    migrate.upgrade(db_url)
+    assert lines() == [None, None]
+    assert keep_lines_then_set_artist() == [None, "kept"]
+    migrate.downgrade(db_url, "a7d2f9c41b36")
+    assert lines() == [None, None]  # format 2's lines are stale to format 1 too
+    assert keep_lines_then_set_artist() == ["kept", "kept"]
+    migrate.upgrade(db_url)

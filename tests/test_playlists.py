@@ -1,5 +1,6 @@
-"""Extended M3U export: #EXTINF with duration and the tags' title, paths relative to the
-playlist's folder, and one playlist per genre; every playlist is parsed back."""
+"""Extended M3U export: #EXTINF with duration and the tags' title (as the worker read
+them from the file and stored them), paths relative to the playlist's folder, and one
+playlist per genre; every playlist is parsed back."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,7 @@ import soundfile
 from helpers import add_track
 from test_cli import invoke
 
+from genreq import filetags
 from genreq.db.session import session_scope
 
 RATE = 8000
@@ -65,12 +67,23 @@ def music(sqlite_url, tmp_path):
         "wav": write_audio(lib / "Rock" / "id3.wav", title="Tagged WAV"),
     }
     with session_scope() as s:
-        add_track(s, str(files["tagged"]), "done", "jazz", 0.8, duration_s=545.6)
-        add_track(s, str(files["title_only"]), "done", "jazz", 0.7, duration_s=337.0)
-        add_track(s, str(files["untagged"]), "done", "rock", 0.9, duration_s=None)
-        add_track(s, str(files["wav"]), "done", "rock", 0.8, duration_s=1.0)
+        add_track(s, str(files["tagged"]), "done", "jazz", 0.8, duration_s=545.6,
+                  **read_as_the_worker_does(files["tagged"]))
+        add_track(s, str(files["title_only"]), "done", "jazz", 0.7, duration_s=337.0,
+                  **read_as_the_worker_does(files["title_only"]))
+        add_track(s, str(files["untagged"]), "done", "rock", 0.9, duration_s=None,
+                  **read_as_the_worker_does(files["untagged"]))
+        add_track(s, str(files["wav"]), "done", "rock", 0.8, duration_s=1.0,
+                  **read_as_the_worker_does(files["wav"]))
         add_track(s, str(lib / "gone.mp3"), "done", "hip/hop", 0.6, duration_s=12.4)
     return files
+
+
+def read_as_the_worker_does(path: Path) -> dict:
+    """The columns the worker stores of a file's own tags (worker.tasks via filetags)."""
+    tags = filetags.read(path)
+    return {"artist": tags.artist, "album": tags.album, "title": tags.title,
+            "file_genres": tags.genres}
 
 
 def test_extended_m3u_titles_and_durations(music, tmp_path):
@@ -84,6 +97,17 @@ def test_extended_m3u_titles_and_durations(music, tmp_path):
         (12, "gone", tmp_path / "music" / "gone.mp3"),  # missing file: still listed
     ]
     assert str(music["tagged"]) in out.read_text()  # absolute paths by default
+
+
+def test_titles_come_from_the_database_not_the_files(music, tmp_path):
+    # A library whose drive is not mounted, or whose files were retagged since: the
+    # playlist says what the files said when they were classified, opening none.
+    for path in music.values():
+        path.unlink()
+    out = tmp_path / "all.m3u"
+    invoke("export", "--format", "m3u", "-o", str(out))
+    assert [title for _s, title, _p in parse_m3u(out)] == [
+        "Miles Davis - So What", "Blue in Green", "riff", "Tagged WAV", "gone"]
 
 
 def test_relative_paths(music, tmp_path):
