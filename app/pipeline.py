@@ -68,6 +68,20 @@ class EnqueueSummary:
         return self.queued + self.pending
 
 
+def existing_paths(paths: Iterable[str | Path], consequence: str) -> list[Path]:
+    """PATHS made absolute (`~` expanded), once each is known to exist. Raises GenreqError
+    naming the first that does not, with CONSEQUENCE ("nothing queued"): a mistyped
+    library is an error before anything starts, not a walk that finds nothing. (A file
+    or folder that vanishes during the walk is a warning: LibraryWalk.)"""
+    from genreq.errors import GenreqError
+
+    absolute = [Path(os.path.abspath(os.path.expanduser(os.fspath(p)))) for p in paths]
+    for path in absolute:
+        if not os.path.exists(path):
+            raise GenreqError(f"{path}: no such file or directory; {consequence}")
+    return absolute
+
+
 def enqueue(
     paths: Iterable[str | Path],
     batch_id: str | None = None,
@@ -92,6 +106,7 @@ def enqueue(
     """
     from genreq.worker.app import app, send_classify
 
+    paths = existing_paths(paths, "nothing queued")
     prepare()
 
     summary = EnqueueSummary(batch_id=batch_id or uuid.uuid4().hex)
@@ -143,11 +158,8 @@ def prune(paths: Iterable[str | Path], dry_run: bool = False,
     from genreq.errors import GenreqError
 
     ensure_schema()
-    roots = [os.path.abspath(os.path.expanduser(os.fspath(p))) for p in paths]
-    for root in roots:
-        if not os.path.exists(root):
-            raise GenreqError(f"{root}: no such file or directory; nothing forgotten "
-                              "(is its drive mounted?)")
+    roots = [os.fspath(root) for root in
+             existing_paths(paths, "nothing forgotten (is its drive mounted?)")]
     with session_scope() as session:
         known = {root: 0 for root in roots}
         lost = {root: 0 for root in roots}
@@ -280,7 +292,9 @@ def run(
     classified are classified again (after upgrading genreq, or to switch models)."""
     from genreq.worker import leases
 
-    # Resolved before the workers start: a model that does not exist is an error here.
+    # Checked before the workers start: a path or a model that does not exist is an
+    # error here, not a run of nothing.
+    paths = existing_paths(paths, "nothing queued")
     version = model_version(model)
 
     started = time.monotonic()

@@ -290,6 +290,19 @@ def test_run_follows_moved_files_and_prune_forgets_deleted_ones(genreq_home, aud
     assert genreq("prune", audio_library["root"]).stderr.startswith("forgot 0 tracks ")
 
 
+@pytest.mark.parametrize("command", ["run", "enqueue"])
+def test_a_library_that_does_not_exist_is_an_error_before_anything_starts(
+        genreq_home, audio_library, command):
+    # A mistyped path (`genreq run ~/Musik`) used to walk nothing, start the workers and
+    # say `done 0`, exit 0. Now nothing is queued, even from the paths that exist.
+    missing = audio_library["root"] / "Musik"
+    result = genreq(command, audio_library["root"], missing, check=False)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.strip() == f"Error: {missing}: no such file or directory; nothing queued"
+    assert json.loads(genreq("status", "--json").stdout)["total"] == 0
+    assert not (genreq_home / "broker" / "redis.sock").exists()  # no broker, no workers
+
+
 def test_prune_refuses_a_missing_path_or_one_whose_every_track_is_gone(genreq_home,
                                                                        audio_library):
     genreq("enqueue", audio_library["root"])
