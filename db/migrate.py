@@ -81,8 +81,15 @@ def ensure_schema(url: str | None = None) -> None:
     if url is None and config.database_url_is_default():
         with open(config.home() / "migrate.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if current_revision() != head:
-                log.info("migrating %s to %s", config.database_url(), head)
+            current = current_revision()
+            if current != head:
+                if current is None:  # a new database: nothing to say
+                    log.info("creating %s at %s", config.database_url(), head)
+                else:
+                    # Said on stderr: a migration that rewrites every row (b3e81f5a7c20's)
+                    # takes about a minute on a million tracks, which would look like a hang.
+                    log.warning("upgrading the database from schema %s to %s (once; a big "
+                                "library takes a minute)", current, head)
                 upgrade()
         return
     raise GenreqError(

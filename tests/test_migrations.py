@@ -75,15 +75,27 @@ def test_head_revision_constant_is_alembics_head():
     assert migrate.head_revision() == migrate.HEAD_REVISION
 
 
-def test_ensure_schema_migrates_an_older_embedded_database(tmp_path, monkeypatch):
+def test_ensure_schema_migrates_an_older_embedded_database(tmp_path, monkeypatch, caplog):
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("GENREQ_HOME", str(home))
     monkeypatch.delenv("GENREQ_DATABASE_URL", raising=False)
     url = f"sqlite:///{home / 'genreq.db'}"
     migrate.upgrade(url, "ca7c6c02de8c")
+    caplog.set_level("INFO", logger="genreq.db.migrate")
     migrate.ensure_schema()
     assert migrate.current_revision(url) == migrate.head_revision()
+    # Said, since an upgrade of a big library takes a while; a new database is not.
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warned == [f"upgrading the database from schema ca7c6c02de8c to "
+                      f"{migrate.head_revision()} (once; a big library takes a minute)"]
+    caplog.clear()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    monkeypatch.setenv("GENREQ_HOME", str(fresh))
+    migrate.ensure_schema()
+    assert migrate.current_revision(f"sqlite:///{fresh / 'genreq.db'}") == migrate.head_revision()
+    assert [r.levelname for r in caplog.records] == ["INFO"]  # created, quietly
 
 
 def test_lines_of_the_older_export_format_are_cleared(db_url):
