@@ -10,7 +10,7 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from genreq import config
@@ -61,6 +61,7 @@ class EnqueueSummary:
     moved: int = 0  # known tracks found at a new path (moved or renamed): rows follow
     gone: int = 0  # known tracks under the walked paths whose file is gone: see prune
     ignored: int = 0  # not audio
+    ignored_kinds: dict[str, int] = field(default_factory=dict)  # ignored, by extension
     warnings: int = 0  # paths skipped with a warning
 
     @property
@@ -126,6 +127,7 @@ def enqueue(
             if on_batch:
                 on_batch(summary)
     summary.ignored, summary.warnings = walk.ignored, walk.warnings
+    summary.ignored_kinds = dict(walk.ignored_kinds.most_common())
     # Each known track under the paths is looked up on disk again (its entry was just
     # walked, so the lookup is cached): a set of the walked paths would hold the whole
     # library in memory.

@@ -252,11 +252,52 @@ class _MP4Tags(_Tags):
             self.tags[key] = [MP4FreeForm(v.encode("utf-8")) for v in values]
 
 
+class _APEv2Tags(_Tags):
+    """APEv2 (WavPack, Musepack): case-blind keys; several values are one item's
+    NUL-separated text, which mutagen splits and joins."""
+
+    @staticmethod
+    def _key(field: str) -> str:
+        return "Genre" if field.upper() == DEFAULT_FIELD else field
+
+    def get(self, field: str) -> tuple[str, ...]:
+        value = self.tags.get(self._key(field))
+        return () if value is None else tuple(v for v in value if v.strip())
+
+    def put(self, field: str, values: Sequence[str]) -> None:
+        key = self._key(field)
+        if values:
+            self.tags[key] = list(values)
+        elif key in self.tags:
+            del self.tags[key]
+
+
+class _ASFTags(_Tags):
+    """ASF (WMA): WM/Genre and WM/Mood hold one attribute per value."""
+
+    @staticmethod
+    def _key(field: str) -> str:
+        if field.upper() == DEFAULT_FIELD:
+            return "WM/Genre"
+        return "WM/Mood" if field.upper() == "MOOD" else field
+
+    def get(self, field: str) -> tuple[str, ...]:
+        return tuple(str(v) for v in self.tags.get(self._key(field), []) if str(v).strip())
+
+    def put(self, field: str, values: Sequence[str]) -> None:
+        key = self._key(field)
+        if values:
+            self.tags[key] = list(values)
+        elif key in self.tags:
+            del self.tags[key]
+
+
 def open_tags(path: str, field: str = DEFAULT_FIELD) -> _Tags:
     """The tags of the audio file at `path`. Raises TagError with the reason when the
     file cannot be read or its format has no tags genreq can write (e.g. .au)."""
     import mutagen
     from mutagen.aiff import AIFF
+    from mutagen.asf import ASF
     from mutagen.flac import FLAC
     from mutagen.mp3 import MP3
     from mutagen.mp4 import MP4
@@ -264,11 +305,14 @@ def open_tags(path: str, field: str = DEFAULT_FIELD) -> _Tags:
     from mutagen.oggopus import OggOpus
     from mutagen.oggspeex import OggSpeex
     from mutagen.oggvorbis import OggVorbis
+    from mutagen.trueaudio import TrueAudio
     from mutagen.wave import WAVE
+    from mutagen.wavpack import WavPack
 
     try:
         audio = mutagen.File(path, options=[MP3, FLAC, OggVorbis, OggOpus, OggFLAC,
-                                            OggSpeex, MP4, WAVE, AIFF])
+                                            OggSpeex, MP4, WAVE, AIFF, ASF, WavPack,
+                                            TrueAudio])
     except (OSError, mutagen.MutagenError) as exc:
         raise TagError(f"cannot read tags ({getattr(exc, 'strerror', None) or exc})") from exc
     if audio is None:
@@ -277,7 +321,8 @@ def open_tags(path: str, field: str = DEFAULT_FIELD) -> _Tags:
     adapters: dict[type, Callable] = {
         MP3: _ID3Tags, WAVE: _ID3Tags, AIFF: _ID3Tags, MP4: _MP4Tags,
         FLAC: _VorbisTags, OggVorbis: _VorbisTags, OggOpus: _VorbisTags,
-        OggFLAC: _VorbisTags, OggSpeex: _VorbisTags,
+        OggFLAC: _VorbisTags, OggSpeex: _VorbisTags, ASF: _ASFTags, WavPack: _APEv2Tags,
+        TrueAudio: _ID3Tags,
     }
     try:
         return adapters[type(audio)](audio, field)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,13 @@ from pathlib import Path
 from genreq.config import AUDIO_EXTENSIONS
 
 log = logging.getLogger(__name__)
+
+# The kinds of ignored file a walk tells apart (an extension, in lower case, or one of
+# the names below); beyond that many, the rest count as OTHER_KINDS.
+IGNORED_KINDS = 100
+NO_EXTENSION = "no extension"
+NOT_A_FILE = "not a regular file"
+OTHER_KINDS = "other"
 
 
 @dataclass(frozen=True)
@@ -40,8 +48,17 @@ class LibraryWalk:
     def __init__(self, paths: Iterable[str | Path]):
         self.paths = [Path(os.path.abspath(os.fspath(p))) for p in paths]
         self.ignored = 0
+        # What the ignored files were, by extension (IGNORED_KINDS at most): a folder of
+        # audio in a format genreq does not take shows up here instead of vanishing.
+        self.ignored_kinds: Counter[str] = Counter()
         self.warnings = 0
         self._seen_dirs: set[tuple[int, int]] = set()
+
+    def _ignore(self, kind: str) -> None:
+        self.ignored += 1
+        if kind not in self.ignored_kinds and len(self.ignored_kinds) >= IGNORED_KINDS:
+            kind = OTHER_KINDS
+        self.ignored_kinds[kind] += 1
 
     def _warn(self, message: str, *args) -> None:
         self.warnings += 1
@@ -60,8 +77,11 @@ class LibraryWalk:
                 yield from self._file(path, info)
 
     def _file(self, path: Path, info: os.stat_result) -> Iterator[FileStat]:
-        if not stat.S_ISREG(info.st_mode) or not is_audio(path):
-            self.ignored += 1
+        if not stat.S_ISREG(info.st_mode):
+            self._ignore(NOT_A_FILE)
+            return
+        if not is_audio(path):
+            self._ignore(os.path.splitext(path)[1].lower() or NO_EXTENSION)
             return
         name = os.fspath(path)
         try:

@@ -5,6 +5,8 @@
     .venv/bin/python bench/formats.py --library DIR   # build (or reuse) the library in DIR
     .venv/bin/python bench/formats.py --e2e           # also `genreq run`, 1 and 2 workers
     .venv/bin/python bench/formats.py --real --save   # 3-6-minute tracks: real_formats.json
+    .venv/bin/python bench/formats.py --real --formats wma,aac,wv,tta,mka,oga,aifc,mp2,caf \
+        --e2e-tracks 0 --save                         # the later formats: real_formats-more.json
     BENCH_INRUN_PROFILE=DIR ... --real                # also DIR/<pid>.prof per pool process
 
 Builds a library of 4-minute, 44.1 kHz stereo tracks (TRACKS_PER_FORMAT per format):
@@ -73,6 +75,7 @@ REPO = Path(__file__).resolve().parents[1]
 GTZAN = REPO.parent / "shared" / "data" / "gtzan"
 RESULTS = REPO / "bench" / "results" / "formats.json"
 REAL_RESULTS = REPO / "bench" / "results" / "real_formats.json"
+MORE_RESULTS = REPO / "bench" / "results" / "real_formats-more.json"
 
 TRACKS_PER_FORMAT = 5
 CLIPS_PER_TRACK = 8  # 8 x 30 s = 4 minutes
@@ -88,9 +91,20 @@ ENCODINGS = {
     "flac": (["-c:a", "flac"], True),
     "ogg": (["-c:a", "libvorbis", "-q:a", "5"], False),
     "opus": (["-c:a", "libopus", "-b:a", "128k"], False),
+    # The formats genreq took later (--real --formats ...: real_formats-more.json).
+    "wma": (["-c:a", "wmav2", "-b:a", "192k"], False),
+    "aac": (["-c:a", "aac", "-b:a", "256k"], False),
+    "wv": (["-c:a", "wavpack"], False),
+    "tta": (["-c:a", "tta"], False),
+    "mka": (["-c:a", "flac"], False),
+    "oga": (["-c:a", "flac"], False),
+    "aifc": (["-c:a", "pcm_s16be"], False),
+    "mp2": (["-c:a", "mp2", "-b:a", "256k"], False),
+    "caf": (["-c:a", "alac"], False),
 }
 FFMPEG_TIMEOUT_S = 300
 REAL_FORMATS = ("mp3", "m4a", "flac", "ogg")
+FORMATS_JSON = ("mp3", "m4a", "flac", "ogg", "opus")  # what formats.json measures
 REAL_CLIPS_PER_TRACK = (6, 8, 10, 12)  # 30-s clips: 3, 4, 5 and 6-minute tracks, in turn
 REAL_TRACKS_PER_FORMAT = 8
 TARGET_S_PER_TRACK_PER_CORE = 0.125
@@ -123,7 +137,7 @@ def _clips(n_tracks: int, per_track: tuple[int, ...] = (CLIPS_PER_TRACK,)) -> li
 
 def build_library(root: Path, n_tracks: int = TRACKS_PER_FORMAT,
                   per_track: tuple[int, ...] = (CLIPS_PER_TRACK,),
-                  formats: tuple[str, ...] = tuple(ENCODINGS)) -> dict[str, list[Path]]:
+                  formats: tuple[str, ...] = FORMATS_JSON) -> dict[str, list[Path]]:
     """Encode the library under root (files already there are reused)."""
     root.mkdir(parents=True, exist_ok=True)
     cover = root / "cover.jpg"
@@ -558,7 +572,7 @@ def real_report(library: dict[str, list[Path]], in_process_tracks: int, repeats:
         "model": predict.DEFAULT_MODEL.stem,
         "track": {"rate_hz": TRACK_RATE, "channels": 2,
                   "minutes": [n * 30 / 60 for n in REAL_CLIPS_PER_TRACK],
-                  "cover": [ext for ext in REAL_FORMATS if ENCODINGS[ext][1]]},
+                  "cover": [ext for ext in library if ENCODINGS[ext][1]]},
         "variants": {"before": "the worker's warm-up and the decoder's mono mix and window "
                                "buffer undone (bench/inrun_probe)",
                      "after": "genreq as it is"},
@@ -580,7 +594,14 @@ def main() -> None:
                              f"`genreq run` per format; writes {REAL_RESULTS.name} with --save")
     parser.add_argument("--e2e-tracks", type=int, default=REAL_E2E_TRACKS,
                         help="with --real: tracks per format for `genreq run` (0: none)")
+    parser.add_argument("--formats", default=",".join(REAL_FORMATS),
+                        help="with --real: which of " + ", ".join(ENCODINGS) + "; others "
+                             f"than {','.join(REAL_FORMATS)} save to {MORE_RESULTS.name}")
     args = parser.parse_args()
+    formats = tuple(args.formats.split(","))
+    unknown = set(formats) - set(ENCODINGS)
+    if unknown:
+        parser.error(f"--formats: no encoding for {', '.join(sorted(unknown))}")
     if shutil.which("ffmpeg") is None:
         sys.exit("bench/formats.py needs the ffmpeg program to build its library")
 
@@ -593,13 +614,13 @@ def main() -> None:
             n = args.tracks if args.tracks != TRACKS_PER_FORMAT else REAL_TRACKS_PER_FORMAT
             e2e_tracks = max(n, args.e2e_tracks)
             progress(f"building {e2e_tracks} tracks per format in {root}")
-            library = build_library(root, e2e_tracks, REAL_CLIPS_PER_TRACK, REAL_FORMATS)
+            library = build_library(root, e2e_tracks, REAL_CLIPS_PER_TRACK, formats)
             report = real_report(library, n, args.repeats, args.e2e_tracks, Path(tmp),
                                  progress)
         text = json.dumps(report, indent=2)
         print(text)
         if args.save:
-            REAL_RESULTS.write_text(text + "\n")
+            (REAL_RESULTS if formats == REAL_FORMATS else MORE_RESULTS).write_text(text + "\n")
         for ext, f in report["formats"].items():
             cpu = f["cpu_ms_per_track"]
             progress(f"{ext:<5} CPU ms/track in-process before {cpu['before']['median']:.0f}, "

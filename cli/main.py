@@ -108,10 +108,26 @@ def _enqueue_summary_line(summary) -> str:
         parts.append(f"moved {summary.moved} (found at a new path, kept)")
     if summary.gone:
         parts.append(f"gone {summary.gone} (genreq prune forgets them)")
-    parts.append(f"ignored {summary.ignored}")
+    parts.append(f"ignored {summary.ignored}{_ignored_kinds(summary.ignored_kinds)}")
     if summary.warnings:
         parts.append(f"skipped with a warning {summary.warnings}")
     return " · ".join(parts)
+
+
+# The kinds of ignored file the summary names, most numerous first.
+IGNORED_KINDS_SHOWN = 3
+
+
+def _ignored_kinds(kinds: dict[str, int]) -> str:
+    """` (.jpg 120, .txt 3, .cue 2, 4 more kinds)` after the ignored count: enough to
+    tell cover art from a folder of audio in a format genreq does not read."""
+    if not kinds:
+        return ""
+    shown = [f"{kind} {n}" for kind, n in list(kinds.items())[:IGNORED_KINDS_SHOWN]]
+    rest = len(kinds) - IGNORED_KINDS_SHOWN
+    if rest > 0:
+        shown.append(f"{_plural(rest, 'more kind')}")
+    return f" ({', '.join(shown)})"
 
 
 def _enqueue_progress_detail(summary) -> str:

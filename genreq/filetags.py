@@ -72,9 +72,19 @@ def _from_mp4(tags) -> FileTags:
                     values(_MP4["genre"]))
 
 
+def _from_asf(tags) -> FileTags:
+    def values(key: str) -> list[str]:
+        return _texts(tags.get(key, []))
+
+    return FileTags(_first(values("Author")) or _first(values("WM/AlbumArtist")),
+                    _first(values("WM/AlbumTitle")), _first(values("Title")),
+                    values("WM/Genre"))
+
+
 def read(path: str | Path) -> FileTags:
     """The tags of the file at PATH; FileTags() when it has none or they cannot be read."""
     import mutagen
+    from mutagen.asf import ASFTags
     from mutagen.id3 import ID3
     from mutagen.mp4 import MP4Tags
 
@@ -91,7 +101,10 @@ def read(path: str | Path) -> FileTags:
             return _from_id3(tags)
         if isinstance(tags, MP4Tags):
             return _from_mp4(tags)
-        return _from_vorbis(tags)  # FLAC, Ogg, Opus, Speex: Vorbis comments, any case
+        if isinstance(tags, ASFTags):
+            return _from_asf(tags)
+        # FLAC, Ogg, Opus, Speex: Vorbis comments; WavPack: APEv2. Both are case-blind.
+        return _from_vorbis(tags)
     except Exception as exc:  # a tag block of an unexpected shape: same answer as no tags
         log.debug("%s: tags not read (%s: %s)", path, type(exc).__name__, exc)
         return FileTags()

@@ -142,3 +142,16 @@ def test_requeue_older_than_needs_stale():
     result = CliRunner().invoke(cli, ["requeue", "--older-than", "10"])
     assert result.exit_code == 2
     assert "--older-than needs --stale" in result.output
+
+
+def test_the_enqueue_summary_names_what_was_ignored():
+    from genreq.app.pipeline import EnqueueSummary
+    from genreq.cli.main import _enqueue_summary_line
+
+    summary = EnqueueSummary("b", queued=3, ignored=0)
+    assert _enqueue_summary_line(summary) == "queued 3 · already known 0 · ignored 0"
+    summary.ignored, summary.ignored_kinds = 131, {".jpg": 120, ".ape": 7, ".txt": 2}
+    assert _enqueue_summary_line(summary).endswith(" · ignored 131 (.jpg 120, .ape 7, .txt 2)")
+    summary.ignored_kinds.update({".cue": 1, "no extension": 1})
+    assert _enqueue_summary_line(summary).endswith(
+        " · ignored 131 (.jpg 120, .ape 7, .txt 2, 2 more kinds)")

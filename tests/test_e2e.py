@@ -58,7 +58,7 @@ def pipeline_with_worker(library: dict, classifier, start_worker) -> None:
     n_files = len(library["audio"]) + 1
     genreq("db", "upgrade")
     result = genreq("enqueue", library["root"])
-    assert result.stderr.strip() == f"queued {n_files} · already known 0 · ignored 1"
+    assert result.stderr.strip() == f"queued {n_files} · already known 0 · ignored 1 (.txt 1)"
     assert result.stdout == ""
 
     worker = start_worker(concurrency=1)
@@ -67,11 +67,11 @@ def pipeline_with_worker(library: dict, classifier, start_worker) -> None:
 
     # Idempotent: nothing known is queued again; a changed file is.
     result = genreq("enqueue", library["root"])
-    assert result.stderr.strip() == f"queued 0 · already known {n_files} · ignored 1"
+    assert result.stderr.strip() == f"queued 0 · already known {n_files} · ignored 1 (.txt 1)"
     changed = library["audio"][0]
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
     result = genreq("enqueue", library["root"])
-    assert result.stderr.strip() == f"queued 1 · already known {n_files - 1} · ignored 1"
+    assert result.stderr.strip() == f"queued 1 · already known {n_files - 1} · ignored 1 (.txt 1)"
     status = wait_until_finished(n_files, worker=worker)
     assert_classified(library, classifier, status)
 
@@ -103,7 +103,7 @@ def test_run_embedded_default(genreq_home, audio_library, classifier):
     result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
     assert f"done {n_files - 1} · failed 1 · {n_files} files in " in result.stdout
     assert f"{audio_library['corrupt']}: " in result.stdout
-    assert f"queued {n_files} · already known 0 · ignored 1" in result.stderr
+    assert f"queued {n_files} · already known 0 · ignored 1 (.txt 1)" in result.stderr
     assert not broker.is_running(genreq_home), "run must stop the broker it started"
     assert not list((genreq_home / "workers").glob("*.json"))
 
@@ -113,7 +113,7 @@ def test_run_embedded_default(genreq_home, audio_library, classifier):
 
     # A second run finds everything known and finishes at once.
     result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
-    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    assert f"queued 0 · already known {n_files} · ignored 1 (.txt 1)" in result.stderr
     assert result.stdout.startswith("done 0 · failed 0 · 0 files in ")  # no empty table
 
 
@@ -128,19 +128,19 @@ def test_run_reclassify_redoes_what_another_model_did(genreq_home, audio_library
     result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
     n_audio = n_files - 1
     assert (f"queued 0 · already known {n_files} ({n_audio} by another model: --reclassify "
-            "redoes them) · ignored 1") in result.stderr
+            "redoes them) · ignored 1 (.txt 1)") in result.stderr
     assert {row["model"] for row in export_json()} == {"crnn"}
 
     result = genreq("run", audio_library["root"], "--workers", "1", "--reclassify",
                     timeout=240)
-    assert (f"queued {n_audio} ({n_audio} reclassified) · already known 1 · ignored 1"
+    assert (f"queued {n_audio} ({n_audio} reclassified) · already known 1 · ignored 1 (.txt 1)"
             in result.stderr)
     assert f"done {n_audio} · failed 0 · " in result.stdout
     status = json.loads(genreq("status", "--json").stdout)
     assert_classified(audio_library, classifier, status)  # the default's, to the version
     result = genreq("run", audio_library["root"], "--workers", "1", "--reclassify",
                     timeout=240)
-    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    assert f"queued 0 · already known {n_files} · ignored 1 (.txt 1)" in result.stderr
 
 
 def test_enqueue_then_stop_embedded_broker(genreq_home, audio_library):
@@ -163,7 +163,7 @@ def test_enqueue_then_stop_embedded_broker(genreq_home, audio_library):
     # The tracks are still pending: enqueue sends them again.
     result = genreq("enqueue", audio_library["root"])
     assert result.stderr.strip() == (
-        f"queued 0 · still pending {n_files} (sent again) · already known 0 · ignored 1"
+        f"queued 0 · still pending {n_files} (sent again) · already known 0 · ignored 1 (.txt 1)"
     )
     genreq("stop")
 
@@ -182,9 +182,9 @@ def test_enqueue_reclassify_uses_the_model_named_for_the_workers(genreq_home, au
         db.execute("UPDATE tracks SET state = 'done', model_name = 'crnn', "
                    "model_version = ?", (model_version("crnn"),))
     result = genreq("enqueue", audio_library["root"])  # no model named: nothing to compare
-    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    assert f"queued 0 · already known {n_files} · ignored 1 (.txt 1)" in result.stderr
     result = genreq("enqueue", audio_library["root"], "--model", "crnn")
-    assert f"queued 0 · already known {n_files} · ignored 1" in result.stderr
+    assert f"queued 0 · already known {n_files} · ignored 1 (.txt 1)" in result.stderr
     result = genreq("enqueue", audio_library["root"], "--model", "vgg-msd-fast")
     assert (f"already known {n_files} ({n_files} by another model: --reclassify redoes "
             "them)") in result.stderr
@@ -221,7 +221,7 @@ def test_enqueue_progress_has_a_total_rate_and_eta(tmp_path, sqlite_url, redis_u
                         r"already known 0", lines[2])
     assert re.fullmatch(r"\[#{24}\] 1200/1200  \d+\.\d files/s  in \d:\d\d:\d\d  "
                         r"queued 1200 · already known 0", lines[3])
-    assert lines[4] == "queued 1200 · already known 0 · ignored 1"
+    assert lines[4] == "queued 1200 · already known 0 · ignored 1 (.txt 1)"
 
 
 def test_run_without_a_usable_model_fails_clearly(genreq_home, audio_library, tmp_path,
@@ -273,7 +273,7 @@ def test_run_follows_moved_files_and_prune_forgets_deleted_ones(genreq_home, aud
 
     result = genreq("run", audio_library["root"], "--workers", "1", timeout=240)
     assert (f"queued 0 · already known {n_files - 1} · moved 2 (found at a new path, kept)"
-            " · gone 1 (genreq prune forgets them) · ignored 1") in result.stderr
+            " · gone 1 (genreq prune forgets them) · ignored 1 (.txt 1)") in result.stderr
     after = {row["path"]: row for row in export_json()}
     for old, new in moves.items():
         assert after[str(new)] == {**before[str(old)], "path": str(new)}

@@ -76,12 +76,52 @@ def _mp4(path: Path) -> Path:
     return path
 
 
+def _asf(path: Path) -> Path:
+    from mutagen.asf import ASF
+
+    _ffmpeg(path, "-c:a", "wmav2")
+    audio = ASF(str(path))
+    audio["Author"], audio["WM/AlbumTitle"], audio["Title"] = ["Someone"], ["First Album"], ["Song"]
+    audio["WM/Genre"] = GENRES  # one attribute per value
+    audio.save()
+    return path
+
+
+def _apev2(path: Path) -> Path:
+    from mutagen.wavpack import WavPack
+
+    _ffmpeg(path, "-c:a", "wavpack")
+    audio = WavPack(str(path))
+    if audio.tags is None:
+        audio.add_tags()
+    audio["Artist"], audio["Album"], audio["Title"] = "Someone", "First Album", "Song"
+    audio["Genre"] = GENRES  # one item, its values NUL-separated
+    audio.save()
+    return path
+
+
+def _ogg_flac(path: Path) -> Path:
+    import mutagen
+
+    _ffmpeg(path, "-c:a", "flac")
+    audio = mutagen.File(str(path))
+    audio["ARTIST"], audio["ALBUM"], audio["TITLE"] = "Someone", "First Album", "Song"
+    audio["GENRE"] = GENRES
+    audio.save()
+    return path
+
+
 CASES = {
     "flac": lambda d: _vorbis(d / "a.flac"),
     "ogg": lambda d: _vorbis(d / "a.ogg"),
     "mp3": lambda d: _id3(d / "a.mp3", lambda p: _ffmpeg(p, "-c:a", "libmp3lame")),
     "wav": lambda d: _id3(d / "a.wav", _audio),
     "m4a": lambda d: _mp4(d / "a.m4a"),
+    "wma": lambda d: _asf(d / "a.wma"),
+    "wv": lambda d: _apev2(d / "a.wv"),
+    "tta": lambda d: _id3(d / "a.tta", lambda p: _ffmpeg(p, "-c:a", "tta")),
+    "mp2": lambda d: _id3(d / "a.mp2", lambda p: _ffmpeg(p, "-c:a", "mp2")),
+    "oga": lambda d: _ogg_flac(d / "a.oga"),
 }
 
 

@@ -19,7 +19,9 @@ from genreq import audio
 SOURCE_CLIP = SHARED_DATA / "gtzan" / "classical" / "classical.00000.ogg"
 SOUNDFILE_FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_16"),
                      "ogg": ("OGG", "VORBIS"), "aiff": ("AIFF", "PCM_16"), "au": ("AU", "PCM_16")}
-FFMPEG_CODECS = {"mp3": "libmp3lame", "m4a": "aac", "opus": "libopus"}
+FFMPEG_CODECS = {"mp3": "libmp3lame", "m4a": "aac", "opus": "libopus", "wma": "wmav2",
+                 "aac": "aac", "wv": "wavpack", "tta": "tta", "mka": "flac", "oga": "flac",
+                 "aifc": "pcm_s16be", "mp2": "mp2", "caf": "alac"}
 FORMATS = [*SOUNDFILE_FORMATS, *FFMPEG_CODECS]
 # Lossy codecs shift the spectrogram a little: how far a genre probability may move.
 MAX_PROB_SHIFT = 0.1

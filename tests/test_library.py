@@ -20,9 +20,11 @@ def walked(*paths) -> list[str]:
 
 
 def test_is_audio_case_insensitive():
-    for name in ("a.wav", "a.FLAC", "a.Mp3", "a.ogg", "a.opus", "a.m4a", "a.AIFF", "a.au"):
+    for name in ("a.wav", "a.FLAC", "a.Mp3", "a.ogg", "a.opus", "a.m4a", "a.AIFF", "a.au",
+                 "a.WMA", "a.aac", "a.wv", "a.tta", "a.mka", "a.oga", "a.aifc", "a.mp2",
+                 "a.caf"):
         assert is_audio(name), name
-    for name in ("a.txt", "a.jpg", "mp3", "a.mp3.part", "a"):
+    for name in ("a.txt", "a.jpg", "mp3", "a.mp3.part", "a", "a.mp4", "a.m4b", "a.ape"):
         assert not is_audio(name), name
 
 
@@ -34,6 +36,27 @@ def test_sorted_depth_first_with_counts(tmp_path):
     assert paths == [str(tmp_path / rel) for rel in ("a.wav", "b/1.FLAC", "b/2.mp3", "c/d/e.ogg")]
     assert walk.ignored == 2
     assert walk.warnings == 0
+
+
+def test_ignored_files_are_counted_by_kind(tmp_path, monkeypatch):
+    from genreq.app import walk as walk_module
+
+    for rel in ("a/cover.JPG", "a/back.jpg", "a/notes.txt", "a/README", "b/01.ape",
+                "b/02.ape", "b/03.ape", "b/song.mp3"):
+        touch(tmp_path / rel)
+    os.mkfifo(tmp_path / "a" / "pipe.mp3")  # an audio name on something not a file
+    walk = LibraryWalk([tmp_path])
+    assert [Path(s.path).name for s in walk] == ["song.mp3"]
+    assert walk.ignored == 8
+    assert walk.ignored_kinds.most_common() == [
+        (".ape", 3), (".jpg", 2), ("no extension", 1), (".txt", 1),
+        ("not a regular file", 1)]  # ties in the order met: README sorts before notes.txt
+    monkeypatch.setattr(walk_module, "IGNORED_KINDS", 2)  # a library of odd names
+    walk = LibraryWalk([tmp_path])
+    list(walk)
+    assert walk.ignored == 8
+    assert sorted(walk.ignored_kinds.items()) == [(".jpg", 2), ("no extension", 1),
+                                                  ("other", 5)]
 
 
 def test_idempotency_key_is_size_and_mtime(tmp_path):

@@ -22,8 +22,11 @@ from genreq.db.session import session_scope
 
 RATE = 22050
 SOUNDFILE_FORMATS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "aiff": "AIFF", "au": "AU"}
-FFMPEG_CODECS = {"mp3": "libmp3lame", "m4a": "aac", "opus": "libopus"}
-TAGGABLE = ["wav", "flac", "ogg", "aiff", "mp3", "m4a", "opus"]
+FFMPEG_CODECS = {"mp3": "libmp3lame", "m4a": "aac", "opus": "libopus", "wma": "wmav2",
+                 "wv": "wavpack", "tta": "tta", "mp2": "mp2", "oga": "flac",
+                 "aifc": "pcm_s16be", "mka": "flac", "caf": "alac", "aac": "aac"}
+TAGGABLE = ["wav", "flac", "ogg", "aiff", "mp3", "m4a", "opus", "wma", "wv", "tta", "mp2",
+            "oga", "aifc"]
 
 
 @pytest.fixture(autouse=True)
@@ -70,10 +73,14 @@ def genre_in_file(path: Path, field: str = "GENRE") -> list[str]:
     if audio.tags is None:
         return []
     ext = path.suffix[1:]
-    if ext in ("mp3", "wav", "aiff"):
+    if ext in ("mp3", "wav", "aiff", "aifc", "tta", "mp2"):
         key = "TCON" if field == "GENRE" else f"TXXX:{field}"
         frame = audio.tags.get(key)
         return list(frame.text) if frame else []
+    if ext == "wma":
+        return [str(v) for v in audio.tags.get("WM/Genre" if field == "GENRE" else field, [])]
+    if ext == "wv":
+        return list(audio.tags.get("Genre" if field == "GENRE" else field) or [])
     if ext == "m4a":
         if field == "GENRE":
             return list(audio.tags.get("\xa9gen", []))
@@ -123,11 +130,12 @@ def test_tag_round_trip_leaves_audio_alone(sqlite_url, tmp_path, ext):
     assert invoke("tag").stdout == ""
 
 
-def test_au_is_skipped_with_a_message(sqlite_url, tmp_path):
-    path = classified(make_audio(tmp_path / "song.au"))
+@pytest.mark.parametrize("ext", ["au", "aac", "mka", "caf"])
+def test_a_format_without_tags_is_skipped_with_a_message(sqlite_url, tmp_path, ext):
+    path = classified(make_audio(tmp_path / f"song.{ext}"))
     before = path.read_bytes()
     result = invoke("tag")
-    assert result.stdout == f"skip\t{path}\tno genre tag support for .au files\n"
+    assert result.stdout == f"skip\t{path}\tno genre tag support for .{ext} files\n"
     assert "skipped 1" in result.stderr
     assert path.read_bytes() == before
 
