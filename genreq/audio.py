@@ -172,20 +172,23 @@ def _open_av(path: Path):
 
 
 # Containers whose headers hold no duration, where FFmpeg's is an estimate from the
-# bitrate (raw ADTS .aac: 4 % short on a 30-s clip): their packets are counted instead,
-# read but not decoded (a few ms for a 30-s clip).
+# bitrate (raw ADTS .aac: 4 % short on a 30-s clip): their packets are counted instead.
 _COUNTED_DURATION_FORMATS = frozenset({"aac"})
 
 
 def _av_duration_s(container, stream) -> float | None:
-    if container.format.name in _COUNTED_DURATION_FORMATS and stream.time_base is not None:
-        ticks = sum(packet.duration or 0 for packet in container.demux(stream))
-        return float(ticks * stream.time_base) if ticks else None
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / 1_000_000  # AV_TIME_BASE: microseconds
-    return None
+    if container.format.name not in _COUNTED_DURATION_FORMATS:
+        if stream.duration is not None and stream.time_base is not None:
+            return float(stream.duration * stream.time_base)
+        if container.duration is not None:
+            return container.duration / 1_000_000  # AV_TIME_BASE: microseconds
+    # No duration in the header (Ogg FLAC has none either), or only an estimate: the
+    # packets' durations, read but not decoded, tens of ms for a long track where
+    # decoding it whole to learn its length costs ten times that (formats-more.json).
+    if stream.time_base is None:
+        return None
+    ticks = sum(packet.duration or 0 for packet in container.demux(stream))
+    return float(ticks * stream.time_base) if ticks else None
 
 
 # FFmpeg sample formats (planar ones end in "p") → numpy dtypes.
@@ -384,7 +387,10 @@ def duration_s(path: str | Path) -> float | None:
     path = Path(path)
     try:
         if _uses_soundfile(path):
-            with_soundfile = _soundfile_duration_s(path)
+            try:
+                with_soundfile = _soundfile_duration_s(path)
+            except sf.LibsndfileError:  # one libsndfile refuses (Ogg FLAC): FFmpeg's turn
+                with_soundfile = None
             if with_soundfile is not None:
                 return with_soundfile
         container, stream = _open_av(path)

@@ -81,6 +81,15 @@ def test_each_format_classifies_like_the_source(classifier, source, tmp_path, ex
     assert prediction.duration_s == pytest.approx(samples.size / audio.SAMPLE_RATE, abs=0.1)
 
 
+@pytest.mark.parametrize("ext", FORMATS)
+def test_each_format_tells_its_duration_without_being_decoded(source, tmp_path, ext):
+    # From the header, or for a container whose header has none (raw ADTS .aac, Ogg FLAC
+    # .oga) from its packets: a None here would make the classifier decode the whole file.
+    samples, reference = source
+    path = encode(reference, tmp_path / f"clip.{ext}")
+    assert audio.duration_s(path) == pytest.approx(samples.size / audio.SAMPLE_RATE, abs=0.1)
+
+
 @pytest.mark.slow
 def test_hires_multichannel_is_mixed_down_and_resampled(classifier, source, tmp_path):
     samples, reference = source

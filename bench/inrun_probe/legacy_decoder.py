@@ -13,9 +13,13 @@ def to_mono(data: np.ndarray) -> np.ndarray:
     return data.mean(axis=1) if data.ndim == 2 else data
 
 
-def decode_window(container, stream, rate: int, start_s: float, length_s: float) -> np.ndarray:
+def decode_window(frames, rate: int, start_s: float, length_s: float) -> np.ndarray:
+    """The window's decoding as it was; FRAMES (genreq.audio._Frames, which genreq now
+    hands its decoder) only for its container and stream: frames are decoded as before,
+    without the skipping of damaged packets that came later."""
     from genreq import audio
 
+    container, stream = frames.container, frames.stream
     first, wanted = round(start_s * rate), round(length_s * rate)
     seek_s = max(0.0, start_s - audio.PREROLL_S)
     container.seek(int(seek_s / stream.time_base), stream=stream, backward=True)
