@@ -252,17 +252,16 @@ class _MP4Tags(_Tags):
             self.tags[key] = [MP4FreeForm(v.encode("utf-8")) for v in values]
 
 
-class _APEv2Tags(_Tags):
-    """APEv2 (WavPack, Musepack): case-blind keys; several values are one item's
-    NUL-separated text, which mutagen splits and joins."""
+class _ListTags(_Tags):
+    """Tag systems that take a field's values as a list under one key (APEv2, ASF);
+    `_key` names the format's own genre and mood fields."""
 
     @staticmethod
     def _key(field: str) -> str:
-        return "Genre" if field.upper() == DEFAULT_FIELD else field
+        return field
 
     def get(self, field: str) -> tuple[str, ...]:
-        value = self.tags.get(self._key(field))
-        return () if value is None else tuple(v for v in value if v.strip())
+        return tuple(str(v) for v in self.tags.get(self._key(field)) or () if str(v).strip())
 
     def put(self, field: str, values: Sequence[str]) -> None:
         key = self._key(field)
@@ -272,7 +271,16 @@ class _APEv2Tags(_Tags):
             del self.tags[key]
 
 
-class _ASFTags(_Tags):
+class _APEv2Tags(_ListTags):
+    """APEv2 (WavPack): case-blind keys; several values are one item's NUL-separated
+    text, which mutagen splits and joins."""
+
+    @staticmethod
+    def _key(field: str) -> str:
+        return "Genre" if field.upper() == DEFAULT_FIELD else field
+
+
+class _ASFTags(_ListTags):
     """ASF (WMA): WM/Genre and WM/Mood hold one attribute per value."""
 
     @staticmethod
@@ -280,16 +288,6 @@ class _ASFTags(_Tags):
         if field.upper() == DEFAULT_FIELD:
             return "WM/Genre"
         return "WM/Mood" if field.upper() == "MOOD" else field
-
-    def get(self, field: str) -> tuple[str, ...]:
-        return tuple(str(v) for v in self.tags.get(self._key(field), []) if str(v).strip())
-
-    def put(self, field: str, values: Sequence[str]) -> None:
-        key = self._key(field)
-        if values:
-            self.tags[key] = list(values)
-        elif key in self.tags:
-            del self.tags[key]
 
 
 def open_tags(path: str, field: str = DEFAULT_FIELD) -> _Tags:

@@ -221,7 +221,7 @@ def test_enqueue_progress_has_a_total_rate_and_eta(tmp_path, sqlite_url, redis_u
                         r"already known 0", lines[2])
     assert re.fullmatch(r"\[#{24}\] 1200/1200  \d+\.\d files/s  in \d:\d\d:\d\d  "
                         r"queued 1200 · already known 0", lines[3])
-    assert lines[4] == "queued 1200 · already known 0 · ignored 1 (.txt 1)"
+    assert lines[4] == "queued 1200 · already known 0 · ignored 1 (.jpg 1)"
 
 
 def test_run_without_a_usable_model_fails_clearly(genreq_home, audio_library, tmp_path,
