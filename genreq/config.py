@@ -33,10 +33,11 @@ APP_NAME = "genreq"
 # Extensions genreq treats as audio; compared in lower case. Each is decoded in-process
 # (libsndfile or the FFmpeg inside PyAV) and classified in tests/test_formats.py. Not
 # here: video containers (.mp4, .webm, .mkv), audiobooks (.m4b), and Monkey's Audio
-# (.ape), which FFmpeg decodes but nothing here can encode a file to test.
+# (.ape) and Musepack (.mpc), which FFmpeg decodes but nothing here can encode a file of
+# to test.
 AUDIO_EXTENSIONS = frozenset({
     ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif", ".au",
-    ".wma", ".aac", ".wv", ".mpc", ".tta", ".mka", ".oga", ".aifc", ".mp2", ".caf",
+    ".wma", ".aac", ".wv", ".tta", ".mka", ".oga", ".aifc", ".mp2", ".caf",
 })
 
 # What genreq shows unless told otherwise; one home each, for the CLI, the library layer

@@ -24,7 +24,8 @@ def test_is_audio_case_insensitive():
                  "a.WMA", "a.aac", "a.wv", "a.tta", "a.mka", "a.oga", "a.aifc", "a.mp2",
                  "a.caf"):
         assert is_audio(name), name
-    for name in ("a.txt", "a.jpg", "mp3", "a.mp3.part", "a", "a.mp4", "a.m4b", "a.ape"):
+    for name in ("a.txt", "a.jpg", "mp3", "a.mp3.part", "a", "a.mp4", "a.m4b", "a.ape",
+                 "a.mpc"):
         assert not is_audio(name), name
 
 
