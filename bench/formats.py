@@ -605,6 +605,11 @@ def main() -> None:
     args = parser.parse_args()
     default_formats = REAL_FORMATS if args.real else FORMATS_JSON
     formats = tuple(args.formats.split(",")) if args.formats else default_formats
+    # The usual formats keep their results file; others have one of their own.
+    if args.real:
+        results_file = REAL_RESULTS if formats == default_formats else MORE_RESULTS
+    else:
+        results_file = RESULTS if formats == default_formats else MORE_FORMATS_RESULTS
     unknown = set(formats) - set(ENCODINGS)
     if unknown:
         parser.error(f"--formats: no encoding for {', '.join(sorted(unknown))}")
@@ -626,8 +631,7 @@ def main() -> None:
         text = json.dumps(report, indent=2)
         print(text)
         if args.save:
-            (REAL_RESULTS if formats == default_formats else MORE_RESULTS).write_text(
-                text + "\n")
+            results_file.write_text(text + "\n")
         for ext, f in report["formats"].items():
             cpu = f["cpu_ms_per_track"]
             progress(f"{ext:<5} CPU ms/track in-process before {cpu['before']['median']:.0f}, "
@@ -669,8 +673,7 @@ def main() -> None:
     text = json.dumps(report, indent=2)
     print(text)
     if args.save:
-        (RESULTS if library.keys() == set(FORMATS_JSON) else MORE_FORMATS_RESULTS).write_text(
-            text + "\n")
+        results_file.write_text(text + "\n")
     for line in report_lines(formats):
         print(line, file=sys.stderr)
 
