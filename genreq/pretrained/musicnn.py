@@ -103,6 +103,11 @@ class MusicnnDims:
     midend_filters: int = 64
     backend_units: int = 200
     vgg_filters: int = 128
+    # Per-block widths of a pruned vgg (bench/lite.py); empty: vgg_filters in every block.
+    vgg_channels: tuple[int, ...] = ()
+
+    def vgg_widths(self) -> tuple[int, ...]:
+        return tuple(self.vgg_channels) or (self.vgg_filters,) * len(Vgg.POOLS)
 
 
 def _bn2d(c: int) -> nn.BatchNorm2d:
@@ -280,16 +285,17 @@ class Vgg(nn.Module):
     def __init__(self, dims: MusicnnDims = MusicnnDims(arch="vgg")):
         super().__init__()
         self.dims = dims
-        c = dims.vgg_filters
+        widths = dims.vgg_widths()
         self.input_bn = _bn2d(1)
         self.convs = nn.ModuleList(
-            [nn.Conv2d(1 if i == 0 else c, c, 3, padding=1) for i in range(len(self.POOLS))]
+            [nn.Conv2d(c_in, c_out, 3, padding=1)
+             for c_in, c_out in zip((1, *widths), widths, strict=False)]
         )
-        self.bns = nn.ModuleList([_bn2d(c) for _ in self.POOLS])
+        self.bns = nn.ModuleList([_bn2d(c) for c in widths])
         t, f = PATCH_FRAMES, dims.n_mels
         for pt, pf in self.POOLS:
             t, f = t // pt, f // pf
-        self.out = nn.Linear(t * f * c, dims.n_tags)
+        self.out = nn.Linear(t * f * widths[-1], dims.n_tags)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time, mel) -> (batch, time' * mel' * channels) flattened last pool.
