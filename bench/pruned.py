@@ -65,7 +65,7 @@ CROP_SLACK = 24  # musicnn frames (16 ms each) of room for a shifted crop
 CROPS = (0, 12, 24)  # the offsets into the slack that `live` reads
 VAL_SHARE = 0.1
 LEVELLED = replace(musicnn.FEATURE_SPEC, level_dbfs=models.LEVEL_DBFS)
-SAVE_EVERY = 20
+LOG_EVERY = 20  # tracks
 
 
 def log(msg: str) -> None:
@@ -113,7 +113,7 @@ def excerpts(args) -> None:
         rows["x"].append(x.astype(np.float16))
         rows["track"].append(np.full(n, i))
         rows["val"].append(np.full(n, is_validation(t["path"])))
-        if (i + 1) % SAVE_EVERY == 0:
+        if (i + 1) % LOG_EVERY == 0:
             done = sum(len(r) for r in rows["track"])
             log(f"excerpts: {i + 1}/{len(manifest['tracks'])} tracks, {done} excerpts, "
                 f"{time.perf_counter() - started:.0f} s")

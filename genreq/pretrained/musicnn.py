@@ -103,7 +103,7 @@ class MusicnnDims:
     midend_filters: int = 64
     backend_units: int = 200
     vgg_filters: int = 128
-    # Per-block widths of a pruned vgg (bench/lite.py); empty: vgg_filters in every block.
+    # Per-block widths of a pruned vgg (bench/pruned.py); empty: vgg_filters in every block.
     vgg_channels: tuple[int, ...] = ()
 
     def vgg_widths(self) -> tuple[int, ...]:
