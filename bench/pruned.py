@@ -1,23 +1,25 @@
-"""The default's ears without the channels that never fire: the same outputs for less work.
+"""vgg-msd's tagger without the channels that never fire: the same outputs for less work.
 
-The frozen MSD vgg tagger that `vgg-msd-fast` reads spends 0.88 GMAC on each 3-s chunk,
-74 % of it in its second convolution, whose cost is the product of the first two blocks'
-widths. Many of its channels never pass anything through their ReLU: their output is a
-constant, the batch norm's shift, whatever the music. `live` finds them on unlabelled
-music, the ten Debian game-music packages of issue 14 (bench/student.py fetch), never
-GTZAN; `prune` removes them and carries their constant on in one channel that is 1
-everywhere, so that the next block computes what it did, borders included
-(tests/test_pruned.py); `ship` writes genreq/weights/vgg-msd-fast.pt with those ears
-and its head as it was. Nothing is retrained: there is no student to distil, because
-what is removed contributes nothing but a constant.
+The frozen MSD vgg tagger that `vgg-msd-fast` (the default), `vgg-msd` and `vgg-msd-gru`
+read spends 0.88 GMAC on each 3-s chunk, 74 % of it in its second convolution, whose cost
+is the product of the first two blocks' widths. Many of its channels never pass anything
+through their ReLU: their output is a constant, the batch norm's shift, whatever the
+music. `live` finds them on unlabelled music, the ten Debian game-music packages of
+issue 14 (bench/student.py fetch), never GTZAN; `ship` writes the channels that fire to
+genreq/weights/vgg-msd-live.json, with the digest of the weights they were found in.
+The tagger's fast path (musicnn.Vgg.fast_embed) then leaves the others out and carries
+their constant on in one channel that is 1 everywhere, so that the next block computes
+what it did, borders included (musicnn.without_dead_channels, tests/test_pruned.py).
+Nothing is retrained and no checkpoint changes: what is left out contributes nothing but
+a constant, so the models and their versions stay what they were.
 
     python bench/student.py fetch --out MUSIC                     # the Debian music
     python bench/pruned.py excerpts --music MUSIC --cache CACHE    # levelled excerpts
     python bench/pruned.py live --cache CACHE                      # CACHE/live.json
+    python bench/pruned.py ship --cache CACHE                      # vgg-msd-live.json
     python bench/pruned.py evaluate --cache CACHE --data ../shared/data/gtzan --save \
         --groups ../shared/data/gtzan/labels.csv:artist_split --groups-name labels.csv:artist_split
-    python bench/pruned.py ship --cache CACHE
-    python bench/pruned.py speed --data ../shared/data/gtzan --full OLD_HEAD_ONLY.pt
+    python bench/pruned.py speed --data ../shared/data/gtzan
 
 `excerpts` reads one 3-s excerpt per SECONDS_PER_EXCERPT of each track (at least 4, at
 most MAX_EXCERPTS), spread evenly over 5-95 % of it, levels a track's excerpts together
@@ -28,11 +30,12 @@ counts how many of the others fire on the second, tracks it never read.
 
 `evaluate` reads GTZAN as bench/loudness.py --normalised does for the default (the
 training clips whole, levelled, every chunk; the held-out clips on the default's two
-windows, levelled together), once with the full tagger and once with the pruned one,
-and scores both with fd.grid_head_crossval, vgg-msd-fast's tuned head recipe, under the
-artist-disjoint protocol: bench/results/pruned.json, with how far the two taggers'
-embeddings and tags lie apart on those clips. `speed` times classify_file per clip with
-the default before (full ears) and after, alternating: bench/results/pruned_speed.json.
+windows, levelled together), once with every channel and once without those `live`
+found dead, and scores both with fd.grid_head_crossval, vgg-msd-fast's tuned head
+recipe, under the artist-disjoint protocol: bench/results/pruned.json, with how far the
+two taggers' embeddings and tags lie apart on those clips. `speed` times classify_file
+per clip for vgg-msd-fast and vgg-msd, each with and without its dead channels,
+alternating: bench/results/pruned_speed.json.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from genreq import audio, checkpoint, models, train  # noqa: E402
+from genreq import audio, checkpoint, models  # noqa: E402
 from genreq import features as F  # noqa: E402
 from genreq.pretrained import musicnn  # noqa: E402
 
@@ -157,15 +160,16 @@ def live(args) -> None:
     fit, val = np.flatnonzero(~d["val"]), np.flatnonzero(d["val"])
     full = full_tagger()
     on_fit, on_val = peaks_over(full, d, fit), peaks_over(full, d, val)
+    # The last block is the embedding: it keeps every channel.
     keep = [torch.nonzero(p > 0).flatten().tolist() for p in on_fit[:-1]]
-    keep.append(list(range(len(on_fit[-1]))))  # the last block is the embedding: kept whole
-    record = {"excerpts": int(len(fit)), "crops": list(CROPS),
+    record = {"weights_sha256": musicnn.weights_digest(full),
+              "excerpts": int(len(fit)), "crops": list(CROPS),
               "live": keep, "firing": [int((p > 0).sum()) for p in on_fit],
               "dead_firing_on_validation": [int(((v > 0) & (f <= 0)).sum())
                                             for f, v in zip(on_fit, on_val, strict=True)],
               "validation_excerpts": int(len(val))}
     record["validation_embedding_max_abs_difference"] = largest_difference(
-        prune(full, keep), full, d, val)
+        ears(keep), ears(None), d, val)
     (args.cache / "live.json").write_text(json.dumps(record) + "\n")
     log(f"channels firing per block {record['firing']} of {[len(p) for p in on_fit]}; dead ones "
         f"firing on the validation tracks: {record['dead_firing_on_validation']}")
@@ -182,51 +186,23 @@ def largest_difference(small: nn.Module, full: nn.Module, d: dict, idx: np.ndarr
     return worst
 
 
-def prune(full: nn.Module, keep: list[list[int]]) -> nn.Module:
-    """The FULL tagger with only the channels KEEP of each block, and the same outputs.
+def ears(live: list[list[int]] | None) -> nn.Module:
+    """vgg-msd's tagger whose fast path drops the channels not in LIVE (None: none)."""
+    tagger = full_tagger()
+    tagger.live_channels, tagger.prune_dead = live, live is not None
+    return tagger
 
-    A dropped channel's ReLU passes nothing, so what it gives the next block is a
-    constant: its batch norm's shift, everywhere but in the next convolution's zero
-    padding. So each block that drops channels gets one channel that is 1 everywhere
-    (zero weights, bias 1, a batch norm that passes it unchanged), and the next
-    convolution reads it through the sum of the dropped channels' weights, each times
-    its shift: border outputs included, the next block computes what it did."""
-    widths = tuple(len(k) + (b + 1 < len(keep)) for b, k in enumerate(keep))
-    small = musicnn.build(replace(full.dims, vgg_channels=widths)).eval()
-    state = {k: v.clone() for k, v in full.state_dict().items()}
-    out = dict(state)
-    keep_in = torch.arange(1)
-    for b, kept in enumerate(keep):
-        kept = torch.tensor(kept)
-        n_out = state[f"convs.{b}.weight"].shape[0]
-        weight = state[f"convs.{b}.weight"][kept][:, keep_in]
-        bias = state[f"convs.{b}.bias"][kept]
-        bn = {name: state[f"bns.{b}.{name}"][kept]
-              for name in ("weight", "bias", "running_mean", "running_var")}
-        if b + 1 == len(keep):
-            if len(kept) != n_out:
-                raise ValueError("the last block is the embedding: it keeps every channel")
-        else:
-            dropped = torch.ones(n_out, dtype=torch.bool)
-            dropped[kept] = False
-            scale = state[f"bns.{b}.weight"] / torch.sqrt(state[f"bns.{b}.running_var"]
-                                                          + musicnn.BN_EPS)
-            shift = state[f"bns.{b}.bias"] - state[f"bns.{b}.running_mean"] * scale
-            weight = torch.cat([weight, torch.zeros(1, *weight.shape[1:])])
-            bias = torch.cat([bias, torch.ones(1)])
-            one = {"weight": 1.0, "bias": 0.0, "running_mean": 0.0,
-                   "running_var": 1.0 - musicnn.BN_EPS}
-            bn = {name: torch.cat([v, torch.tensor([one[name]])]) for name, v in bn.items()}
-            nxt = state[f"convs.{b + 1}.weight"]
-            constant = torch.einsum("kchw,c->khw", nxt[:, dropped], shift[dropped])
-            # The next block reads the kept channels and, last, the constant one.
-            state[f"convs.{b + 1}.weight"] = torch.cat([nxt, constant[:, None]], 1)
-        out[f"convs.{b}.weight"], out[f"convs.{b}.bias"] = weight, bias
-        for name, v in bn.items():
-            out[f"bns.{b}.{name}"] = v
-        keep_in = torch.cat([kept, torch.tensor([n_out])]) if b + 1 < len(keep) else kept
-    small.load_state_dict(out)
-    return small
+
+def fast_macs(tagger: nn.Module, live: list[list[int]] | None) -> int:
+    """Multiply-accumulates of the convolutions and the tag layer on one 3-s chunk, with
+    the channels LIVE keeps and one constant channel in each pruned block."""
+    widths = [len(k) + 1 for k in live or []]
+    widths += [c.out_channels for c in tagger.convs][len(widths):]
+    t, f, c_in, macs = musicnn.PATCH_FRAMES, tagger.dims.n_mels, 1, 0
+    for (pt, pf), c_out in zip(tagger.POOLS, widths, strict=True):
+        macs += t * f * 9 * c_in * c_out
+        t, f, c_in = t // pt, f // pf, c_out
+    return macs + tagger.out.in_features * tagger.out.out_features
 
 
 def load_excerpts(cache: Path) -> dict[str, np.ndarray]:
@@ -234,9 +210,8 @@ def load_excerpts(cache: Path) -> dict[str, np.ndarray]:
     return {k: z[k] for k in z.files}
 
 
-def pruned_tagger(cache: Path) -> nn.Module:
-    keep = json.loads((cache / "live.json").read_text())["live"]
-    return prune(full_tagger(), keep)
+def cached_live(cache: Path) -> list[list[int]]:
+    return json.loads((cache / "live.json").read_text())["live"]
 
 
 # --- evaluate -------------------------------------------------------------------------------
@@ -262,23 +237,6 @@ def gtzan_inputs(data: Path):
     return scanned, grid, read, clf.max_chunks
 
 
-def tagger_macs(tagger: nn.Module) -> int:
-    """Multiply-accumulates of the convolutions and the tag layer on one 3-s chunk."""
-    macs = 0
-
-    def hook(module, _inp, out):
-        nonlocal macs
-        macs += out.numel() * module.weight[0].numel()
-
-    handles = [m.register_forward_hook(hook) for m in tagger.modules()
-               if isinstance(m, (nn.Conv2d, nn.Linear))]
-    with torch.no_grad():
-        tagger.out(tagger.reference_embed(torch.zeros(1, musicnn.PATCH_FRAMES, 96)))
-    for h in handles:
-        h.remove()
-    return macs
-
-
 def evaluate(args) -> None:
     import crossval as cv
     import fast_default as fd
@@ -289,7 +247,8 @@ def evaluate(args) -> None:
     scanned, grid_in, read_in, k = gtzan_inputs(args.data)
     tracks, kept, genres, dropped = cv.grouped_tracks(None, args.groups, scanned)
     y = np.array([genres.index(t.genre) for t in tracks])
-    ears = {"full": full_tagger(), "pruned": pruned_tagger(args.cache)}
+    live = cached_live(args.cache)
+    taggers = {"full": ears(None), "pruned": ears(live)}
     record = {"benchmark": "pruned", "chunks_per_track": k,
               "protocol": cv.protocol_record(args.groups_name or args.groups,
                                              dataset.group_folds(tracks), dropped),
@@ -299,7 +258,7 @@ def evaluate(args) -> None:
               "live": json.loads((args.cache / "live.json").read_text()),
               "candidates": {}}
     preds, tag_probs = {}, {}
-    for name, tagger in ears.items():
+    for name, tagger in taggers.items():
         with torch.inference_mode():
             grid = [tagger.embed(torch.from_numpy(grid_in[i])).double().numpy() for i in kept]
             read = [tagger.embed(torch.from_numpy(read_in[i])) for i in kept]
@@ -310,7 +269,7 @@ def evaluate(args) -> None:
         s = metrics.summarise(y, pred, genres, probs)
         preds[name] = pred
         record["candidates"][name] = {
-            "tagger_macs_per_chunk": tagger_macs(tagger),  # its 50 tags included
+            "tagger_macs_per_chunk": fast_macs(tagger, live if name == "pruned" else None),
             "n": s["n"], "accuracy": s["accuracy"], "ci95": s["ci95"],
             "balanced_accuracy": s["balanced_accuracy"], "ece": s["ece"],
             "recall": {g: s["per_genre"][g]["recall"] for g in genres},
@@ -324,7 +283,7 @@ def evaluate(args) -> None:
     with torch.inference_mode():
         full_emb, pruned_emb = (
             np.concatenate([tagger.embed(torch.from_numpy(read_in[i])).numpy() for i in kept])
-            for tagger in (ears["full"], ears["pruned"]))
+            for tagger in (taggers["full"], taggers["pruned"]))
     record["pruned_against_full"] = {
         "embedding_max_abs_difference": float(np.abs(full_emb - pruned_emb).max()),
         "embedding_mean_abs": float(np.abs(full_emb).mean()),
@@ -342,45 +301,28 @@ def evaluate(args) -> None:
 # --- ship and speed -------------------------------------------------------------------------
 
 
-SHIPPED = REPO / "genreq" / "weights" / "vgg-msd-fast.pt"
-
-
 def ship(args) -> None:
-    """genreq/weights/vgg-msd-fast.pt with the pruned ears and the shipped head as it is:
-    the head reads the last block's embedding, which the pruning keeps whole."""
-    old, ckpt = checkpoint.load(SHIPPED)
-    ears = pruned_tagger(args.cache)
-    widths = ears.dims.vgg_widths()
-    if widths != models.VggMSDFast.default_channels:
-        raise SystemExit(f"live widths {widths} are not VggMSDFast.default_channels "
-                         f"{models.VggMSDFast.default_channels}: update it first")
-    model = models.VggMSDFast(replace(old.dims, channels=widths), tagger=ears).eval()
-    head = {k: v for k, v in old.state_dict().items() if not k.startswith("tagger.")}
-    missing, unexpected = model.load_state_dict(head, strict=False)
-    assert not unexpected and all(k.startswith("tagger.") for k in missing), (missing, unexpected)
-    result = json.loads((RESULTS / "pruned.json").read_text())["candidates"]["pruned"]
-    metrics = dict(ckpt["metrics"], parameters=models.count_parameters(model),
-                   macs_per_chunk=models.count_macs(model),
-                   pruned_crossval={"result": "bench/results/pruned.json",
-                                    **{k: result[k] for k in ("n", "accuracy", "ci95",
-                                                              "balanced_accuracy", "ece")}})
-    recipe = dict(ckpt["recipe"], ears=(
-        "vgg-msd's tagger without the channels of blocks 1-4 that never fire on the "
-        "excerpts of the Debian game music (bench/pruned.py live); the dropped channels' "
-        "constant output carried on by one channel of ones in each pruned block"),
-        ears_widths=list(widths), ears_sha256=train.tagger_digest(model),
-        ears_command="python bench/student.py fetch --out MUSIC && python bench/pruned.py "
-        "excerpts --music MUSIC --cache CACHE && python bench/pruned.py live --cache CACHE && "
-        "python bench/pruned.py ship --cache CACHE")
-    checkpoint.save(SHIPPED, model, "vgg-msd-fast", ckpt["genres"], model.default_features(),
-                    metrics, recipe)
-    log(f"wrote {SHIPPED}: ears {widths}, {tagger_macs(ears) / 1e9:.3f} GMAC a chunk")
+    """genreq/weights/vgg-msd-live.json: CACHE/live.json's channels, which every vgg model
+    whose tagger has these weights (vgg-msd, vgg-msd-fast, vgg-msd-gru) then drops the
+    others of."""
+    record = json.loads((args.cache / "live.json").read_text())
+    if record["weights_sha256"] != musicnn.weights_digest(full_tagger()):
+        raise SystemExit("live.json was found in other weights than vgg-msd.pt's")
+    shipped = {"weights_sha256": record["weights_sha256"], "live": record["live"],
+               "found_by": "bench/pruned.py live", "music": "the Debian game-music packages "
+               "of issue 14 (bench/student.py fetch), never GTZAN",
+               **{k: record[k] for k in ("excerpts", "crops", "firing",
+                                         "dead_firing_on_validation", "validation_excerpts",
+                                         "validation_embedding_max_abs_difference")}}
+    musicnn.LIVE_CHANNELS_FILE.write_text(json.dumps(shipped) + "\n")
+    log(f"wrote {musicnn.LIVE_CHANNELS_FILE}: {[len(k) for k in record['live']]} live channels")
 
 
 def speed(args) -> None:
-    """Classifier.classify_file per GTZAN clip, one torch thread, the full ears (ARGS.full,
-    the head-only checkpoint as it shipped before) and the shipped pruned ones alternating
-    clip by clip, the order reversed every round: CPU seconds of this process."""
+    """Classifier.classify_file per GTZAN clip, one torch thread, for the default and for
+    vgg-msd, each with every channel of its tagger and without those that never fire,
+    the four alternating clip by clip, the order reversed every round: CPU seconds of
+    this process."""
     import os
     import statistics
 
@@ -390,12 +332,19 @@ def speed(args) -> None:
     torch.set_num_threads(1)
     scanned = dataset.scan(args.data)[0]
     clips = [t.path for t in scanned][:: max(1, len(scanned) // args.clips)][: args.clips]
-    clfs = {"full": Classifier.load(args.full), "pruned": Classifier.load(SHIPPED)}
+    clfs = {}
+    for model in ("vgg-msd-fast", "vgg-msd"):  # the models whose tagger is vgg-msd's
+        for pruned in (False, True):
+            clf = Classifier.load(model)
+            assert musicnn.shipped_live(clf.model.tagger), "no live channels for these weights"
+            clf.model.tagger.prune_dead = pruned
+            clfs[f"{model}{' pruned' if pruned else ''}"] = clf
     for clf in clfs.values():  # first-call costs are not per-clip costs
         clf.classify_file(clips[0])
     cpu = {name: [] for name in clfs}
     stages: dict[str, dict[str, list]] = {name: {} for name in clfs}
-    same = 0
+    models_ = ("vgg-msd-fast", "vgg-msd")
+    same = dict.fromkeys(models_, 0)
     load_before = os.getloadavg()[0]
     for r in range(args.rounds):
         for path in clips:
@@ -406,8 +355,10 @@ def speed(args) -> None:
                 cpu[name].append(time.process_time() - start)
                 for stage, seconds in times.items():
                     stages[name].setdefault(stage, []).append(seconds)
-            same += tops["full"].genre == tops["pruned"].genre
-    ratios = [f / p for f, p in zip(cpu["full"], cpu["pruned"], strict=True)]
+            for model in models_:
+                same[model] += tops[model].genre == tops[f"{model} pruned"].genre
+    ratios = {model: [f / p for f, p in zip(cpu[model], cpu[f"{model} pruned"], strict=True)]
+              for model in models_}
 
     def ms(values):
         q = np.quantile(values, [0.1, 0.5, 0.9])
@@ -423,10 +374,11 @@ def speed(args) -> None:
         "stages_ms_median": {name: {stage: round(1000 * statistics.median(v), 2)
                                     for stage, v in by_stage.items()}
                              for name, by_stage in stages.items()},
-        "ratio_full_to_pruned": {"median": round(statistics.median(ratios), 3),
-                                 "p10": round(float(np.quantile(ratios, 0.1)), 3),
-                                 "p90": round(float(np.quantile(ratios, 0.9)), 3)},
-        "same_genre": f"{same} of {len(ratios)}",
+        "ratio_full_to_pruned": {model: {"median": round(statistics.median(r), 3),
+                                         "p10": round(float(np.quantile(r, 0.1)), 3),
+                                         "p90": round(float(np.quantile(r, 0.9)), 3)}
+                                 for model, r in ratios.items()},
+        "same_genre": {model: f"{same[model]} of {len(r)}" for model, r in ratios.items()},
         "load_average_after": round(os.getloadavg()[0], 2),
     }
     text = json.dumps(report, indent=1)
@@ -450,11 +402,10 @@ def main() -> None:
     p.add_argument("--groups-name")
     p.add_argument("--save", action="store_true")
     p.add_argument("--threads", type=int, default=2)
-    p = sub.add_parser("ship", help="write genreq/weights/vgg-msd-fast.pt with the pruned ears")
+    p = sub.add_parser("ship", help="write genreq/weights/vgg-msd-live.json")
     p.add_argument("--cache", type=Path, required=True)
     p = sub.add_parser("speed", help="classify_file per clip, full against pruned ears")
     p.add_argument("--data", type=Path, required=True)
-    p.add_argument("--full", type=Path, required=True, help="the head-only checkpoint of before")
     p.add_argument("--clips", type=int, default=40)
     p.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()

@@ -333,33 +333,24 @@ class PretrainedTagger(GenreModel):
 
         return replace(FEATURE_SPEC, level_dbfs=cls.level_dbfs)
 
-    def __init__(self, dims: ModelDims, tagger: nn.Module | None = None):
-        """TAGGER, when given, is the ears themselves (bench/pruned.py ship builds the
-        default around its pruned tagger); otherwise they are built as DIMS say and load
-        the shipped pretrained weights."""
+    def __init__(self, dims: ModelDims):
         super().__init__(dims)
         from genreq.pretrained import convert, musicnn
 
-        # dims.channels, when set, are the per-block widths of a pruned vgg tagger; such
-        # ears are the model's own, carried in its checkpoints, whatever its base.
-        own = bool(dims.channels) or not self.base
-        source = self.name if own else self.base
-        if tagger is not None:
-            self.tagger = tagger
+        self.tagger = musicnn.build(musicnn.MusicnnDims(arch=self.tagger_arch, n_mels=dims.n_bins))
+        source = self.base or self.name
+        state = convert.tagger_state(source, WEIGHTS_DIR)  # a checkpoint being loaded overwrites it
+        if state is not None:
+            self.tagger.load_state_dict(state)
+        elif self.base:  # its checkpoints carry no tagger: random ears would pass silently
+            raise ModelError(f"{self.name}: no pretrained {source} tagger weights found "
+                             f"(genreq/weights/{source}.pt); run `genreq models convert-musicnn`")
         else:
-            self.tagger = musicnn.build(musicnn.MusicnnDims(
-                arch=self.tagger_arch, n_mels=dims.n_bins, vgg_channels=tuple(dims.channels)))
-            state = convert.tagger_state(source, WEIGHTS_DIR)  # a loaded checkpoint overwrites it
-            if state is not None:
-                self.tagger.load_state_dict(state)
-            elif not own:  # its checkpoints carry no tagger: random ears would pass silently
-                raise ModelError(
-                    f"{self.name}: no pretrained {source} tagger weights found "
-                    f"(genreq/weights/{source}.pt); run `genreq models convert-musicnn`")
-            else:
-                log.warning("%s: no pretrained tagger weights found; run "
-                            "`genreq models convert-musicnn`", self.name)
-        _freeze_as_buffers(self.tagger, persistent=own)
+            log.warning(
+                "%s: no pretrained tagger weights found; run `genreq models convert-musicnn`",
+                self.name,
+            )
+        _freeze_as_buffers(self.tagger, persistent=not self.base)
         self.tagger.eval()
         n_embed = self.tagger.out.in_features  # the tag layer reads the embedding
         self.register_buffer("embedding_mean", torch.zeros(n_embed))
@@ -423,17 +414,11 @@ class VggMSDFast(PretrainedTagger):
     """vgg-msd read on two 3-s chunks per track instead of MAX_CHUNKS, each track levelled
     to one RMS first: its frozen ears with vgg-msd's head recipe fitted on levelled clips
     (the mean of every chunk of a clip, so a head for any number of them), the tags and
-    the embedding of the MSD tagger (bench/fast_default.py, bench/loudness.py).
-
-    Its ears are vgg-msd's tagger without the channels that never fire: the first four
-    blocks keep those that do, and one constant channel each (default_channels are the
-    widths), at 0.24 instead of 0.88 GMAC a chunk, with the same embedding and tags to
-    float rounding (bench/pruned.py). Those ears are
-    carried in its checkpoints; a head-only checkpoint from before (channels ()) still
-    takes the full tagger from vgg-msd's shipped weights."""
+    the embedding of the MSD tagger at two fifths of its cost (bench/fast_default.py,
+    bench/loudness.py). Its checkpoints hold the head only and take the tagger from
+    vgg-msd's shipped weights."""
 
     name, tagger_arch, base = "vgg-msd-fast", "vgg", "vgg-msd"
-    default_channels = (72, 54, 89, 82, 128)  # bench/pruned.py live, and ship
     max_chunks: ClassVar[int] = 2
     level_dbfs: ClassVar[float | None] = LEVEL_DBFS
 
