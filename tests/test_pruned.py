@@ -13,16 +13,16 @@ from torch import nn
 
 from genreq.pretrained import musicnn
 
-WIDTHS = (6, 6, 8, 8, 8)
+WIDTHS = (musicnn.MusicnnDims().vgg_filters,) * len(musicnn.Vgg.POOLS)
 GTZAN = SHARED_DATA / "gtzan"
 
 
 def _vgg_with_dead_channels(seed: int) -> musicnn.Vgg:
-    """A small random Vgg whose blocks 1-4 each have channels that can never fire (a
+    """A random Vgg whose blocks 1-4 each have channels that can never fire (a
     bias far below anything the input can reach), with batch-norm shifts of both signs,
     so that the constant they pass on is not zero."""
     torch.manual_seed(seed)
-    vgg = musicnn.build(musicnn.MusicnnDims(arch="vgg", vgg_channels=WIDTHS)).eval()
+    vgg = musicnn.build(musicnn.MusicnnDims(arch="vgg")).eval()
     with torch.no_grad():
         for b, (conv, bn) in enumerate(zip(vgg.convs, vgg.bns, strict=True)):
             bn.weight.copy_(torch.randn(bn.num_features))

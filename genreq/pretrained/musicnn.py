@@ -106,11 +106,6 @@ class MusicnnDims:
     midend_filters: int = 64
     backend_units: int = 200
     vgg_filters: int = 128
-    # Per-block widths of a pruned vgg (bench/pruned.py); empty: vgg_filters in every block.
-    vgg_channels: tuple[int, ...] = ()
-
-    def vgg_widths(self) -> tuple[int, ...]:
-        return tuple(self.vgg_channels) or (self.vgg_filters,) * len(Vgg.POOLS)
 
 
 def _bn2d(c: int) -> nn.BatchNorm2d:
@@ -293,17 +288,16 @@ class Vgg(nn.Module):
     def __init__(self, dims: MusicnnDims = MusicnnDims(arch="vgg")):
         super().__init__()
         self.dims = dims
-        widths = dims.vgg_widths()
+        c = dims.vgg_filters
         self.input_bn = _bn2d(1)
         self.convs = nn.ModuleList(
-            [nn.Conv2d(c_in, c_out, 3, padding=1)
-             for c_in, c_out in zip((1, *widths), widths, strict=False)]
+            [nn.Conv2d(1 if i == 0 else c, c, 3, padding=1) for i in range(len(self.POOLS))]
         )
-        self.bns = nn.ModuleList([_bn2d(c) for c in widths])
+        self.bns = nn.ModuleList([_bn2d(c) for _ in self.POOLS])
         t, f = PATCH_FRAMES, dims.n_mels
         for pt, pf in self.POOLS:
             t, f = t // pt, f // pf
-        self.out = nn.Linear(t * f * widths[-1], dims.n_tags)
+        self.out = nn.Linear(t * f * c, dims.n_tags)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, time, mel) -> (batch, time' * mel' * channels) flattened last pool.
@@ -357,9 +351,10 @@ class Vgg(nn.Module):
             return cached[1]
         blocks = [(conv.weight, conv.bias, *_bn_affine(bn))
                   for conv, bn in zip(self.convs, self.bns, strict=True)]
-        live = self.live_channels if self.live_channels is not None else shipped_live(self)
-        if self.prune_dead and live:
-            blocks = without_dead_channels(blocks, live)
+        if self.prune_dead:
+            live = self.live_channels if self.live_channels is not None else shipped_live(self)
+            if live:
+                blocks = without_dead_channels(blocks, live)
         layers = [_bn_affine(self.input_bn)]
         for i, (conv_weight, conv_bias, scale, shift) in enumerate(blocks):
             sign = torch.where(scale < 0, -1.0, 1.0)
