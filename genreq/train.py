@@ -199,7 +199,10 @@ def fit(
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.2
         )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    weight = None
+    if recipe.balanced:
+        weight = torch.from_numpy(genre_weights(np.asarray(labels), n_classes)).float()
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.label_smoothing)
 
     history: list[dict] = []
     best = BestEpoch(val_labels, n_classes)
@@ -317,12 +320,17 @@ def track_embeddings(
     return np.stack([e.mean(0) for e in chunk_embeddings(model, feats, spec)])
 
 
-def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
-    """Per-sample weights n / (classes present × count of the sample's class), as
-    sklearn's class_weight="balanced": every genre weighs the same in the loss."""
+def genre_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per genre, n / (genres present × its count), as sklearn's class_weight="balanced"
+    (0 for a genre absent from `y`): every genre weighs the same in the loss."""
     counts = np.bincount(y, minlength=n_classes).astype(float)
     present = int((counts > 0).sum())
-    return len(y) / (present * counts[y])
+    return np.where(counts > 0, len(y) / (present * np.maximum(counts, 1)), 0.0)
+
+
+def balanced_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Per-sample weights: each track weighs what genre_weights gives its genre."""
+    return genre_weights(y, n_classes)[y]
 
 
 def fit_logistic(
@@ -599,6 +607,9 @@ class SequenceRecipe:
     # per batch); the model's dropout (dims.dropout) acts on the embeddings.
     run_chunks: tuple[int, int] = (3, 5)
     label_smoothing: float = 0.1
+    # Each genre weighs the same in the loss (genre_weights), as in the linear heads:
+    # unweighted, a third of the shared clips being classical pulls the GRU toward it.
+    balanced: bool = False
 
 
 GRU_RECIPE = SequenceRecipe()
@@ -671,7 +682,10 @@ def fit_gru_head(
     standard = [torch.from_numpy((s - mean) / std).float() for s in seqs]
     targets = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     opt = torch.optim.AdamW(model.parameters(), recipe.lr, weight_decay=recipe.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    weight = None
+    if recipe.balanced:
+        weight = torch.from_numpy(genre_weights(np.asarray(labels), n_classes)).float()
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.label_smoothing)
 
     history: list[dict] = []
     best = BestEpoch(val_labels, n_classes)

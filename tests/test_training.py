@@ -606,3 +606,34 @@ def test_best_epoch_keeps_the_most_accurate_state_lowest_loss_on_ties():
     assert best.restore(model, epochs_run=4) == 3
     assert model.bias.tolist() == [3.0, 3.0]
     assert BestEpoch(None, 2).restore(model, epochs_run=7) == 7  # no validation: the last
+
+
+def test_genre_weights_make_every_genre_weigh_the_same():
+    from genreq import train
+
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])  # genre 3 absent
+    w = train.genre_weights(y, 4)
+    assert w[3] == 0
+    per_genre = np.bincount(y, weights=train.balanced_weights(y, 4), minlength=4)
+    np.testing.assert_allclose(per_genre[:3], [3.0, 3.0, 3.0])  # n / genres present each
+
+
+def test_balanced_gru_recipe_does_not_learn_the_prior_from_uninformative_input():
+    """On embeddings that say nothing of the genre, a GRU trained on 9 tracks of one genre
+    to 1 of another learns the 9:1 prior; weighted per genre, it learns an even one."""
+    from dataclasses import replace
+
+    from genreq import models, train
+
+    rng = np.random.default_rng(0)
+    n_embed = models.build("vgg-msd-gru", 2).embedding_mean.numel()
+    seqs = [rng.normal(size=(5, n_embed)) for _ in range(60)]
+    labels = np.array([0] * 54 + [1] * 6)
+    shares = {}
+    for balanced in (False, True):
+        recipe = replace(train.with_epochs(train.GRU_RECIPE, 40), balanced=balanced)
+        model = train.fit_gru_head("vgg-msd-gru", seqs, labels, 2, recipe, progress=False).model
+        held_out = [rng.normal(size=(5, n_embed)) for _ in range(40)]
+        shares[balanced] = float(train.sequence_probs(model, held_out)[:, 0].mean())
+    assert shares[False] > 0.75
+    assert 0.3 < shares[True] < 0.65
