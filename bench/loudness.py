@@ -198,6 +198,7 @@ def accuracy(args) -> None:
         record["grid_reading_accuracy"] = round(float((control.argmax(1) == y).mean()), 4)
     grus = None
     if args.model == GRU:
+        # "shipped" is the recipe the sweep was first run with, before balanced shipped.
         recipe = replace(train.GRU_RECIPE, balanced=args.head == "balanced")
         record["recipe"] = train.recipe_dict(recipe)
         grus = gru_fits(grid, y, tracks, n_classes, recipe)

@@ -199,10 +199,7 @@ def fit(
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.2
         )
-    weight = None
-    if recipe.balanced:
-        weight = torch.from_numpy(genre_weights(np.asarray(labels), n_classes)).float()
-    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=recipe.label_smoothing)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
     history: list[dict] = []
     best = BestEpoch(val_labels, n_classes)
@@ -608,8 +605,9 @@ class SequenceRecipe:
     run_chunks: tuple[int, int] = (3, 5)
     label_smoothing: float = 0.1
     # Each genre weighs the same in the loss (genre_weights), as in the linear heads:
-    # unweighted, a third of the shared clips being classical pulls the GRU toward it.
-    balanced: bool = False
+    # unweighted, a third of the shared clips being classical pulls the GRU toward it
+    # (bench/loudness.py --head balanced; False is the recipe before issue 14's fix).
+    balanced: bool = True
 
 
 GRU_RECIPE = SequenceRecipe()
